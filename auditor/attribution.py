@@ -1,0 +1,124 @@
+"""Matched blobs + the tree graph → where they sit in each commit, and which commits introduce what (SPEC §4).
+
+Only trees on a path from a root to a matched blob are ever visited again: ancestors are found by walking the
+edge arrays upwards (numpy, sorted once), so a commit whose root holds no matched blob costs one set lookup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np  # comes with pandas; vectorized search over millions of tree edges
+
+from auditor.history import MODE_SUBMODULE, MODE_SYMLINK, MODE_TREE, Commits, Trees
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Introduction:
+    """In ``commit``, ``blob`` sits at ``path`` while no parent has that very blob there.
+
+    Which secrets it introduces is decided later, once the blob's secrets are resolved:
+    secrets(blob) minus the secrets of every parent's blob at the same path.
+    """
+
+    commit: bytes
+    path: bytes
+    blob: bytes
+    parent_blobs: tuple[bytes | None, ...]  # one per parent: its blob at path, if that blob matched
+
+
+def _keys(raw_ids: bytes | bytearray) -> np.ndarray:
+    """First 8 bytes of each 20-byte id as uint64: a sort key; exact ids are compared on hits."""
+    return np.frombuffer(bytes(raw_ids), dtype=np.uint8).reshape(-1, 20)[:, :8].copy().view("<u8").ravel()
+
+
+class Locator:
+    def __init__(self, trees: Trees, matched: Iterable[bytes]) -> None:
+        self.trees = trees
+        self.matched = set(matched)
+        self.containing = self._ancestors()  # tree raw ids that hold a matched blob somewhere below
+        self._memo: dict[bytes, dict[bytes, bytes]] = {}
+
+    def _ancestors(self) -> set[bytes]:
+        t = self.trees
+        if not self.matched or not t.edge_parent:
+            return set()
+        child_keys = _keys(t.edge_child)
+        order = np.argsort(child_keys, kind="stable")
+        sorted_keys = child_keys[order]
+        parents = np.frombuffer(t.edge_parent, dtype=np.uint32)
+        tree_ids = bytes(t.tree_ids)
+        found: set[int] = set()
+        frontier = list(self.matched)
+        while frontier:
+            keys = _keys(b"".join(frontier))
+            lo = np.searchsorted(sorted_keys, keys, "left")
+            hi = np.searchsorted(sorted_keys, keys, "right")
+            nxt: list[bytes] = []
+            for raw, a, b in zip(frontier, lo.tolist(), hi.tolist(), strict=True):
+                for edge in order[a:b].tolist():
+                    if t.edge_child[edge * 20:edge * 20 + 20] != raw:
+                        continue  # same 8-byte prefix, another object
+                    number = int(parents[edge])
+                    if number not in found:
+                        found.add(number)
+                        nxt.append(tree_ids[number * 20:number * 20 + 20])
+            frontier = nxt
+        return {tree_ids[n * 20:n * 20 + 20] for n in found}
+
+    def matched_paths(self, tree: bytes) -> dict[bytes, bytes]:
+        """path → matched blob under ``tree`` (empty when it holds none); memoized per tree."""
+        if tree not in self.containing:
+            return {}
+        got = self._memo.get(tree)
+        if got is None:
+            got = {}
+            for mode, name, oid in self.trees.entries(tree):
+                if mode == MODE_TREE:
+                    for sub, blob in self.matched_paths(oid).items():
+                        got[name + b"/" + sub] = blob
+                elif mode not in (MODE_SYMLINK, MODE_SUBMODULE) and oid in self.matched:
+                    got[name] = oid
+            self._memo[tree] = got
+        return got
+
+    def introductions(self, commits: Commits) -> list[Introduction]:
+        """Every (commit, path) whose matched blob no parent has at that path, pure renames excepted."""
+        out: list[Introduction] = []
+        for commit, root in commits.tree.items():
+            here = self.matched_paths(root)
+            if not here:
+                continue
+            parent_maps = [self.matched_paths(commits.tree[p]) if p in commits.tree else {}
+                           for p in commits.parents.get(commit, ())]
+            new: dict[bytes, list[bytes]] = {}
+            for path, blob in here.items():
+                if not any(m.get(path) == blob for m in parent_maps):
+                    new.setdefault(blob, []).append(path)
+            for blob, paths in new.items():
+                # A parent path that held this very blob and no longer does is a rename source: that many of
+                # the new paths are the same file moved, not a new copy (SPEC §4: a pure rename adds nothing).
+                moved = {p for m in parent_maps for p, b in m.items() if b == blob and here.get(p) != blob}
+                for path in sorted(paths)[len(moved):]:
+                    before = tuple(m.get(path) for m in parent_maps)
+                    out.append(Introduction(commit=commit, path=path, blob=blob, parent_blobs=before))
+        return out
+
+    def at_tips(self, commits: Commits) -> dict[bytes, set[bytes]]:
+        """matched blob → the paths where it sits in some ref tip's tree."""
+        out: dict[bytes, set[bytes]] = {}
+        for tip in commits.tips:
+            root = commits.tree.get(tip)
+            for path, blob in (self.matched_paths(root) if root else {}).items():
+                out.setdefault(blob, set()).add(path)
+        return out
+
+
+def introduced(intro: Introduction, secrets_of: Mapping[bytes, frozenset]) -> frozenset:
+    """The secrets the commit introduces at the path: in its blob, in no parent's blob there."""
+    mine = secrets_of.get(intro.blob, frozenset())
+    for parent_blob in intro.parent_blobs:
+        if parent_blob is not None and mine:
+            mine = mine - secrets_of.get(parent_blob, frozenset())
+    return mine

@@ -1,0 +1,111 @@
+"""Command line → pipeline; the only place that prints results and maps errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+
+from auditor.errors import AuditorError, ExitCode
+from auditor.models import Finding, Validity, redact
+
+
+def _duration(text: str) -> float:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: use e.g. 3600, 90m, 24h or 7d")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def _positive(kind: type) -> object:
+    def parse(text: str) -> object:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+        return value
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="auditor", description="Audit the whole history of git repositories for "
+                                     "leaked credentials, check whether they still work, and measure occurrences "
+                                     "per million commits.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("scan", help="scan every commit of every ref of one or more repositories")
+    s.add_argument("repos", nargs="+", metavar="REPO", help="local repository (bare or work tree) or remote URL")
+    s.add_argument("--out", required=True, type=Path, help="output directory (created; holds the store too)")
+    s.add_argument("--no-validate", dest="validate", action="store_false",
+                   help="do not check candidates with the provider (no network at all)")
+    s.add_argument("--twilio-api-url", default=os.environ.get("AUDITOR_TWILIO_API_URL") or None, metavar="URL",
+                   help="base URL of Twilio's API (default https://api.twilio.com, or $AUDITOR_TWILIO_API_URL)")
+    s.add_argument("--jobs", type=_positive(int), default=None, help="detection processes (default: CPU count)")
+    s.add_argument("--show-secrets", action="store_true", help="write tokens in clear in findings.jsonl")
+    s.add_argument("--no-progress", dest="progress", action="store_false", help="no progress output on stderr")
+    s.add_argument("--detectors", type=Path, default=None, metavar="DIR", help="directory of extra detector YAML")
+    s.add_argument("--max-blob-bytes", type=_positive(int), default=64 * 1024 * 1024, metavar="N",
+                   help="skip (and count) blobs larger than N bytes (default 64 MiB)")
+    s.add_argument("--recheck", action="store_true", help="ask the provider again about every secret")
+    s.add_argument("--recheck-after", type=_duration, default=24 * 3600.0, metavar="AGE",
+                   help="ask again about results older than AGE (default 24h)")
+    s.add_argument("--max-pairs-per-sid", type=_positive(int), default=8, metavar="N",
+                   help="candidate secrets tried per client_id, best-ranked first (default 8)")
+    s.add_argument("--validate-concurrency", type=_positive(int), default=8, metavar="N",
+                   help="checks in flight at once (default 8)")
+    s.add_argument("--validate-rate", type=_positive(float), default=10.0, metavar="R",
+                   help="at most R requests per second to the provider (default 10)")
+    s.add_argument("--validate-timeout", type=_positive(float), default=10.0, metavar="S",
+                   help="seconds before a request counts as failed and is retried (default 10)")
+    return parser
+
+
+def _alerts(findings: list[Finding], validated: bool) -> list[Finding]:
+    return [f for f in findings if not validated or f.validity is Validity.VALID]
+
+
+def _print_result(summary: dict, alerts: list[Finding], show_secrets: bool, out: Path) -> None:
+    rate = summary["occurrences_per_million_commits"]
+    print(f"auditor: {summary['commits_scanned']:,} commits, {summary['blobs_scanned']:,} blobs, "
+          f"{summary['occurrences']} occurrences of {summary['unique_secrets']} secrets "
+          f"({'n/a' if rate is None else f'{rate:g}'} per million commits); results in {out}")
+    if summary.get("error_count"):
+        print(f"auditor: {summary['error_count']} objects could not be read (see errors in summary.json)")
+    seen = set()
+    for f in alerts:
+        if f.secret_sha256 in seen:
+            continue
+        seen.add(f.secret_sha256)
+        secret = f.client_secret if show_secrets else redact(f.client_secret)
+        state = f"{f.validity.value}{'/' + f.scope if f.scope else ''}"
+        print(f"ALERT {f.detector} {f.client_id}:{secret} [{state}] {f.repo} {f.commit[:12]} {f.path}:{f.line}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from auditor.pipeline import ScanOptions, scan  # after parsing: --help stays fast
+
+    opts = ScanOptions(out=args.out, validate=args.validate, twilio_api_url=args.twilio_api_url, jobs=args.jobs,
+                       show_secrets=args.show_secrets, progress=args.progress, detectors_dir=args.detectors,
+                       max_blob_bytes=args.max_blob_bytes, recheck=args.recheck, recheck_after=args.recheck_after,
+                       max_pairs_per_sid=args.max_pairs_per_sid, validate_concurrency=args.validate_concurrency,
+                       validate_rate=args.validate_rate, validate_timeout=args.validate_timeout)
+    try:
+        outcome = scan(args.repos, opts)
+    except AuditorError as e:
+        print(f"auditor: error: {e}", file=sys.stderr)
+        return int(e.exit_code)
+    except KeyboardInterrupt:
+        print(f"auditor: interrupted; what was scanned and checked is kept in {args.out}/audit.sqlite, "
+              "rerun the same command to resume", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    alerts = _alerts(outcome.findings, args.validate)
+    _print_result(outcome.summary, alerts, args.show_secrets, args.out)
+    return int(ExitCode.ALERTS if alerts else ExitCode.OK)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

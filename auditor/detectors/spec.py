@@ -1,0 +1,243 @@
+"""YAML detector files → frozen Detector values; every problem names the file and the field."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import regex
+import yaml
+
+from auditor.errors import DetectorFileError
+from auditor.models import Validity
+
+BUILTIN = "auditor.detectors.builtin"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FilenameBanlist:
+    banlist_extensions: tuple[str, ...] = ()
+    banlist_filenames: tuple[str, ...] = ()
+    check_binaries: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContentWhitelist:
+    patterns: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Matcher:
+    name: str
+    pattern: str  # group 1, if any, is the body placeholders are judged on; the whole match is the value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pairing:
+    keywords: tuple[str, ...] = ()
+    min_distinct_chars: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResponseRule:
+    """One row of the validity check's decision table; the first rule that fits a response wins."""
+
+    status: int
+    validity: Validity
+    json: Mapping[str, Any] | None = None  # every key must equal ("{client_id}" is substituted)
+    scope: str | None = None
+    keep: Mapping[str, str] = field(default_factory=dict)  # finding field → JSON key
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Check:
+    method: str
+    url: str
+    base: str
+    base_env: str | None
+    auth: str
+    responses: tuple[ResponseRule, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Example:
+    text: str
+    client_id: str | None = None
+    client_secret: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Detector:
+    id: str
+    name: str
+    category: str
+    company: str
+    high_recall: bool
+    validity_check_available: bool
+    only_valid_secrets_raise_alert: bool
+    minimum_number_of_matches: int
+    prefixed: bool
+    filename_banlist: FilenameBanlist | None
+    content_whitelist: ContentWhitelist | None
+    matchers: tuple[Matcher, ...]
+    pairing: Pairing
+    check: Check | None
+    examples: tuple[Example, ...]
+    negative_examples: tuple[Example, ...]
+    reference_occurrences_per_million_commits: float | None = None
+    source: str = ""
+
+
+def _get(doc: Mapping[str, Any], key: str, kind: type | tuple[type, ...], src: object, *, prefix: str = "",
+         default: Any = ...) -> Any:
+    if key not in doc:
+        if default is ...:
+            raise DetectorFileError(src, prefix + key, "is required")
+        return default
+    value = doc[key]
+    if not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise DetectorFileError(src, prefix + key, f"must be {names}, got {type(value).__name__}")
+    return value
+
+
+def _pattern(value: Any, src: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise DetectorFileError(src, where, "must be a regular expression string")
+    try:
+        regex.compile(value)
+    except regex.error as e:
+        raise DetectorFileError(src, where, f"is not a valid regular expression: {e}") from None
+    return value
+
+
+def _patterns(values: Any, src: object, where: str) -> tuple[str, ...]:
+    if not isinstance(values, list):
+        raise DetectorFileError(src, where, "must be a list of regular expressions")
+    return tuple(_pattern(v, src, f"{where}[{i}]") for i, v in enumerate(values))
+
+
+def _check(doc: Mapping[str, Any], src: object) -> Check:
+    p = "check."
+    rules = []
+    for i, r in enumerate(_get(doc, "responses", list, src, prefix=p)):
+        where = f"{p}responses[{i}]."
+        if not isinstance(r, dict):
+            raise DetectorFileError(src, where[:-1], "must be a mapping")
+        raw = _get(r, "validity", str, src, prefix=where)
+        try:
+            validity = Validity(raw)
+        except ValueError:
+            raise DetectorFileError(src, where + "validity", f"must be valid or invalid, got {raw!r}") from None
+        rules.append(ResponseRule(status=_get(r, "status", int, src, prefix=where), validity=validity,
+                                  json=_get(r, "json", dict, src, prefix=where, default=None),
+                                  scope=_get(r, "scope", str, src, prefix=where, default=None),
+                                  keep=_get(r, "keep", dict, src, prefix=where, default={})))
+    auth = _get(doc, "auth", str, src, prefix=p, default="basic")
+    if auth != "basic":
+        raise DetectorFileError(src, p + "auth", f"only 'basic' is supported, got {auth!r}")
+    return Check(method=_get(doc, "method", str, src, prefix=p, default="GET"),
+                 url=_get(doc, "url", str, src, prefix=p), base=_get(doc, "base", str, src, prefix=p),
+                 base_env=_get(doc, "base_env", str, src, prefix=p, default=None), auth=auth,
+                 responses=tuple(rules))
+
+
+def _examples(doc: Mapping[str, Any], key: str, src: object) -> tuple[Example, ...]:
+    out = []
+    for i, e in enumerate(_get(doc, key, list, src, default=[])):
+        where = f"{key}[{i}]."
+        if not isinstance(e, dict):
+            raise DetectorFileError(src, where[:-1], "must be a mapping with 'text'")
+        out.append(Example(text=_get(e, "text", str, src, prefix=where),
+                           client_id=_get(e, "client_id", str, src, prefix=where, default=None),
+                           client_secret=_get(e, "client_secret", str, src, prefix=where, default=None)))
+    return tuple(out)
+
+
+def parse_detector(doc: Any, src: object) -> Detector:
+    """One YAML document → Detector; raises DetectorFileError naming ``src`` and the field."""
+    if not isinstance(doc, dict):
+        raise DetectorFileError(src, "<top level>", "must be a mapping of detector fields")
+    banlist = whitelist = None
+    for i, pv in enumerate(_get(doc, "pre_validators", list, src, default=[])):
+        where = f"pre_validators[{i}]."
+        if not isinstance(pv, dict):
+            raise DetectorFileError(src, where[:-1], "must be a mapping with 'type'")
+        kind = _get(pv, "type", str, src, prefix=where)
+        if kind == "FilenameBanlistPreValidator":
+            banlist = FilenameBanlist(
+                banlist_extensions=_patterns(pv.get("banlist_extensions", []), src, where + "banlist_extensions"),
+                banlist_filenames=_patterns(pv.get("banlist_filenames", []), src, where + "banlist_filenames"),
+                check_binaries=_get(pv, "check_binaries", bool, src, prefix=where, default=False))
+        elif kind == "ContentWhitelistPreValidator":
+            whitelist = ContentWhitelist(patterns=_patterns(_get(pv, "patterns", list, src, prefix=where), src,
+                                                            where + "patterns"))
+        else:
+            raise DetectorFileError(src, where + "type", f"unknown pre-validator {kind!r}; expected "
+                                    "FilenameBanlistPreValidator or ContentWhitelistPreValidator")
+    matchers_doc = _get(doc, "matchers", dict, src)
+    matchers = []
+    for name, m in matchers_doc.items():
+        if name not in ("client_id", "client_secret"):
+            raise DetectorFileError(src, f"matchers.{name}", "matchers are named client_id and client_secret")
+        if not isinstance(m, dict):
+            raise DetectorFileError(src, f"matchers.{name}", "must be a mapping with 'pattern'")
+        matchers.append(Matcher(name=name, pattern=_pattern(m.get("pattern"), src, f"matchers.{name}.pattern")))
+    if "client_secret" not in matchers_doc:
+        raise DetectorFileError(src, "matchers.client_secret", "is required")
+    minimum = _get(doc, "minimum_number_of_matches", int, src)
+    if minimum != len(matchers):
+        raise DetectorFileError(src, "minimum_number_of_matches",
+                                f"is {minimum} but {len(matchers)} matcher(s) are declared")
+    pairing = _get(doc, "pairing", dict, src, default={})
+    placeholders = _get(pairing, "placeholders", dict, src, prefix="pairing.", default={})
+    check_doc = doc.get("check")
+    validity_check = _get(doc, "validity_check_available", bool, src)
+    if validity_check and not isinstance(check_doc, dict):
+        raise DetectorFileError(src, "check", "is required (a mapping) when validity_check_available is true")
+    detector = Detector(
+        id=_get(doc, "id", str, src), name=_get(doc, "name", str, src), category=_get(doc, "category", str, src),
+        company=_get(doc, "company", str, src), high_recall=_get(doc, "high_recall", bool, src),
+        validity_check_available=validity_check,
+        only_valid_secrets_raise_alert=_get(doc, "only_valid_secrets_raise_alert", bool, src),
+        minimum_number_of_matches=minimum, prefixed=_get(doc, "prefixed", bool, src),
+        filename_banlist=banlist, content_whitelist=whitelist, matchers=tuple(matchers),
+        pairing=Pairing(keywords=tuple(_get(pairing, "keywords", list, src, prefix="pairing.", default=[])),
+                        min_distinct_chars=_get(placeholders, "min_distinct_chars", int, src,
+                                                prefix="pairing.placeholders.", default=0)),
+        check=_check(check_doc, src) if validity_check else None,
+        examples=_examples(doc, "examples", src), negative_examples=_examples(doc, "negative_examples", src),
+        reference_occurrences_per_million_commits=_get(doc, "reference_occurrences_per_million_commits",
+                                                       (int, float), src, default=None),
+        source=str(src))
+    if not detector.examples:
+        raise DetectorFileError(src, "examples", "at least one example is required")
+    return detector
+
+
+def _load_file(text: str, src: object) -> Detector:
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise DetectorFileError(src, "<yaml>", f"is not valid YAML: {e}") from None
+    return parse_detector(doc, src)
+
+
+def load_detectors(extra_dir: Path | None = None) -> tuple[Detector, ...]:
+    """The built-in detectors, plus every ``*.yaml``/``*.yml`` of ``extra_dir`` (a user's own)."""
+    found: dict[str, Detector] = {}
+    for entry in sorted(resources.files(BUILTIN).iterdir(), key=lambda e: e.name):
+        if entry.name.endswith((".yaml", ".yml")):
+            d = _load_file(entry.read_text(encoding="utf-8"), f"builtin/{entry.name}")
+            found[d.id] = d
+    if extra_dir is not None:
+        if not extra_dir.is_dir():
+            raise DetectorFileError(extra_dir, "--detectors", "is not a directory of detector YAML files")
+        for path in sorted(extra_dir.iterdir()):
+            if path.suffix in (".yaml", ".yml"):
+                d = _load_file(path.read_text(encoding="utf-8"), path)
+                found[d.id] = d  # a user's detector may replace a built-in one of the same id
+    return tuple(found.values())

@@ -1,0 +1,306 @@
+"""The only module that knows the stage order:
+REPO → history (pygit2) → detection pool → validation queue → attribution → store → report files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pygit2
+
+from auditor import report, sources
+from auditor.attribution import Locator, introduced
+from auditor.detectors import CompiledDetector, Detector, load_detectors
+from auditor.errors import OutputError
+from auditor.history import Commits, Trees, list_commits, open_repository
+from auditor.models import BlobScan, Candidate, Finding, Resolved, secret_sha256
+from auditor.pool import DetectionPool
+from auditor.progress import Stage
+from auditor.store import Store
+from auditor.validity import Validator, resolve_unchecked
+
+_DONE = object()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScanOptions:
+    out: Path
+    validate: bool = True
+    twilio_api_url: str | None = None
+    jobs: int | None = None
+    show_secrets: bool = False
+    progress: bool = True
+    detectors_dir: Path | None = None
+    max_blob_bytes: int = 64 * 1024 * 1024
+    recheck: bool = False
+    recheck_after: float = 24 * 3600.0  # seconds
+    max_pairs_per_sid: int = 8
+    validate_concurrency: int = 8
+    validate_rate: float = 10.0
+    validate_timeout: float = 10.0
+
+
+@dataclass(slots=True)
+class RepoStats:
+    """What one repository's scan measured, for summary.json."""
+
+    repo: str
+    path: str = ""
+    commits_scanned: int = 0
+    shallow: bool = False
+    blobs_scanned: int = 0
+    bytes_scanned: int = 0
+    blobs_skipped: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Outcome:
+    findings: list[Finding]
+    summary: dict[str, Any]
+    interrupted: bool = False
+
+
+def ruleset_of(detectors: tuple[Detector, ...], opts: ScanOptions) -> str:
+    """Blobs scanned under another detector set (or pairing cap) are scanned again."""
+    text = repr((tuple((d.id, d.filename_banlist, d.content_whitelist, d.matchers, d.pairing) for d in detectors),
+                 opts.max_pairs_per_sid))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def prepare_out(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".auditor-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise OutputError(f"{out}: cannot write the output directory ({e.strerror or e}). Pass --out a directory "
+                          "you can write to.") from None
+
+
+class Scan:
+    """One run over one or more repositories, sharing a store, a validator and the detectors."""
+
+    def __init__(self, opts: ScanOptions) -> None:
+        self.opts = opts
+        self.detectors = load_detectors(opts.detectors_dir)
+        self.compiled = {d.id: CompiledDetector(d) for d in self.detectors}
+        self.ruleset = ruleset_of(self.detectors, opts)
+        prepare_out(opts.out)
+        self.store = Store(opts.out / "audit.sqlite")
+        self.findings: list[Finding] = []
+        self.repos: list[RepoStats] = []
+        self.tips: list[tuple[str, str, str, str]] = []  # (repo, secret_sha256, ref, path)
+        self.validator: Validator | None = None
+
+    # -- stage: detection, overlapped with validation ----------------------------------------------------
+    async def _detect(self, stats: RepoStats, trees: Trees, commits: Commits, skip: set[bytes],
+                      resolutions: dict[tuple, asyncio.Future[Resolved]]) -> dict[bytes, list[Candidate]]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        chosen: set[bytes] = set()
+        banned: set[bytes] = set()
+        previously: set[bytes] = set()
+        compiled = list(self.compiled.values())
+
+        def wanted(oid: bytes, name: bytes) -> bool:
+            if oid in skip:
+                previously.add(oid)
+                return False
+            if any(d.allows_filename(name) for d in compiled):
+                chosen.add(oid)
+                return True
+            banned.add(oid)
+            return False
+
+        pool = DetectionPool(stats.path, self.detectors, jobs=self.opts.jobs, max_bytes=self.opts.max_blob_bytes,
+                             max_pairs=self.opts.max_pairs_per_sid)
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for result in pool.scan(trees.blobs(iter(list(commits.tree.values())), wanted)):
+                    if stop.is_set():
+                        return
+                    loop.call_soon_threadsafe(queue.put_nowait, result)
+            except BaseException as e:  # noqa: BLE001 - handed to the event loop, re-raised there
+                loop.call_soon_threadsafe(queue.put_nowait, e)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+
+        bar = Stage("detection", enabled=self.opts.progress, unit="B", unit_scale=True)
+        thread = threading.Thread(target=produce, name="auditor-enumerate", daemon=True)
+        thread.start()
+        by_blob: dict[bytes, list[Candidate]] = defaultdict(list)
+        try:
+            while (item := await queue.get()) is not _DONE:
+                if isinstance(item, BaseException):
+                    raise item
+                result: BlobScan = item
+                stats.blobs_scanned += result.blobs_scanned
+                stats.bytes_scanned += result.bytes_scanned
+                stats.blobs_skipped.update(result.skipped)
+                stats.errors.extend(result.errors)
+                matched = set()
+                for c in result.candidates:
+                    raw = bytes.fromhex(c.blob)
+                    matched.add(raw)
+                    by_blob[raw].append(c)
+                    if c.key not in resolutions:
+                        resolutions[c.key] = self._resolve(c)
+                self.store.mark_scanned(self.ruleset, result.scanned_oids, matched)
+                bar.update(result.bytes_scanned, blobs=stats.blobs_scanned, matched=len(by_blob))
+        except BaseException:
+            stop.set()
+            pool.terminate()
+            raise
+        pool.close()
+        stats.blobs_skipped["filename"] += len(banned - chosen)
+        stats.blobs_skipped["already_scanned"] += len(previously)
+        if trees.symlinks:
+            stats.blobs_skipped["symlink"] += trees.symlinks
+        if trees.submodules:
+            stats.blobs_skipped["submodule"] += trees.submodules
+        stats.errors.extend(trees.errors)
+        bar.done(f"{stats.blobs_scanned:,} blobs, {stats.bytes_scanned / 2**20:,.1f} MiB, "
+                 f"{len(by_blob):,} with candidates")
+        return by_blob
+
+    def _resolve(self, c: Candidate) -> asyncio.Future[Resolved]:
+        if self.validator is None:
+            fut: asyncio.Future[Resolved] = asyncio.get_running_loop().create_future()
+            fut.set_result(resolve_unchecked(c))
+            return fut
+        return asyncio.ensure_future(self.validator.resolve(c))
+
+    # -- one repository ------------------------------------------------------------------------------------
+    async def scan_repo(self, arg: str, resolutions: dict[tuple, asyncio.Future[Resolved]]) -> None:
+        stats = RepoStats(repo=arg)
+        self.repos.append(stats)
+        t0 = time.perf_counter()
+        repo = open_repository(sources.resolve(arg))
+        stats.path = repo.path
+        commits = list_commits(repo)
+        stats.commits_scanned, stats.shallow = len(commits), commits.shallow
+        stats.errors.extend(commits.errors)
+        t1 = time.perf_counter()
+        stats.seconds["enumeration"] = t1 - t0
+        trees = Trees(repo)
+        skip = self.store.scanned_blobs(self.ruleset)
+        by_blob = await self._detect(stats, trees, commits, skip, resolutions)
+        t2 = time.perf_counter()
+        stats.seconds["detection"] = t2 - t1
+        val = Stage("validation", enabled=self.opts.progress and self.validator is not None, unit="secret")
+        pending = {k: f for k, f in resolutions.items() if not f.done()}
+        for fut in asyncio.as_completed(list(pending.values())):
+            await fut
+            val.update(1)
+        if self.validator is not None:
+            val.done(f"{len(pending):,} candidates resolved, {self.validator.requests:,} requests")
+        t3 = time.perf_counter()
+        stats.seconds["validation"] = t3 - t2
+        self._attribute(repo, stats, trees, commits, by_blob, {k: f.result() for k, f in resolutions.items()})
+        stats.seconds["attribution"] = time.perf_counter() - t3
+
+    def _attribute(self, repo: pygit2.Repository, stats: RepoStats, trees: Trees, commits: Commits,
+                   by_blob: dict[bytes, list[Candidate]], resolved: dict[tuple, Resolved]) -> None:
+        """Matched blobs → occurrences (SPEC §4) → findings with provenance; saved for this repo at once."""
+        secrets_of: dict[bytes, frozenset[tuple[str, str, str]]] = {}
+        line_of: dict[tuple[bytes, tuple[str, str, str]], int] = {}
+        check_of: dict[tuple[str, str, str], Resolved] = {}
+        for blob, cands in by_blob.items():
+            keys = set()
+            for c in cands:
+                r = resolved[c.key]
+                key = (r.detector, r.client_id, r.client_secret)
+                keys.add(key)
+                check_of[key] = r
+                line = next(p.line for p in c.pairs if p.client_secret == r.client_secret)
+                line_of[(blob, key)] = min(line, line_of.get((blob, key), line))
+            secrets_of[blob] = frozenset(keys)
+        locator = Locator(trees, by_blob)
+        authors: dict[bytes, tuple[str, str]] = {}
+        rows = []
+        for intro in locator.introductions(commits):
+            for key in introduced(intro, secrets_of):
+                if not self.compiled[key[0]].allows_filename(intro.path):
+                    continue
+                if intro.commit not in authors:
+                    a = repo[pygit2.Oid(raw=intro.commit)].author
+                    authors[intro.commit] = (a.email, _iso(a.time))
+                email, when = authors[intro.commit]
+                r = check_of[key]
+                f = Finding(detector=key[0], repo=stats.repo, commit=intro.commit.hex(),
+                            path=intro.path.decode("utf-8", "replace"), line=line_of[(intro.blob, key)],
+                            client_id=key[1], client_secret=key[2], secret_sha256=r.secret_sha256,
+                            validity=r.check.validity, scope=r.check.scope, account_status=r.check.account_status,
+                            account_type=r.check.account_type, author_email=email, author_time=when,
+                            blob=intro.blob.hex())
+                self.findings.append(f)
+                rows.append((f.detector, f.commit, f.path, f.line, f.blob, f.client_id,
+                             report.redact(f.client_secret), f.secret_sha256, f.author_email, f.author_time))
+        tips = []
+        for tip, refs in commits.tips.items():
+            for path, blob in locator.matched_paths(commits.tree[tip]).items():
+                for key in secrets_of.get(blob, ()):
+                    if self.compiled[key[0]].allows_filename(path):
+                        tips.extend((secret_sha256(key[1], key[2]), ref, path.decode("utf-8", "replace"))
+                                    for ref in refs)
+        self.tips.extend((stats.repo, *t) for t in tips)
+        self.store.save_repo(stats.repo, stats.path, {c.hex(): _iso(t) for c, t in commits.time.items()},
+                             stats.shallow, rows, tips)
+
+    # -- the whole run -------------------------------------------------------------------------------------
+    async def run(self, repos: list[str]) -> None:
+        resolutions: dict[tuple, asyncio.Future[Resolved]] = {}
+        if not self.opts.validate:
+            for arg in repos:
+                await self.scan_repo(arg, resolutions)
+            return
+        cache = {} if self.opts.recheck else self.store.fresh_checks(timedelta(seconds=self.opts.recheck_after))
+        bases = {}
+        if self.opts.twilio_api_url:
+            bases = {d.id: self.opts.twilio_api_url for d in self.detectors if d.company.lower() == "twilio"}
+        async with Validator(self.detectors, base_urls=bases, concurrency=self.opts.validate_concurrency,
+                             rate=self.opts.validate_rate, timeout=self.opts.validate_timeout, cache=cache,
+                             on_result=self.store.save_check) as validator:
+            self.validator = validator
+            for arg in repos:
+                await self.scan_repo(arg, resolutions)
+
+
+def scan(repos: list[str], opts: ScanOptions) -> Outcome:
+    """Run the pipeline and write the output files; KeyboardInterrupt propagates after state is saved."""
+    started = time.perf_counter()
+    run = Scan(opts)
+    interrupted = False
+    try:
+        asyncio.run(run.run(repos))
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        run.store.close()
+    summary = report.write_outputs(
+        opts.out, run.findings, run.repos, run.tips, run.detectors, show_secrets=opts.show_secrets,
+        validated=opts.validate, validation_requests=run.validator.requests if run.validator else 0,
+        validation_unique=run.validator.unique if run.validator else 0, wall_seconds=time.perf_counter() - started,
+        interrupted=interrupted)
+    if interrupted:
+        raise KeyboardInterrupt
+    return Outcome(findings=run.findings, summary=summary, interrupted=interrupted)
+
+

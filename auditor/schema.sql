@@ -1,0 +1,63 @@
+-- The auditor store: one SQLite file per --out directory (audit.sqlite, mode 0600).
+-- It never holds a plaintext token: secrets are keyed by secret_sha256 and kept redacted; a rerun re-reads the
+-- few matched blobs from the repository to recover what it needs to show or check.
+
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,  -- 'schema_version'
+    value TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS blobs (
+    oid     BLOB PRIMARY KEY,  -- raw 20-byte blob id; content-addressed, so valid for every repository
+    ruleset TEXT NOT NULL,     -- hash of the detector set (and options) that scanned it; another set rescans it
+    matched INTEGER NOT NULL   -- 1 when it yielded candidates: re-read on every run, never skipped
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS checks (
+    secret_sha256  TEXT PRIMARY KEY,  -- sha256("<client_id>:<client_secret>")
+    detector       TEXT NOT NULL,     -- detector id
+    client_id      TEXT NOT NULL,     -- the public half (e.g. a Twilio Account SID)
+    validity       TEXT NOT NULL,     -- valid / invalid / failed_to_check
+    scope          TEXT,              -- live / test, for valid secrets
+    account_status TEXT,              -- provider's account status (active / suspended / closed)
+    account_type   TEXT,              -- provider's account type (Trial / Full)
+    checked_at     TEXT NOT NULL      -- ISO 8601 UTC; older than --recheck-after is asked again
+);
+
+CREATE TABLE IF NOT EXISTS repos (
+    repo            TEXT PRIMARY KEY,  -- the REPO argument as given (path or URL)
+    path            TEXT NOT NULL,     -- the git directory scanned (a mirror for URLs)
+    commits_scanned INTEGER NOT NULL,  -- distinct commits of `git rev-list --all`
+    shallow         INTEGER NOT NULL,  -- 1 for a shallow clone: history before its boundary is not seen
+    scanned_at      TEXT NOT NULL      -- ISO 8601 UTC of the last complete scan
+);
+
+CREATE TABLE IF NOT EXISTS commits (
+    repo        TEXT NOT NULL,     -- repos.repo
+    commit_id   TEXT NOT NULL,     -- hex id
+    commit_time TEXT NOT NULL,     -- committer time, ISO 8601 UTC: denominators of rates per year
+    PRIMARY KEY (repo, commit_id)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS occurrences (
+    repo            TEXT NOT NULL,     -- repos.repo
+    detector        TEXT NOT NULL,     -- detector id
+    commit_id       TEXT NOT NULL,     -- the commit that introduces the secret at path
+    path            TEXT NOT NULL,     -- UTF-8 (undecodable bytes as U+FFFD)
+    line            INTEGER NOT NULL,  -- 1-based line of the client_id in the blob
+    blob            TEXT NOT NULL,     -- hex id of the blob at path in that commit
+    client_id       TEXT NOT NULL,     -- public half
+    secret_redacted TEXT NOT NULL,     -- e.g. ce23…ef
+    secret_sha256   TEXT NOT NULL,     -- joins checks
+    author_email    TEXT NOT NULL,
+    author_time     TEXT NOT NULL,     -- ISO 8601 UTC
+    PRIMARY KEY (repo, commit_id, path, secret_sha256)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS tip_presence (
+    repo          TEXT NOT NULL,  -- repos.repo
+    secret_sha256 TEXT NOT NULL,  -- a secret still present in some ref tip's tree
+    ref           TEXT NOT NULL,  -- e.g. refs/heads/main
+    path          TEXT NOT NULL,  -- where it sits in that tip
+    PRIMARY KEY (repo, secret_sha256, ref, path)
+) WITHOUT ROWID;

@@ -1,0 +1,85 @@
+"""Scan state and results ↔ SQLite (schema.sql beside this file): incremental blobs, validity cache, results."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+
+from auditor.errors import OutputError
+from auditor.models import CheckResult, Validity
+
+SCHEMA_VERSION = "1"
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` readable by the owner only, before anything secret is written to it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            private_file(path)
+            self.db = sqlite3.connect(path, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(resources.files("auditor").joinpath("schema.sql").read_text())
+        except (OSError, sqlite3.Error) as e:
+            raise OutputError(f"{path}: cannot open the store ({e}). Choose an --out directory you can write "
+                              "to, or delete a damaged audit.sqlite to start afresh.") from None
+        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- incremental detection -------------------------------------------------------------------------
+    def scanned_blobs(self, ruleset: str) -> set[bytes]:
+        """Blobs already scanned by this ruleset that matched nothing: the next scan skips them."""
+        rows = self.db.execute("SELECT oid FROM blobs WHERE ruleset = ? AND matched = 0", (ruleset,))
+        return {r[0] for r in rows}
+
+    def mark_scanned(self, ruleset: str, oids: Iterable[bytes], matched: set[bytes]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO blobs VALUES (?, ?, ?)",
+                                ((o, ruleset, int(o in matched)) for o in oids))
+
+    # -- validity cache --------------------------------------------------------------------------------
+    def fresh_checks(self, max_age: timedelta | None) -> dict[str, CheckResult]:
+        """Checks recent enough to trust (all of them when ``max_age`` is None); failures are never cached."""
+        cutoff = (datetime.now(UTC) - max_age).isoformat(timespec="seconds") if max_age is not None else ""
+        rows = self.db.execute("SELECT secret_sha256, validity, scope, account_status, account_type, checked_at "
+                               "FROM checks WHERE checked_at >= ? AND validity IN ('valid', 'invalid')", (cutoff,))
+        return {r[0]: CheckResult(validity=Validity(r[1]), scope=r[2], account_status=r[3], account_type=r[4],
+                                  checked_at=r[5]) for r in rows}
+
+    def save_check(self, sha: str, detector: str, client_id: str, result: CheckResult) -> None:
+        if result.validity is Validity.UNCHECKED:
+            return
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO checks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            (sha, detector, client_id, result.validity.value, result.scope, result.account_status,
+                             result.account_type, result.checked_at or datetime.now(UTC).isoformat()))
+
+    # -- results ---------------------------------------------------------------------------------------
+    def save_repo(self, repo: str, path: str, commits: Mapping[str, str], shallow: bool,
+                  occurrences: Iterable[tuple], tips: Iterable[tuple]) -> None:
+        """Replace one repository's results in one transaction, so a crash leaves the previous ones intact."""
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        with self.db:
+            for table in ("commits", "occurrences", "tip_presence"):
+                self.db.execute(f"DELETE FROM {table} WHERE repo = ?", (repo,))  # noqa: S608 - fixed names
+            self.db.execute("INSERT OR REPLACE INTO repos VALUES (?, ?, ?, ?, ?)",
+                            (repo, path, len(commits), int(shallow), now))
+            self.db.executemany("INSERT INTO commits VALUES (?, ?, ?)",
+                                ((repo, c, t) for c, t in commits.items()))
+            self.db.executemany("INSERT OR IGNORE INTO occurrences VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                ((repo, *o) for o in occurrences))
+            self.db.executemany("INSERT OR IGNORE INTO tip_presence VALUES (?, ?, ?, ?)",
+                                ((repo, *t) for t in tips))

@@ -1,0 +1,227 @@
+"""A Twilio stand-in on 127.0.0.1: Basic-auth account requests in, Twilio-shaped answers (or scripted faults) out.
+
+The network of a test, a benchmark or a user's dry run should never be api.twilio.com: point
+``--twilio-api-url`` (or ``AUDITOR_TWILIO_API_URL``) at this server instead. It answers
+``GET /2010-04-01/Accounts/{sid}.json`` the way Twilio does — including the account's auth token in
+the 200 body, so a test can prove that body never leaks — and it records every request it receives
+so assertions are made on what reached the server, not on what the client believes it sent.
+
+    python -m auditor.testing --valid AC…:token --test AC…:token --latency 0.05 --port 8099
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import email.utils
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+ACCOUNT_PATH = "/2010-04-01/Accounts/{sid}.json"
+
+Creds = set[tuple[str, str]]
+
+
+def _error(status: int, code: int, message: str) -> web.Response:
+    return web.json_response({"code": code, "message": message, "status": status,
+                              "more_info": f"https://www.twilio.com/docs/errors/{code}"}, status=status)
+
+
+@dataclass
+class TwilioStandIn:
+    """What the stand-in knows and what it saw; mutate it between requests to change its answers.
+
+    ``faults`` is a script consumed one entry per request, before any normal answer:
+    ``"429"`` (Retry-After: ``retry_after`` seconds), ``"429-date"`` (Retry-After as an HTTP date),
+    ``"429-none"`` (no Retry-After), any other 3-digit status (e.g. ``"503"``), ``"html200"`` (a 200
+    HTML page), ``"wrongsid"`` (200 JSON of another account), ``"badjson"`` (200, truncated JSON),
+    ``"slow"`` (answers after ``slow_seconds``, beyond a client's timeout) and ``"drop"`` (closes the
+    connection without answering).
+    """
+
+    valid: Creds = field(default_factory=set)  # → 200 account document
+    test: Creds = field(default_factory=set)  # test credentials → 403 code 20008
+    suspended: Creds = field(default_factory=set)  # → 403 code 20403
+    latency: float = 0.0  # seconds before every answer
+    faults: list[str] = field(default_factory=list)
+    retry_after: int = 1
+    slow_seconds: float = 5.0
+    account_status: str = "active"
+    account_type: str = "Full"
+    requests: list[tuple[float, str]] = field(default_factory=list)  # (time.monotonic() on arrival, sid)
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get(ACCOUNT_PATH, self._account)
+        return app
+
+    def sids(self) -> list[str]:
+        return [sid for _, sid in self.requests]
+
+    def max_per_window(self, window: float = 1.0) -> int:
+        """The most requests that arrived within any ``window`` seconds (a sliding window)."""
+        times = sorted(t for t, _ in self.requests)
+        best, lo = 0, 0
+        for hi, t in enumerate(times):
+            while t - times[lo] >= window:
+                lo += 1
+            best = max(best, hi - lo + 1)
+        return best
+
+    async def _account(self, request: web.Request) -> web.StreamResponse:
+        sid = request.match_info["sid"]
+        self.requests.append((time.monotonic(), sid))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.latency:
+                await asyncio.sleep(self.latency)
+            if self.faults:
+                return await self._fault(self.faults.pop(0), request, sid)
+            return self._answer(request, sid)
+        finally:
+            self.in_flight -= 1
+
+    async def _fault(self, fault: str, request: web.Request, sid: str) -> web.StreamResponse:
+        if fault == "429":
+            return web.Response(status=429, text="Too Many Requests", headers={"Retry-After": str(self.retry_after)})
+        if fault == "429-date":
+            return web.Response(status=429, text="Too Many Requests", headers={
+                "Retry-After": email.utils.formatdate(time.time() + self.retry_after, usegmt=True)})
+        if fault == "429-none":
+            return web.Response(status=429, text="Too Many Requests")
+        if fault == "html200":
+            return web.Response(status=200, content_type="text/html",
+                                text="<html><body><h1>Service temporarily unavailable</h1></body></html>")
+        if fault == "wrongsid":
+            return web.json_response({"sid": "AC" + "0f" * 16, "status": "active", "type": "Full"})
+        if fault == "badjson":
+            return web.Response(status=200, content_type="application/json", text='{"sid": "' + sid[:10])
+        if fault == "slow":
+            await asyncio.sleep(self.slow_seconds)
+            return self._answer(request, sid)
+        if fault == "drop":
+            assert request.transport is not None
+            request.transport.abort()  # no status line at all: the client sees a disconnect
+            return web.Response()
+        if fault.isdigit() and len(fault) == 3:
+            return web.Response(status=int(fault), text=f"fault {fault}")
+        raise ValueError(f"unknown fault {fault!r}")
+
+    def _answer(self, request: web.Request, sid: str) -> web.Response:
+        scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+        try:
+            login, sep, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+            login, sep, password = "", "", ""
+        creds = (login, password)
+        if scheme.lower() != "basic" or not sep or login != sid:
+            return _error(401, 20003, "Authenticate")
+        if creds in self.valid:
+            return web.json_response({
+                "sid": sid, "owner_account_sid": sid, "friendly_name": "stand-in account",
+                "status": self.account_status, "type": self.account_type,
+                "auth_token": password,  # the real API returns it too; the client must never leak it
+                "date_created": "Thu, 01 Jan 2015 00:00:00 +0000", "uri": ACCOUNT_PATH.format(sid=sid)})
+        if creds in self.test:
+            return _error(403, 20008, "Resource not accessible with Test Account Credentials")
+        if creds in self.suspended:
+            return _error(403, 20403, "Forbidden: account suspended")
+        return _error(401, 20003, "Authenticate")
+
+
+@asynccontextmanager
+async def serve(standin: TwilioStandIn, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    """Run the stand-in on this loop; yields its base URL (``http://127.0.0.1:PORT``)."""
+    # handler_cancellation: a "slow" answer stops when the client gives up, so cleanup never waits on it
+    runner = web.AppRunner(standin.app(), handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = runner.addresses[0][1]
+        yield f"http://{host}:{bound}"
+    finally:
+        await runner.cleanup()
+
+
+@contextmanager
+def serve_in_thread(standin: TwilioStandIn, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """The stand-in on its own loop in a background thread, for code under test that runs its own loop or process."""
+    ready = threading.Event()
+    box: dict[str, object] = {}
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        box["stop"], box["loop"] = stop, asyncio.get_running_loop()
+        async with serve(standin, host, port) as url:
+            box["url"] = url
+            ready.set()
+            await stop.wait()
+
+    def run() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as e:  # surfaced in the caller's thread below
+            box["error"] = e
+        finally:
+            ready.set()
+
+    thread = threading.Thread(target=run, name="twilio-stand-in", daemon=True)
+    thread.start()
+    ready.wait()
+    if "error" in box:
+        thread.join()
+        raise RuntimeError("the Twilio stand-in did not start") from box["error"]  # type: ignore[arg-type]
+    try:
+        yield str(box["url"])
+    finally:
+        box["loop"].call_soon_threadsafe(box["stop"].set)  # type: ignore[attr-defined]
+        thread.join()
+
+
+def _creds(values: list[str]) -> Creds:
+    out = set()
+    for v in values:
+        sid, sep, token = v.partition(":")
+        if not sep:
+            raise SystemExit(f"expected SID:TOKEN, got {v!r}")
+        out.add((sid, token))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m auditor.testing", description=__doc__.splitlines()[0])
+    p.add_argument("--valid", action="append", default=[], metavar="SID:TOKEN", help="live credentials (200)")
+    p.add_argument("--test", action="append", default=[], metavar="SID:TOKEN", help="test credentials (403 20008)")
+    p.add_argument("--suspended", action="append", default=[], metavar="SID:TOKEN", help="403 20403")
+    p.add_argument("--latency", type=float, default=0.0, help="seconds before every answer")
+    p.add_argument("--fault", action="append", default=[], help="scripted faults, one per request (see TwilioStandIn)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    args = p.parse_args(argv)
+    standin = TwilioStandIn(valid=_creds(args.valid), test=_creds(args.test), suspended=_creds(args.suspended),
+                            latency=args.latency, faults=list(args.fault))
+
+    async def run() -> None:
+        async with serve(standin, args.host, args.port) as url:
+            print(f"Twilio stand-in at {url}  (export AUDITOR_TWILIO_API_URL={url}); Ctrl-C stops", flush=True)
+            await asyncio.Event().wait()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        print(f"stopped after {len(standin.requests)} requests")
+
+
+if __name__ == "__main__":
+    main()

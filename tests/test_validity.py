@@ -1,0 +1,272 @@
+"""The validation queue against the Twilio stand-in over real loopback HTTP: mappings, faults, dedup, limits, leaks."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email.utils
+import logging
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import datetime
+
+import pytest
+
+from auditor.detectors import load_detectors
+from auditor.models import Candidate, CheckResult, Pair, Validity, secret_sha256
+from auditor.testing import TwilioStandIn, serve, serve_in_thread
+from auditor.validity import Validator, resolve_unchecked, retry_after_seconds
+
+DET = "twilio_master_credentials"
+DETECTORS = load_detectors()
+FAST = {"backoff": 0.02, "timeout": 0.5, "rate": 1000.0, "trust_env": False}
+
+
+def creds() -> tuple[str, str]:
+    return "AC" + secrets.token_hex(16), secrets.token_hex(16)
+
+
+def run(standin: TwilioStandIn, coro_fn, **kw):
+    """Serve ``standin``, open a Validator on it with fast test settings, and run ``coro_fn(validator)``."""
+    async def main():
+        async with serve(standin) as url:
+            async with Validator(DETECTORS, base_urls={DET: url}, **{**FAST, **kw}) as v:
+                return await coro_fn(v), v
+    return asyncio.run(main())
+
+
+def check_all(standin: TwilioStandIn, pairs, **kw) -> tuple[list[CheckResult], Validator]:
+    async def go(v):
+        return await asyncio.gather(*(v.check(DET, i, s) for i, s in pairs))
+    return run(standin, go, **kw)
+
+
+def test_every_status_of_the_decision_table():
+    live, trial, test, suspended, wrong = (creds() for _ in range(5))
+    standin = TwilioStandIn(valid={live}, test={test}, suspended={suspended})
+    (r_live, r_test, r_susp, r_wrong), v = check_all(standin, [live, test, suspended, wrong])
+    assert (r_live.validity, r_live.scope) == (Validity.VALID, "live")
+    assert (r_live.account_status, r_live.account_type) == ("active", "Full")
+    assert (r_test.validity, r_test.scope) == (Validity.VALID, "test")
+    assert r_susp.validity is Validity.INVALID and r_susp.scope is None
+    assert r_wrong.validity is Validity.INVALID
+    assert all(r.requests == 1 for r in (r_live, r_test, r_susp, r_wrong))
+    assert datetime.fromisoformat(r_live.checked_at).utcoffset().total_seconds() == 0
+    assert (v.requests, v.unique, len(standin.requests)) == (4, 4, 4)
+
+    standin = TwilioStandIn(valid={trial}, account_status="suspended", account_type="Trial")
+    [r], _ = check_all(standin, [trial])
+    assert (r.validity, r.account_status, r.account_type) == (Validity.VALID, "suspended", "Trial")
+
+
+RECOVERABLE = ["429", "429-date", "429-none", "503", "500", "404", "302", "html200", "wrongsid", "badjson",
+               "slow", "drop"]
+
+
+@pytest.mark.parametrize("fault", RECOVERABLE)
+def test_a_fault_followed_by_a_good_answer_recovers(fault):
+    live = creds()
+    standin = TwilioStandIn(valid={live}, faults=[fault], slow_seconds=2.0)
+    [r], v = check_all(standin, [live], timeout=0.3)
+    assert (r.validity, r.scope) == (Validity.VALID, "live")
+    assert r.requests == v.requests == len(standin.requests) == 2
+    if fault == "429":  # Retry-After: 1 is honoured, not just any backoff
+        (t0, _), (t1, _) = standin.requests
+        assert t1 - t0 >= 0.9
+
+
+@pytest.mark.parametrize("fault", RECOVERABLE)
+def test_a_persistent_fault_is_failed_to_check_never_an_answer(fault):
+    live = creds()
+    standin = TwilioStandIn(valid={live}, faults=[fault] * 20, slow_seconds=2.0)
+    [r], v = check_all(standin, [live], timeout=0.3, attempts=3, throttle_attempts=3, retry_after_cap=0.05)
+    assert r.validity is Validity.FAILED_TO_CHECK
+    assert r.scope is None and r.account_status is None and r.checked_at
+    assert r.requests == v.requests == len(standin.requests) == 3
+
+
+def test_an_endpoint_that_is_down_is_failed_to_check():
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    async def main():
+        async with Validator(DETECTORS, base_urls={DET: f"http://127.0.0.1:{port}"}, **FAST) as v:
+            return await v.check(DET, *creds()), v
+    r, v = asyncio.run(main())
+    assert r.validity is Validity.FAILED_TO_CHECK and r.requests == v.requests == 4
+
+
+def test_identical_concurrent_checks_send_one_request():
+    live = creds()
+    standin = TwilioStandIn(valid={live}, latency=0.1)
+    results, v = check_all(standin, [live] * 20)
+    assert len(set(results)) == 1 and results[0].validity is Validity.VALID
+    assert (v.requests, v.unique, len(standin.requests)) == (1, 1, 1)
+
+
+def test_resolve_stops_at_the_first_valid_pair_in_rank_order():
+    sid, token = creds()
+    decoys = [secrets.token_hex(16) for _ in range(3)]
+    standin = TwilioStandIn(valid={(sid, token)})
+    pairs = [Pair(client_id=sid, client_secret=s, rank=i, line=1) for i, s in enumerate(decoys[:2] + [token, decoys[2]])]
+    candidate = Candidate(detector=DET, blob="b" * 40, client_id=sid, pairs=tuple(reversed(pairs)))  # ranks, not order
+    resolved, v = run(standin, lambda v: v.resolve(candidate))
+    assert (resolved.client_secret, resolved.check.validity) == (token, Validity.VALID)
+    assert resolved.secret_sha256 == secret_sha256(sid, token)
+    assert v.requests == len(standin.requests) == 3
+
+    nothing = Candidate(detector=DET, blob="b" * 40, client_id=sid,
+                        pairs=tuple(Pair(client_id=sid, client_secret=s, rank=i, line=1) for i, s in enumerate(decoys)))
+    resolved, v = run(TwilioStandIn(), lambda v: v.resolve(nothing))
+    assert (resolved.client_secret, resolved.check.validity) == (decoys[0], Validity.INVALID)
+    assert v.requests == 3
+
+    unchecked = resolve_unchecked(candidate)
+    assert (unchecked.client_secret, unchecked.check) == (decoys[0], CheckResult.unchecked())
+
+
+def test_cache_hits_send_no_request_and_are_not_reported_again():
+    live, fresh = creds(), creds()
+    stored = CheckResult(validity=Validity.VALID, scope="live", checked_at="2020-01-01T00:00:00+00:00", requests=1)
+    reported = []
+    standin = TwilioStandIn(valid={live, fresh})
+    results, v = check_all(standin, [live, live, fresh, fresh], cache={secret_sha256(*live): stored},
+                           on_result=lambda *a: reported.append(a))
+    assert results[0] is stored and results[1] is stored
+    assert results[2].validity is Validity.VALID and results[2] is not stored
+    assert standin.sids() == [fresh[0]] and (v.requests, v.unique) == (1, 1)
+    assert reported == [(secret_sha256(*fresh), DET, fresh[0], results[2])]
+
+
+def test_on_result_reports_every_new_check_once_failures_included():
+    live, dead = creds(), creds()
+    reported = []
+    standin = TwilioStandIn(valid={live}, faults=["503"] * 4)  # all four attempts for `dead` fail
+
+    async def go(v):
+        return [await v.check(DET, *c) for c in (dead, dead, live, live)]
+    results, _ = run(standin, go, on_result=lambda *a: reported.append(a))
+    assert [r.validity for r in results] == [Validity.FAILED_TO_CHECK] * 2 + [Validity.VALID] * 2
+    assert [a[0] for a in reported] == [secret_sha256(*dead), secret_sha256(*live)]
+    assert [a[3] for a in reported] == [results[0], results[2]]
+
+
+def test_the_rate_limit_holds_at_the_server():
+    pairs = [creds() for _ in range(25)]
+    standin = TwilioStandIn(valid=set(pairs))
+    t0 = time.monotonic()
+    results, v = check_all(standin, pairs, rate=10.0, concurrency=8)
+    assert all(r.validity is Validity.VALID for r in results) and v.requests == 25
+    assert standin.max_per_window(1.0) <= 11
+    assert time.monotonic() - t0 >= 2.3  # 25 requests 0.1 s apart
+
+
+def test_a_429_slows_every_request_down():
+    pairs = [creds() for _ in range(6)]
+    standin = TwilioStandIn(valid=set(pairs), faults=["429"])
+    results, v = check_all(standin, pairs, concurrency=1)
+    assert all(r.validity is Validity.VALID for r in results) and v.requests == 7
+    (t0, _), (t1, _) = standin.requests[:2]
+    assert t1 - t0 >= 0.9  # the next request, whichever secret it was for, waited for Retry-After
+
+
+def test_the_concurrency_bound_holds_at_the_server():
+    pairs = [creds() for _ in range(15)]
+    standin = TwilioStandIn(valid=set(pairs), latency=0.1)
+    results, v = check_all(standin, pairs, concurrency=3)
+    assert all(r.validity is Validity.VALID for r in results)
+    assert standin.max_in_flight == 3
+
+
+def test_response_bodies_never_reach_the_log(caplog):
+    caplog.set_level(logging.DEBUG)
+    live = creds()
+    standin = TwilioStandIn(valid={live}, faults=["html200", "503", "badjson"])
+    [r, _], _ = check_all(standin, [live, live])
+    assert r.validity is Validity.VALID
+    # the stand-in's 200 body holds the auth token, as Twilio's does; neither it nor the body may be logged
+    assert "validity" in caplog.text  # the retries were logged, so the test can fail
+    assert live[1] not in caplog.text and "auth_token" not in caplog.text
+    assert live[1] not in repr(r)
+
+
+def test_cancellation_keeps_the_results_of_completed_checks():
+    pairs = [creds() for _ in range(30)]
+    standin = TwilioStandIn(valid=set(pairs), latency=0.05)
+    reported = []
+
+    async def main():
+        async with serve(standin) as url:
+            v = Validator(DETECTORS, base_urls={DET: url}, **{**FAST, "concurrency": 2},
+                          on_result=lambda *a: reported.append(a))
+
+            async def scan():
+                async with v:
+                    await asyncio.gather(*(v.resolve(Candidate(detector=DET, blob="c" * 40, client_id=i,
+                                                               pairs=(Pair(client_id=i, client_secret=s, rank=0,
+                                                                           line=1),)))
+                                           for i, s in pairs))
+
+            task = asyncio.create_task(scan())
+            while len(reported) < 4:
+                await asyncio.sleep(0.005)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            at_cancel = len(reported)
+            await asyncio.sleep(0.2)
+            assert len(reported) == at_cancel  # nothing runs on after the run was stopped
+            return at_cancel, v
+
+    n, v = asyncio.run(main())
+    assert 4 <= n < len(pairs)
+    assert all(r[3].validity is Validity.VALID for r in reported)
+    assert len({r[0] for r in reported}) == n
+    assert n <= len(standin.requests) <= n + 2  # only in-flight checks were lost
+
+
+def test_base_url_comes_from_the_override_then_the_environment(monkeypatch):
+    live = creds()
+    standin = TwilioStandIn(valid={live})
+    with serve_in_thread(standin) as url:
+        async def check(**kw):
+            async with Validator(DETECTORS, **{**FAST, "attempts": 1}, **kw) as v:
+                return await v.check(DET, *live)
+        monkeypatch.setenv("AUDITOR_TWILIO_API_URL", url + "/")
+        assert asyncio.run(check()).validity is Validity.VALID
+        monkeypatch.setenv("AUDITOR_TWILIO_API_URL", "http://127.0.0.1:9")  # nothing listens there
+        assert asyncio.run(check(base_urls={DET: url})).validity is Validity.VALID
+        assert asyncio.run(check()).validity is Validity.FAILED_TO_CHECK
+    assert len(standin.requests) == 2
+
+
+def test_retry_after_parsing():
+    assert retry_after_seconds("3", 60) == 3
+    assert retry_after_seconds("3600", 60) == 60
+    assert retry_after_seconds("-5", 60) == 0
+    assert retry_after_seconds(None, 60) is None and retry_after_seconds("soon", 60) is None
+    assert retry_after_seconds(email.utils.formatdate(time.time() - 100, usegmt=True), 60) == 0
+    later = retry_after_seconds(email.utils.formatdate(time.time() + 30, usegmt=True), 60)
+    assert 28 <= later <= 30
+
+
+def test_the_stand_in_runs_from_the_command_line():
+    sid, token = creds()
+    proc = subprocess.Popen([sys.executable, "-m", "auditor.testing", "--valid", f"{sid}:{token}"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        url = line.split(" at ", 1)[1].split()[0]
+        req = urllib.request.Request(f"{url}/2010-04-01/Accounts/{sid}.json")
+        req.add_header("Authorization", "Basic " + base64.b64encode(f"{sid}:{token}".encode()).decode())
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            assert resp.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
+        proc.stdout.close()
