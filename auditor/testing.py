@@ -40,8 +40,8 @@ class TwilioStandIn:
 
     ``faults`` is a script consumed one entry per request, before any normal answer:
     ``"429"`` (Retry-After: ``retry_after`` seconds), ``"429-date"`` (Retry-After as an HTTP date),
-    ``"429-none"`` (no Retry-After), any other 3-digit status (e.g. ``"503"``), ``"html200"`` (a 200
-    HTML page), ``"wrongsid"`` (200 JSON of another account), ``"badjson"`` (200, truncated JSON),
+    ``"429-none"`` (no Retry-After), any other 3-digit status (e.g. ``"503"``), ``"html200"`` (an HTML
+    page with that status: what a proxy or a CDN answers; ``"html401"`` too), ``"wrongsid"`` (200 JSON of another account), ``"badjson"`` (200, truncated JSON),
     ``"slow"`` (answers after ``slow_seconds``, beyond a client's timeout) and ``"drop"`` (closes the
     connection without answering).
     """
@@ -99,8 +99,8 @@ class TwilioStandIn:
                 "Retry-After": email.utils.formatdate(time.time() + self.retry_after, usegmt=True)})
         if fault == "429-none":
             return web.Response(status=429, text="Too Many Requests")
-        if fault == "html200":
-            return web.Response(status=200, content_type="text/html",
+        if fault.startswith("html") and fault[4:].isdigit():
+            return web.Response(status=int(fault[4:]), content_type="text/html",
                                 text="<html><body><h1>Service temporarily unavailable</h1></body></html>")
         if fault == "wrongsid":
             return web.json_response({"sid": "AC" + "0f" * 16, "status": "active", "type": "Full"})

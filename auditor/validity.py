@@ -1,4 +1,4 @@
-"""Candidates in, Resolved pairs out: asks each provider once per unique secret, within a concurrency bound and a rate limit.
+"""Candidates in, Resolved pairs out: each unique secret is asked of its provider once, within concurrency and rate.
 
 SPEC §5 is the contract. The detector's declarative ``check`` (a URL and a decision table of
 ``ResponseRule``) says what to ask and how to read the answer; this module only adds what every
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import email.utils
 import json
 import logging
@@ -20,12 +21,13 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
+import urllib.parse
+import urllib.request
 
 import aiohttp
 
 from auditor.detectors.spec import Check, Detector, ResponseRule
-from auditor.models import Candidate, CheckResult, Resolved, Validity, secret_sha256
+from auditor.models import Candidate, CheckResult, Pair, Resolved, Validity, secret_sha256
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,7 @@ def resolve_unchecked(candidate: Candidate) -> Resolved:
                     check=CheckResult.unchecked())
 
 
-def _ranked(candidate: Candidate) -> list:
+def _ranked(candidate: Candidate) -> list[Pair]:
     if not candidate.pairs:
         raise ValueError(f"candidate {candidate.client_id} of blob {candidate.blob} has no pairs")
     return sorted(candidate.pairs, key=lambda p: p.rank)
@@ -145,12 +147,13 @@ class Validator:
                  concurrency: int = 8, rate: float = 10.0, timeout: float = 10.0, attempts: int = 4,
                  cache: Mapping[str, CheckResult] | None = None, on_result: OnResult | None = None,
                  backoff: float = 0.5, max_backoff: float = 30.0, retry_after_cap: float = 60.0,
-                 throttle_attempts: int = 10, trust_env: bool = True) -> None:
+                 throttle_attempts: int = 10) -> None:
         if concurrency < 1 or attempts < 1 or throttle_attempts < 1:
             raise ValueError("concurrency, attempts and throttle_attempts must be at least 1")
         self._detectors = {d.id: d for d in detectors}
         base_urls = base_urls or {}
         self._bases = {d.id: _base_url(d.check, base_urls.get(d.id)) for d in detectors if d.check is not None}
+        self._proxies = {d: _proxy_for(base) for d, base in self._bases.items()}
         self._concurrency = concurrency
         self._bucket = _TokenBucket(rate)
         self._timeout = timeout
@@ -159,7 +162,6 @@ class Validator:
         self._backoff = backoff
         self._max_backoff = max_backoff
         self._retry_after_cap = retry_after_cap
-        self._trust_env = trust_env  # honour HTTPS_PROXY/NO_PROXY like curl does
         self._cache: Mapping[str, CheckResult] = cache if cache is not None else {}
         self._on_result = on_result
         self._tasks: dict[str, asyncio.Task[CheckResult]] = {}
@@ -173,8 +175,7 @@ class Validator:
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self._timeout),
             connector=aiohttp.TCPConnector(limit=self._concurrency),
-            headers={"User-Agent": "auditor (secret validity check)"},
-            trust_env=self._trust_env)
+            headers={"User-Agent": "auditor (secret validity check)"})
         # aiohttp silently resends an idempotent request once when the server drops the connection; that
         # resend would bypass the token bucket and the attempt count, so our own retry loop does it instead
         # (aiohttp's test_utils turns it off the same way; there is no public switch before 4.0).
@@ -195,7 +196,7 @@ class Validator:
 
     async def resolve(self, candidate: Candidate) -> Resolved:
         """SPEC §3: pairs in rank order until one is valid; if none is, the best pair with its own result."""
-        first: tuple[Any, CheckResult] | None = None
+        first: tuple[Pair, CheckResult] | None = None
         for pair in _ranked(candidate):
             result = await self.check(candidate.detector, pair.client_id, pair.client_secret)
             if result.validity is Validity.VALID:
@@ -239,7 +240,8 @@ class Validator:
     async def _ask(self, sha: str, detector: Detector, client_id: str, client_secret: str) -> CheckResult:
         check = detector.check
         assert check is not None and self._session is not None and self._slots is not None
-        url = check.url.format(base=self._bases[detector.id].rstrip("/"), client_id=quote(client_id, safe=""))
+        base = self._bases[detector.id].rstrip("/")
+        url = check.url.format(base=base, client_id=urllib.parse.quote(client_id, safe=""))
         if ":" in client_id:  # Basic auth cannot carry it; a detector's pattern let through something odd
             return CheckResult(validity=Validity.FAILED_TO_CHECK, checked_at=_now_iso())
         # built by hand: aiohttp.BasicAuth is deprecated in 3.14 and its replacement is missing before it
@@ -253,8 +255,8 @@ class Validator:
                 cost += 1
                 try:
                     # no redirects: credentials are for this URL only
-                    async with self._session.request(check.method, url, headers=headers,
-                                                     allow_redirects=False) as resp:
+                    async with self._session.request(check.method, url, headers=headers, allow_redirects=False,
+                                                     proxy=self._proxies[detector.id]) as resp:
                         if resp.status == 429:
                             throttled = True
                             retry_after = retry_after_seconds(resp.headers.get("Retry-After"), self._retry_after_cap)
@@ -289,8 +291,7 @@ class Validator:
 
 
 def _stamped(result: CheckResult, cost: int) -> CheckResult:
-    return CheckResult(validity=result.validity, scope=result.scope, account_status=result.account_status,
-                       account_type=result.account_type, checked_at=_now_iso(), requests=cost)
+    return dataclasses.replace(result, checked_at=_now_iso(), requests=cost)
 
 
 def _base_url(check: Check, override: str | None) -> str:
@@ -299,6 +300,18 @@ def _base_url(check: Check, override: str | None) -> str:
     if check.base_env and os.environ.get(check.base_env):
         return os.environ[check.base_env]
     return check.base
+
+
+def _proxy_for(base: str) -> str | None:
+    """HTTPS_PROXY/NO_PROXY as curl reads them; never for loopback, which no proxy can reach.
+
+    Not aiohttp's trust_env: that also reads ~/.netrc, whose credentials would clash with ours.
+    """
+    parts = urllib.parse.urlsplit(base)
+    host = parts.hostname or ""
+    if host in ("localhost", "127.0.0.1", "::1") or urllib.request.proxy_bypass(host):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
 
 
 async def _read_capped(resp: aiohttp.ClientResponse) -> bytes | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import email.utils
 import logging
 import secrets
@@ -19,11 +20,11 @@ import pytest
 from auditor.detectors import load_detectors
 from auditor.models import Candidate, CheckResult, Pair, Validity, secret_sha256
 from auditor.testing import TwilioStandIn, serve, serve_in_thread
-from auditor.validity import Validator, resolve_unchecked, retry_after_seconds
+from auditor.validity import Validator, _proxy_for, resolve_unchecked, retry_after_seconds
 
 DET = "twilio_master_credentials"
 DETECTORS = load_detectors()
-FAST = {"backoff": 0.02, "timeout": 0.5, "rate": 1000.0, "trust_env": False}
+FAST = {"backoff": 0.02, "timeout": 0.5, "rate": 1000.0}
 
 
 def creds() -> tuple[str, str]:
@@ -63,7 +64,7 @@ def test_every_status_of_the_decision_table():
     assert (r.validity, r.account_status, r.account_type) == (Validity.VALID, "suspended", "Trial")
 
 
-RECOVERABLE = ["429", "429-date", "429-none", "503", "500", "404", "302", "html200", "wrongsid", "badjson",
+RECOVERABLE = ["429", "429-date", "429-none", "503", "500", "404", "302", "html200", "html401", "html403", "wrongsid", "badjson",
                "slow", "drop"]
 
 
@@ -109,11 +110,39 @@ def test_identical_concurrent_checks_send_one_request():
     assert (v.requests, v.unique, len(standin.requests)) == (1, 1, 1)
 
 
+def test_a_cancelled_caller_does_not_cancel_the_check_others_wait_for():
+    live = creds()
+    standin = TwilioStandIn(valid={live}, latency=0.2)
+
+    async def go(v):
+        impatient = asyncio.create_task(v.check(DET, *live))
+        patient = asyncio.create_task(v.check(DET, *live))
+        await asyncio.sleep(0.05)
+        impatient.cancel()
+        return await patient
+    r, v = run(standin, go)
+    assert r.validity is Validity.VALID and v.requests == len(standin.requests) == 1
+
+
+def test_a_detector_without_a_check_is_unchecked_and_an_unknown_one_is_an_error():
+    plain = dataclasses.replace(DETECTORS[0], id="no_check", check=None, validity_check_available=False)
+
+    async def main():
+        async with Validator([plain], **FAST) as v:
+            r = await v.check("no_check", *creds())
+            with pytest.raises(ValueError, match="unknown detector"):
+                await v.check("nope", *creds())
+            return r, v
+    r, v = asyncio.run(main())
+    assert r == CheckResult.unchecked() and v.requests == 0
+
+
 def test_resolve_stops_at_the_first_valid_pair_in_rank_order():
     sid, token = creds()
     decoys = [secrets.token_hex(16) for _ in range(3)]
     standin = TwilioStandIn(valid={(sid, token)})
-    pairs = [Pair(client_id=sid, client_secret=s, rank=i, line=1) for i, s in enumerate(decoys[:2] + [token, decoys[2]])]
+    secrets_in_rank_order = decoys[:2] + [token, decoys[2]]
+    pairs = [Pair(client_id=sid, client_secret=s, rank=i, line=1) for i, s in enumerate(secrets_in_rank_order)]
     candidate = Candidate(detector=DET, blob="b" * 40, client_id=sid, pairs=tuple(reversed(pairs)))  # ranks, not order
     resolved, v = run(standin, lambda v: v.resolve(candidate))
     assert (resolved.client_secret, resolved.check.validity) == (token, Validity.VALID)
@@ -213,8 +242,9 @@ def test_cancellation_keeps_the_results_of_completed_checks():
                                            for i, s in pairs))
 
             task = asyncio.create_task(scan())
-            while len(reported) < 4:
-                await asyncio.sleep(0.005)
+            async with asyncio.timeout(10):
+                while len(reported) < 4:
+                    await asyncio.sleep(0.005)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
@@ -237,12 +267,20 @@ def test_base_url_comes_from_the_override_then_the_environment(monkeypatch):
         async def check(**kw):
             async with Validator(DETECTORS, **{**FAST, "attempts": 1}, **kw) as v:
                 return await v.check(DET, *live)
+        monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # loopback never goes through a proxy
         monkeypatch.setenv("AUDITOR_TWILIO_API_URL", url + "/")
         assert asyncio.run(check()).validity is Validity.VALID
         monkeypatch.setenv("AUDITOR_TWILIO_API_URL", "http://127.0.0.1:9")  # nothing listens there
         assert asyncio.run(check(base_urls={DET: url})).validity is Validity.VALID
         assert asyncio.run(check()).validity is Validity.FAILED_TO_CHECK
     assert len(standin.requests) == 2
+
+
+def test_a_proxy_from_the_environment_is_used_for_the_provider(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "example.com")
+    assert _proxy_for("https://api.twilio.com") == "http://proxy.internal:3128"
+    assert _proxy_for("https://eu.example.com") is None and _proxy_for("http://localhost:8080") is None
 
 
 def test_retry_after_parsing():
