@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np  # comes with pandas; vectorized search over millions of tree edges
 
@@ -105,13 +106,25 @@ class Locator:
                     out.append(Introduction(commit=commit, path=path, blob=blob, parent_blobs=before))
         return out
 
-    def at_tips(self, commits: Commits) -> dict[bytes, set[bytes]]:
-        """matched blob → the paths where it sits in some ref tip's tree."""
-        out: dict[bytes, set[bytes]] = {}
-        for tip in commits.tips:
-            root = commits.tree.get(tip)
-            for path, blob in (self.matched_paths(root) if root else {}).items():
-                out.setdefault(blob, set()).add(path)
+    def removals(self, commits: Commits, secrets_of: Mapping[bytes, frozenset]) -> list[tuple[bytes, bytes, Any]]:
+        """(commit, path, secret) where a parent had the secret at path and the commit no longer does."""
+        out = []
+        for commit, root in commits.tree.items():
+            parent_maps = [self.matched_paths(commits.tree[p]) for p in commits.parents.get(commit, ())
+                           if p in commits.tree]
+            if not any(parent_maps):
+                continue
+            here = self.matched_paths(root)
+            lost: set[tuple[bytes, Any]] = set()
+            for m in parent_maps:
+                for path, blob in m.items():
+                    now = here.get(path)
+                    if now == blob:
+                        continue
+                    gone = secrets_of.get(blob, frozenset()) - secrets_of.get(now, frozenset()) if now else \
+                        secrets_of.get(blob, frozenset())
+                    lost.update((path, key) for key in gone)
+            out.extend((commit, path, key) for path, key in lost)
         return out
 
 

@@ -261,8 +261,12 @@ class Scan:
                         tips.extend((secret_sha256(key[1], key[2]), ref, path.decode("utf-8", "replace"))
                                     for ref in refs)
         self.tips.extend((stats.repo, *t) for t in tips)
+        removals = [(key[0], commit.hex(), path.decode("utf-8", "replace"), secret_sha256(key[1], key[2]),
+                     _iso(commits.time[commit]))
+                    for commit, path, key in locator.removals(commits, secrets_of)
+                    if self.compiled[key[0]].allows_filename(path)]
         self.store.save_repo(stats.repo, stats.path, {c.hex(): _iso(t) for c, t in commits.time.items()},
-                             stats.shallow, rows, tips)
+                             stats.shallow, rows, tips, removals)
 
     # -- the whole run -------------------------------------------------------------------------------------
     async def run(self, repos: list[str]) -> None:

@@ -61,3 +61,13 @@ CREATE TABLE IF NOT EXISTS tip_presence (
     path          TEXT NOT NULL,  -- where it sits in that tip
     PRIMARY KEY (repo, secret_sha256, ref, path)
 ) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS removals (
+    repo          TEXT NOT NULL,  -- repos.repo
+    detector      TEXT NOT NULL,  -- detector id
+    commit_id     TEXT NOT NULL,  -- first commit (on that line of history) whose blob at path no longer holds it
+    path          TEXT NOT NULL,  -- where a parent still had it
+    secret_sha256 TEXT NOT NULL,  -- joins occurrences and checks
+    commit_time   TEXT NOT NULL,  -- ISO 8601 UTC: end of that exposure
+    PRIMARY KEY (repo, commit_id, path, secret_sha256)
+) WITHOUT ROWID;

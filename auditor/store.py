@@ -69,11 +69,11 @@ class Store:
 
     # -- results ---------------------------------------------------------------------------------------
     def save_repo(self, repo: str, path: str, commits: Mapping[str, str], shallow: bool,
-                  occurrences: Iterable[tuple], tips: Iterable[tuple]) -> None:
+                  occurrences: Iterable[tuple], tips: Iterable[tuple], removals: Iterable[tuple] = ()) -> None:
         """Replace one repository's results in one transaction, so a crash leaves the previous ones intact."""
         now = datetime.now(UTC).isoformat(timespec="seconds")
         with self.db:
-            for table in ("commits", "occurrences", "tip_presence"):
+            for table in ("commits", "occurrences", "tip_presence", "removals"):
                 self.db.execute(f"DELETE FROM {table} WHERE repo = ?", (repo,))  # noqa: S608 - fixed names
             self.db.execute("INSERT OR REPLACE INTO repos VALUES (?, ?, ?, ?, ?)",
                             (repo, path, len(commits), int(shallow), now))
@@ -83,3 +83,5 @@ class Store:
                                 ((repo, *o) for o in occurrences))
             self.db.executemany("INSERT OR IGNORE INTO tip_presence VALUES (?, ?, ?, ?)",
                                 ((repo, *t) for t in tips))
+            self.db.executemany("INSERT OR IGNORE INTO removals VALUES (?, ?, ?, ?, ?, ?)",
+                                ((repo, *r) for r in removals))
