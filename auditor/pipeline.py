@@ -131,16 +131,23 @@ class Scan:
                              max_pairs=self.opts.max_pairs_per_sid)
         stop = threading.Event()
 
+        def post(item: object) -> None:
+            if not stop.is_set():
+                try:
+                    loop.call_soon_threadsafe(queue.put_nowait, item)
+                except RuntimeError:  # the loop closed: the run was interrupted
+                    stop.set()
+
         def produce() -> None:
             try:
                 for result in pool.scan(trees.blobs(iter(list(commits.tree.values())), wanted)):
                     if stop.is_set():
                         return
-                    loop.call_soon_threadsafe(queue.put_nowait, result)
+                    post(result)
             except BaseException as e:  # noqa: BLE001 - handed to the event loop, re-raised there
-                loop.call_soon_threadsafe(queue.put_nowait, e)
+                post(e)
             finally:
-                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+                post(_DONE)
 
         bar = Stage("detection", enabled=self.opts.progress, unit="B", unit_scale=True)
         thread = threading.Thread(target=produce, name="auditor-enumerate", daemon=True)
@@ -169,6 +176,9 @@ class Scan:
             pool.terminate()
             raise
         pool.close()
+        if pool.restarts:
+            stats.errors.append(f"a detection worker died {pool.restarts} time(s); the pool was restarted and "
+                                "the batches in flight were scanned again")
         stats.blobs_skipped["filename"] += len(banned - chosen)
         stats.blobs_skipped["already_scanned"] += len(previously)
         if trees.symlinks:

@@ -79,40 +79,70 @@ def batched(items: Iterable[tuple[bytes, bytes]], size: int) -> Iterator[list[tu
         yield batch
 
 
-class WorkerDied(RuntimeError):
-    """A detection worker process ended abruptly (killed, out of memory): the scan must not look complete."""
-
-
 class DetectionPool:
-    """A process pool bound to one repository; ``scan`` streams results in completion order."""
+    """A process pool bound to one repository; ``scan`` streams results in completion order.
+
+    A worker that dies (killed, out of memory) breaks the pool: it is restarted and the batches that were in
+    flight are scanned again, then blob by blob; a blob that still kills a worker is reported as an error.
+    """
 
     def __init__(self, repo_path: str, detectors: Sequence[Detector], *, jobs: int | None = None,
                  max_bytes: int = 0, max_pairs: int = 8) -> None:
         self.jobs = jobs or os.cpu_count() or 1
+        self._initargs = (repo_path, tuple(detectors), max_bytes, max_pairs)
+        self.restarts = 0
+        self._pool = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
         # forkserver: workers never inherit the parent's threads (tqdm, asyncio) or open repository handles.
-        self._pool = ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("forkserver"),
-                                         initializer=_init,
-                                         initargs=(repo_path, tuple(detectors), max_bytes, max_pairs))
+        return ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("forkserver"),
+                                   initializer=_init, initargs=self._initargs)
 
     def scan(self, blobs: Iterable[tuple[bytes, bytes]], batch_size: int = 256) -> Iterator[BlobScan]:
         """Submit batches as enumeration yields them, keeping a few per worker in flight (bounded memory)."""
-        inflight: set[Future[BlobScan]] = set()
-        try:
-            for batch in batched(blobs, batch_size):
-                inflight.add(self._pool.submit(scan_batch, batch))
-                if len(inflight) >= 4 * self.jobs:
-                    done, inflight = wait(inflight, return_when=FIRST_COMPLETED)
-                    yield from (f.result() for f in done)
-            while inflight:
-                done, inflight = wait(inflight, return_when=FIRST_COMPLETED)
-                yield from (f.result() for f in done)
-        except BrokenProcessPool as e:
-            raise WorkerDied("a detection worker died mid-scan; what was scanned is kept, rerun to resume") from e
+        inflight: dict[Future[BlobScan], tuple[list[tuple[bytes, bytes]], int]] = {}
+
+        def submit(batch: list[tuple[bytes, bytes]], tries: int) -> None:
+            inflight[self._pool.submit(scan_batch, batch)] = (batch, tries)
+
+        def drain(block_until: int) -> Iterator[BlobScan]:
+            while len(inflight) > block_until:
+                done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+                broken: list[tuple[list[tuple[bytes, bytes]], int]] = []
+                for f in done:
+                    batch, tries = inflight.pop(f)
+                    try:
+                        yield f.result()
+                    except BrokenProcessPool:
+                        broken.append((batch, tries))
+                if broken:
+                    # Every other in-flight future of a broken pool fails too: take them all back.
+                    broken.extend(inflight.values())
+                    inflight.clear()
+                    self._pool.shutdown(wait=False, cancel_futures=True)
+                    self._pool = self._start()
+                    self.restarts += 1
+                    for batch, tries in broken:
+                        if tries == 0:
+                            submit(batch, 1)  # an innocent bystander of another batch, most likely
+                        elif len(batch) > 1 or tries == 1:
+                            for item in batch:  # find the one blob that kills a worker
+                                submit([item], 2 if len(batch) > 1 else tries + 1)
+                        else:
+                            raw = batch[0][0]
+                            yield BlobScan(errors=(f"blob {raw.hex()}: a detection worker died scanning it; "
+                                                   "not scanned",))
+
+        for batch in batched(blobs, batch_size):
+            submit(batch, 0)
+            yield from drain(4 * self.jobs - 1)
+        yield from drain(0)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def terminate(self) -> None:
-        for p in list(getattr(self._pool, "_processes", {}).values()):
+        procs = getattr(self._pool, "_processes", None) or {}
+        for p in list(procs.values()):
             p.terminate()
         self._pool.shutdown(wait=False, cancel_futures=True)
