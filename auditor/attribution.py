@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np  # comes with pandas; vectorized search over millions of tree edges
 
-from auditor.history import MODE_SUBMODULE, MODE_SYMLINK, MODE_TREE, Commits, Trees
+from auditor.history import MODE_SUBMODULE, MODE_SYMLINK, MODE_TREE, Commits, Trees, id_keys
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -29,44 +29,37 @@ class Introduction:
     parent_blobs: tuple[bytes | None, ...]  # one per parent: its blob at path, if that blob matched
 
 
-def _keys(raw_ids: bytes | bytearray) -> np.ndarray:
-    """First 8 bytes of each 20-byte id as uint64: a sort key; exact ids are compared on hits."""
-    return np.frombuffer(bytes(raw_ids), dtype=np.uint8).reshape(-1, 20)[:, :8].copy().view("<u8").ravel()
-
-
 class Locator:
     def __init__(self, trees: Trees, matched: Iterable[bytes]) -> None:
         self.trees = trees
         self.matched = set(matched)
         self.containing = self._ancestors()  # tree raw ids that hold a matched blob somewhere below
+        self._relevant = self.containing | self.matched
         self._memo: dict[bytes, dict[bytes, bytes]] = {}
 
     def _ancestors(self) -> set[bytes]:
         t = self.trees
         if not self.matched or not t.edge_parent:
             return set()
-        child_keys = _keys(t.edge_child)
-        order = np.argsort(child_keys, kind="stable")
+        child_keys = t.edge_keys()
+        order = np.argsort(child_keys)
         sorted_keys = child_keys[order]
         parents = np.frombuffer(t.edge_parent, dtype=np.uint32)
-        tree_ids = bytes(t.tree_ids)
-        found: set[int] = set()
-        frontier = list(self.matched)
-        while frontier:
-            keys = _keys(b"".join(frontier))
-            lo = np.searchsorted(sorted_keys, keys, "left")
-            hi = np.searchsorted(sorted_keys, keys, "right")
-            nxt: list[bytes] = []
-            for raw, a, b in zip(frontier, lo.tolist(), hi.tolist(), strict=True):
-                for edge in order[a:b].tolist():
-                    if t.edge_child[edge * 20:edge * 20 + 20] != raw:
-                        continue  # same 8-byte prefix, another object
-                    number = int(parents[edge])
-                    if number not in found:
-                        found.add(number)
-                        nxt.append(tree_ids[number * 20:number * 20 + 20])
-            frontier = nxt
-        return {tree_ids[n * 20:n * 20 + 20] for n in found}
+        found = np.zeros(len(t.index), dtype=bool)
+        tree_keys = id_keys(t.tree_ids)
+        frontier = id_keys(b"".join(self.matched))
+        while len(frontier):
+            lo = np.searchsorted(sorted_keys, frontier, "left")
+            hi = np.searchsorted(sorted_keys, frontier, "right")
+            lengths = hi - lo
+            edges = order[np.repeat(lo, lengths) + np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths,
+                                                                                        lengths)]
+            holders = np.unique(parents[edges])
+            holders = holders[~found[holders]]
+            found[holders] = True
+            frontier = tree_keys[holders]
+        ids = bytes(t.tree_ids)
+        return {ids[n * 20:n * 20 + 20] for n in np.flatnonzero(found).tolist()}
 
     def matched_paths(self, tree: bytes) -> dict[bytes, bytes]:
         """path → matched blob under ``tree`` (empty when it holds none); memoized per tree."""
@@ -75,7 +68,10 @@ class Locator:
         got = self._memo.get(tree)
         if got is None:
             got = {}
+            relevant = self._relevant
             for mode, name, oid in self.trees.entries(tree):
+                if oid not in relevant:
+                    continue
                 if mode == MODE_TREE:
                     for sub, blob in self.matched_paths(oid).items():
                         got[name + b"/" + sub] = blob

@@ -13,8 +13,9 @@ from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import numpy as np  # comes with pandas: compact edge keys
 import pygit2
-from pygit2.enums import ObjectType
+from pygit2.enums import FileMode, ObjectType
 
 from auditor.errors import RepositoryError
 
@@ -83,22 +84,47 @@ def list_commits(repo: pygit2.Repository) -> Commits:
 
 
 class Trees:
-    """Unique trees of the history: enumerated once for blobs, kept as edges for attribution."""
+    """Unique trees of the history: enumerated once for blobs, kept as edges for attribution.
+
+    An edge is (parent tree number, first 8 bytes of the child id): 12 bytes per tree entry. A prefix may
+    collide; attribution re-reads the few trees it walks with full ids, so a collision costs time, never results.
+    """
+
+    FLUSH = 1 << 26  # child ids buffered before they are packed into 8-byte keys
 
     def __init__(self, repo: pygit2.Repository) -> None:
         self.repo = repo
         self.index: dict[bytes, int] = {}  # tree raw id → tree number
         self.tree_ids = bytearray()  # 20 bytes per tree number
         self.edge_parent = array("I")  # tree number, one per entry
-        self.edge_child = bytearray()  # child raw id, 20 bytes per entry
+        self._edge_buf = bytearray()  # child raw ids not yet packed
+        self._edge_keys: list[np.ndarray] = []
         self.errors: list[str] = []
         self.symlinks = 0
         self.submodules = 0
 
-    def blobs(self, roots: Iterator[bytes], wanted: Callable[[bytes, bytes], bool]) -> Iterator[tuple[bytes, bytes]]:
-        """Yield (blob raw id, file name) once per blob for which ``wanted(id, name)`` says yes."""
-        seen_blobs: set[bytes] = set()
-        index, read = self.index, self.repo.odb.read
+    def _pack(self) -> None:
+        if self._edge_buf:
+            self._edge_keys.append(id_keys(self._edge_buf))
+            self._edge_buf = bytearray()
+
+    def edge_keys(self) -> np.ndarray:
+        """uint64 prefix of each edge's child id, aligned with ``edge_parent``."""
+        self._pack()
+        if len(self._edge_keys) != 1:
+            self._edge_keys = [np.concatenate(self._edge_keys) if self._edge_keys else np.empty(0, "<u8")]
+        return self._edge_keys[0]
+
+    def blobs(self, roots: Iterator[bytes], verdict: Callable[[bytes, bytes], str]) -> Iterator[tuple[bytes, bytes]]:
+        """Yield (blob raw id, file name) once per blob that ``verdict(id, name)`` calls "scan".
+
+        Other verdicts: "known" (never yield it: e.g. already scanned) and "banned" (not under this name; the same
+        blob may still be wanted under another name).
+        """
+        decided: set[bytes] = set()
+        banned: dict[bytes, bytes] = {}  # blob → the banned name it was last judged under
+        links: set[bytes] = set()
+        index, lookup = self.index, self.repo.__getitem__
         for root in roots:
             if root in index:
                 continue
@@ -110,29 +136,46 @@ class Trees:
                 index[tid] = number = len(index)
                 self.tree_ids += tid
                 try:
-                    kind, data = read(pygit2.Oid(raw=tid))
+                    children = list(lookup(pygit2.Oid(raw=tid)))
                 except (KeyError, pygit2.GitError, ValueError) as e:
-                    self.errors.append(f"tree {tid.hex()}: {e}")
+                    self.errors.append(f"tree {tid.hex()}: {type(e).__name__}: {e}")
                     continue
-                entries = TREE_ENTRY.findall(data)
-                self.edge_parent.extend([number] * len(entries))
-                self.edge_child += b"".join(e[2] for e in entries)
-                for mode, name, oid in entries:
-                    if mode == MODE_TREE:
-                        if oid not in index:
-                            stack.append(oid)
-                    elif oid not in seen_blobs:
-                        if mode == MODE_SUBMODULE:
-                            self.submodules += 1
-                        elif mode == MODE_SYMLINK:
-                            self.symlinks += 1  # a link's target path is not file content
-                        elif wanted(oid, name):
-                            seen_blobs.add(oid)
+                ids = [c.id.raw for c in children]
+                self.edge_parent.extend([number] * len(ids))
+                self._edge_buf += b"".join(ids)
+                if len(self._edge_buf) > self.FLUSH:
+                    self._pack()
+                # In a new tree version nearly every entry is one seen before. (Binary set difference and
+                # set.difference(dict) iterate the small side; the in-place and multi-argument forms do not.)
+                for oid in (set(ids) - decided).difference(index):
+                    child = children[ids.index(oid)]
+                    mode = child.filemode
+                    if mode == FileMode.TREE:
+                        stack.append(oid)
+                    elif mode == FileMode.COMMIT:
+                        self.submodules += 1
+                        decided.add(oid)
+                    elif mode == FileMode.LINK:
+                        if oid not in links:  # a link's target path is not file content
+                            links.add(oid)
+                            self.symlinks += 1
+                    elif banned.get(oid) != (name := child.raw_name):
+                        said = verdict(oid, name)
+                        if said == "banned":
+                            banned[oid] = name
+                            continue
+                        decided.add(oid)
+                        if said == "scan":
                             yield oid, name
 
     def entries(self, tid: bytes) -> list[tuple[bytes, bytes, bytes]]:
         """(mode, name, raw id) of one tree, read again: only for the few trees on a path to a match."""
         return TREE_ENTRY.findall(self.repo.odb.read(pygit2.Oid(raw=tid))[1])
+
+
+def id_keys(raw_ids: bytes | bytearray) -> np.ndarray:
+    """First 8 bytes of each 20-byte id as uint64: compact, sortable, and unique in practice."""
+    return np.frombuffer(bytes(raw_ids), dtype=np.uint8).reshape(-1, 20)[:, :8].copy().view("<u8").ravel()
 
 
 def is_blob(repo: pygit2.Repository, raw: bytes) -> bool:

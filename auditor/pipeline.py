@@ -117,15 +117,15 @@ class Scan:
         previously: set[bytes] = set()
         compiled = list(self.compiled.values())
 
-        def wanted(oid: bytes, name: bytes) -> bool:
+        def verdict(oid: bytes, name: bytes) -> str:
             if oid in skip:
                 previously.add(oid)
-                return False
+                return "known"
             if any(d.allows_filename(name) for d in compiled):
                 chosen.add(oid)
-                return True
+                return "scan"
             banned.add(oid)
-            return False
+            return "banned"
 
         pool = DetectionPool(stats.path, self.detectors, jobs=self.opts.jobs, max_bytes=self.opts.max_blob_bytes,
                              max_pairs=self.opts.max_pairs_per_sid)
@@ -140,7 +140,7 @@ class Scan:
 
         def produce() -> None:
             try:
-                for result in pool.scan(trees.blobs(iter(list(commits.tree.values())), wanted)):
+                for result in pool.scan(trees.blobs(iter(list(commits.tree.values())), verdict)):
                     if stop.is_set():
                         return
                     post(result)
