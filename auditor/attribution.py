@@ -6,7 +6,7 @@ edge arrays upwards (numpy, sorted once), so a commit whose root holds no matche
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,8 +80,23 @@ class Locator:
             self._memo[tree] = got
         return got
 
-    def introductions(self, commits: Commits) -> list[Introduction]:
-        """Every (commit, path) whose matched blob no parent has at that path, pure renames excepted."""
+    def _exists(self, tree: bytes, path: bytes) -> bool:
+        """Whether ``path`` names any entry under ``tree`` (a file may hold an unmatched blob now)."""
+        *dirs, leaf = path.split(b"/")
+        for part in dirs:
+            sub = next((oid for mode, name, oid in self.trees.entries(tree) if name == part and mode == MODE_TREE),
+                       None)
+            if sub is None:
+                return False
+            tree = sub
+        return any(name == leaf for _, name, _ in self.trees.entries(tree))
+
+    def introductions(self, commits: Commits, scanned: Callable[[bytes], bool]) -> list[Introduction]:
+        """Every (commit, path) whose matched blob no parent has at that path, pure renames excepted.
+
+        ``scanned(path)`` says whether detectors look at a path at all (the filename banlist): a rename
+        from or to a path no detector looks at is not a rename of a detected secret.
+        """
         out: list[Introduction] = []
         for commit, root in commits.tree.items():
             here = self.matched_paths(root)
@@ -91,13 +106,20 @@ class Locator:
                            for p in commits.parents.get(commit, ())]
             new: dict[bytes, list[bytes]] = {}
             for path, blob in here.items():
-                if not any(m.get(path) == blob for m in parent_maps):
+                if scanned(path) and not any(m.get(path) == blob for m in parent_maps):
                     new.setdefault(blob, []).append(path)
             for blob, paths in new.items():
-                # A parent path that held this very blob and no longer does is a rename source: that many of
-                # the new paths are the same file moved, not a new copy (SPEC §4: a pure rename adds nothing).
-                moved = {p for m in parent_maps for p, b in m.items() if b == blob and here.get(p) != blob}
-                for path in sorted(paths)[len(moved):]:
+                # A scanned parent path that held this very blob and is gone from the commit is a rename
+                # source: that many new paths are the file moved, not copied (a pure rename adds nothing).
+                sources = sorted({p for m in parent_maps for p, b in m.items()
+                                  if b == blob and p not in here and scanned(p) and not self._exists(root, p)})
+                for source in sources:
+                    if not paths:
+                        break
+                    base = source.rsplit(b"/", 1)[-1]
+                    same = [p for p in paths if p.rsplit(b"/", 1)[-1] == base]
+                    paths.remove(same[0] if same else sorted(paths)[0])
+                for path in sorted(paths):
                     before = tuple(m.get(path) for m in parent_maps)
                     out.append(Introduction(commit=commit, path=path, blob=blob, parent_blobs=before))
         return out

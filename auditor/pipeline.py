@@ -245,7 +245,8 @@ class Scan:
         locator = Locator(trees, by_blob)
         authors: dict[bytes, tuple[str, str]] = {}
         rows = []
-        for intro in locator.introductions(commits):
+        scanned = lambda path: any(d.allows_filename(path) for d in self.compiled.values())  # noqa: E731
+        for intro in locator.introductions(commits, scanned):
             for key in introduced(intro, secrets_of):
                 if not self.compiled[key[0]].allows_filename(intro.path):
                     continue

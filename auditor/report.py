@@ -1,67 +1,271 @@
-"""Findings and per-repository stats → pandas frames → rates per million commits and the output files."""
+"""ScanFrames in; rates per million commits with exact 95% Poisson intervals, breakdowns, and the output files out.
+
+What notebooks and the CLI call: ``load`` a scan directory, then ``rates``, ``per_repository``, ``by_year``,
+``by_extension``, ``by_directory``, ``by_validity``, ``by_presence``, ``timeline``, ``top_paths``, ``lifecycle``;
+``export`` writes every frame as CSV and Parquet; ``build`` (re)writes report.md and report.html (auditor.render).
+``write_outputs`` is the pipeline's end: findings.jsonl, secrets.jsonl and summary.json.
+
+Every rate is a count divided by the commits scanned (of the scope at hand) × 10⁶, with its exact Poisson interval
+(auditor.stats.METHOD); no commit scanned → NA (null in JSON), never inf.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from auditor import frames as _frames
 from auditor.detectors.spec import Detector
+from auditor.frames import (FINDING_DTYPES, ScanFrames, assemble, detectors_frame, exposures, findings_frame, load,
+                            read_store, typed)
 from auditor.models import Finding, Validity, redact
+from auditor.stats import METHOD, per_million, rate_interval, with_rates
 from auditor.store import private_file
 
 if TYPE_CHECKING:
     from auditor.pipeline import RepoStats
+    from auditor.render import Report
 
-FINDING_DTYPES = {
-    "detector": "string", "repo": "string", "commit": "string", "path": "string", "line": "int64",
-    "client_id": "string", "client_secret": "string", "secret_sha256": "string", "validity": "string",
-    "scope": "string", "account_status": "string", "account_type": "string", "author_email": "string",
-    "author_time": "string", "blob": "string",
+__all__ = ["MEASURES", "METHOD", "ScanFrames", "build", "by_directory", "by_extension", "by_presence", "by_validity",
+           "by_year", "export", "findings_frame", "headline", "lifecycle", "load", "per_million", "per_repository",
+           "rates", "redact", "references", "tables", "timeline", "timeline_freq", "top_paths",
+           "write_outputs"]
+
+VALID = Validity.VALID.value
+# Figures published after the one in a detector's file, shown beside it: (source, occurrences per million commits).
+LATER_REFERENCES: dict[str, tuple[tuple[str, float], ...]] = {
+    "twilio_master_credentials": (("GitGuardian, later publication", 8.33),),
 }
 
-__all__ = ["findings_frame", "per_million", "redact", "secrets_frame", "write_outputs"]
+
+def _valid(f: pd.DataFrame) -> pd.Series:
+    return (f["validity"] == VALID).fillna(False)
 
 
-def per_million(count: float, commits: int) -> float | None:
-    """count / commits × 10⁶; None (JSON null) when no commit was scanned, never inf."""
-    return round(count / commits * 1e6, 4) if commits else None
+# measure → (counts it from a findings frame, needs validation). Say which rate is which (SPEC §4).
+MEASURES: dict[str, tuple[Callable[[pd.DataFrame], int], bool]] = {
+    "occurrences": (len, False),
+    "valid_occurrences": (lambda f: int(_valid(f).sum()), True),
+    "valid_live_occurrences": (lambda f: int((_valid(f) & (f["scope"] == "live").fillna(False)).sum()), True),
+    "valid_test_occurrences": (lambda f: int((_valid(f) & (f["scope"] == "test").fillna(False)).sum()), True),
+    "commits_with_occurrences": (lambda f: len(f[["repo", "commit"]].drop_duplicates()), False),
+    "unique_secrets": (lambda f: int(f["secret_sha256"].nunique()), False),
+    "valid_unique_secrets": (lambda f: int(f.loc[_valid(f), "secret_sha256"].nunique()), True),
+}
+RATE_COLUMNS = {"count": "Int64", "commits": "int64"}
 
 
-def findings_frame(findings: Iterable[Finding]) -> pd.DataFrame:
-    rows = [asdict(f) | {"validity": f.validity.value} for f in findings]
-    frame = pd.DataFrame(rows, columns=list(FINDING_DTYPES)).astype(FINDING_DTYPES)
-    return frame.assign(author_time=pd.to_datetime(frame["author_time"], utc=True, format="ISO8601"))
+def _counts(findings: pd.DataFrame, validated: bool) -> dict[str, int | None]:
+    return {m: (count(findings) if validated or not needs else None) for m, (count, needs) in MEASURES.items()}
 
 
-def secrets_frame(findings: pd.DataFrame, tips: Sequence[tuple[str, str, str, str]]) -> pd.DataFrame:
-    """One row per unique secret: first/last introduction, counts, validity, still at a ref tip."""
-    tip_refs: dict[str, set[str]] = {}
-    for _repo, sha, ref, _path in tips:
-        tip_refs.setdefault(sha, set()).add(ref)
-    ordered = findings.sort_values(["author_time", "commit"])
-    return (ordered.groupby("secret_sha256", sort=False)
-            .agg(detector=("detector", "first"), client_id=("client_id", "first"),
-                 client_secret=("client_secret", "first"), validity=("validity", "first"),
-                 scope=("scope", "first"), account_status=("account_status", "first"),
-                 account_type=("account_type", "first"),
-                 first_commit=("commit", "first"), first_time=("author_time", "first"),
-                 last_commit=("commit", "last"), last_time=("author_time", "last"),
-                 occurrences=("commit", "size"), commits=("commit", "nunique"), repos=("repo", "nunique"),
-                 paths=("path", "nunique"))
-            .reset_index()
-            .assign(still_at_tip=lambda s: s["secret_sha256"].isin(list(tip_refs)),
-                    tip_refs=lambda s: pd.Series([sorted(tip_refs.get(h, ())) for h in s["secret_sha256"]],
-                                                 index=s.index, dtype=object)))
+def _measure_rows(findings: pd.DataFrame, commits: int, validated: bool, **labels: Any) -> list[dict[str, Any]]:
+    return [{**labels, "measure": m, "count": c, "commits": commits}
+            for m, c in _counts(findings, validated).items()]
 
 
+def _rate_frame(rows: list[dict[str, Any]], labels: dict[str, str]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=[*labels, "measure", "count", "commits"])
+    return with_rates(frame.astype({**labels, "measure": "string", **RATE_COLUMNS}))
+
+
+# -- the statistics ---------------------------------------------------------------------------------------------
+def rates(f: ScanFrames) -> pd.DataFrame:
+    """Per detector, pooled over repositories: every measure's count, rate per million commits and 95% interval."""
+    rows = []
+    for det in f.detectors["detector"]:
+        rows += _measure_rows(f.findings[f.findings["detector"] == det], f.commits_scanned, f.validated, detector=det)
+    refs = f.detectors.set_index("detector")["reference_occurrences_per_million_commits"]
+    frame = _rate_frame(rows, {"detector": "string"})
+    reference = frame["detector"].map(refs).where(frame["measure"] == "occurrences")
+    return frame.assign(reference=reference.astype("Float64"))
+
+
+def references(f: ScanFrames) -> pd.DataFrame:
+    """Published occurrences per million commits to compare with: the detector file's, then later publications."""
+    rows = []
+    for det, value in zip(f.detectors["detector"], f.detectors["reference_occurrences_per_million_commits"],
+                          strict=True):
+        if not pd.isna(value):
+            rows.append((det, "GitGuardian, in the detector file", value))
+        rows += [(det, source, v) for source, v in LATER_REFERENCES.get(str(det), ())]
+    return typed(rows, {"detector": "string", "source": "string", "value": "Float64"})
+
+
+def headline(f: ScanFrames) -> pd.DataFrame:
+    """Every measure pooled over detectors and repositories: the report's first table."""
+    return _rate_frame(_measure_rows(f.findings, f.commits_scanned, f.validated), {})
+
+
+def per_repository(f: ScanFrames) -> pd.DataFrame:
+    """Every measure per repository (its own commits as denominator), then pooled as ``(all repositories)``."""
+    rows = []
+    for repo, commits in zip(f.repos["repo"], f.repos["commits_scanned"], strict=True):
+        rows += _measure_rows(f.findings[f.findings["repo"] == repo], int(commits), f.validated, repo=repo)
+    rows += _measure_rows(f.findings, f.commits_scanned, f.validated, repo="(all repositories)")
+    return _rate_frame(rows, {"repo": "string"})
+
+
+def _of(found: pd.DataFrame, detector: str | None) -> pd.DataFrame:
+    return found if detector is None else found[found["detector"] == detector]
+
+
+def _count_by(f: ScanFrames, found: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Occurrences, valid ones and unique secrets by ``keys``; rate of occurrences per million commits scanned."""
+    grouped = (found.assign(valid=_valid(found))
+               .groupby(keys, dropna=False, sort=False)
+               .agg(occurrences=("commit", "size"), valid_occurrences=("valid", "sum"),
+                    unique_secrets=("secret_sha256", "nunique"))
+               .reset_index()
+               .astype({"occurrences": "int64", "valid_occurrences": "Int64", "unique_secrets": "int64"}))
+    if not f.validated:
+        grouped = grouped.assign(valid_occurrences=pd.NA).astype({"valid_occurrences": "Int64"})
+    grouped = grouped.assign(commits=f.commits_scanned).astype({"commits": "int64"})
+    return (with_rates(grouped, count="occurrences")
+            .sort_values(["occurrences", *keys], ascending=[False, *[True] * len(keys)], kind="stable")
+            .reset_index(drop=True))
+
+
+def by_extension(f: ScanFrames, detector: str | None = None) -> pd.DataFrame:
+    """By file extension (text after the basename's last '.', lower case; ``(none)``)."""
+    return _count_by(f, _of(f.findings, detector), ["extension"])
+
+
+def by_directory(f: ScanFrames, detector: str | None = None) -> pd.DataFrame:
+    """By top-level directory of the path (``(root)`` for files at the top)."""
+    return _count_by(f, _of(f.findings, detector), ["top_directory"])
+
+
+def by_validity(f: ScanFrames, detector: str | None = None) -> pd.DataFrame:
+    """By validity and scope (live / test for valid secrets)."""
+    return _count_by(f, _of(f.findings, detector), ["validity", "scope"])
+
+
+def by_presence(f: ScanFrames, detector: str | None = None) -> pd.DataFrame:
+    """By where each secret still is: at a branch tip, only at a tag tip, at another ref's tip, or only in history."""
+    found = _of(f.findings, detector).merge(f.secrets[["secret_sha256", "presence"]], on="secret_sha256", how="left")
+    order = {p: i for i, p in enumerate(_frames.PRESENCE)}
+    return (_count_by(f, found, ["presence"])
+            .sort_values("presence", key=lambda s: s.map(order), kind="stable").reset_index(drop=True))
+
+
+def by_year(f: ScanFrames, detector: str | None = None) -> pd.DataFrame:
+    """Per year of the introducing commit (committer time): occurrences per million commits *of that year*."""
+    found = _of(f.findings, detector)
+    commits = f.commits.groupby(f.commits["commit_time"].dt.year.rename("year")).size().rename("commits")
+    occ = found.groupby(found["commit_time"].dt.year.rename("year")).agg(
+        occurrences=("commit", "size"), valid_occurrences=("validity", lambda v: int((v == VALID).sum())),
+        unique_secrets=("secret_sha256", "nunique"))
+    frame = (pd.concat([commits, occ], axis=1).fillna(0).reset_index()
+             .astype({"year": "int64", "commits": "int64", "occurrences": "int64", "valid_occurrences": "Int64",
+                      "unique_secrets": "int64"}))
+    if not f.validated:
+        frame = frame.assign(valid_occurrences=pd.NA).astype({"valid_occurrences": "Int64"})
+    return with_rates(frame.sort_values("year").reset_index(drop=True), count="occurrences")
+
+
+def timeline(f: ScanFrames, freq: str = "M") -> pd.DataFrame:
+    """Per calendar period (``M`` month, ``W`` week, ``D`` day) from the first to the last commit: commits made,
+    occurrences (and valid ones) introduced, by committer time. ``period`` is the period's first day (UTC)."""
+    cols = {"period": "datetime64[s]", "commits": "int64", "occurrences": "int64", "valid_occurrences": "int64"}
+    times = pd.concat([f.commits["commit_time"], f.findings["commit_time"]]).dropna()
+    if times.empty:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in cols.items()})
+
+    def start(s: pd.Series) -> pd.Series:
+        return s.dt.tz_localize(None).dt.to_period(freq).dt.start_time.astype("datetime64[s]")
+
+    span = pd.period_range(times.min().tz_localize(None), times.max().tz_localize(None), freq=freq)
+    index = pd.Index(span.start_time.astype("datetime64[s]"), name="period")
+    commits = f.commits.groupby(start(f.commits["commit_time"])).size()
+    found = f.findings.assign(valid=_valid(f.findings))
+    occ = found.groupby(start(found["commit_time"])).agg(occurrences=("commit", "size"),
+                                                          valid_occurrences=("valid", "sum"))
+    return (pd.DataFrame({"commits": commits.reindex(index, fill_value=0),
+                          "occurrences": occ["occurrences"].reindex(index, fill_value=0),
+                          "valid_occurrences": occ["valid_occurrences"].reindex(index, fill_value=0)})
+            .reset_index().astype(cols))
+
+
+def top_paths(f: ScanFrames, n: int = 20) -> pd.DataFrame:
+    """The ``n`` (repository, path) pairs with the most occurrences; whether a secret still sits there at a tip."""
+    at_tip = set(zip(f.tips["repo"], f.tips["path"], strict=True))
+    grouped = (f.findings.groupby(["repo", "path"])
+               .agg(occurrences=("commit", "size"), unique_secrets=("secret_sha256", "nunique"),
+                    first_introduced=("commit_time", "min"), last_introduced=("commit_time", "max"))
+               .reset_index())
+    still = [(r, p) in at_tip for r, p in zip(grouped["repo"], grouped["path"], strict=True)]
+    return (grouped.assign(still_at_tip=pd.Series(still, index=grouped.index, dtype="bool"))
+            .astype({"occurrences": "int64", "unique_secrets": "int64"})
+            .sort_values(["occurrences", "repo", "path"], ascending=[False, True, True], kind="stable")
+            .head(n).reset_index(drop=True))
+
+
+def lifecycle(f: ScanFrames, secret: str) -> pd.DataFrame:
+    """One secret (its secret_sha256, a prefix of it, or its client_id): where each occurrence began and ended."""
+    match = (f.findings["secret_sha256"].str.startswith(secret) | (f.findings["client_id"] == secret)).fillna(False)
+    cols = ["secret_sha256", "client_id", "client_secret", "validity", "scope", "repo", "path", "commit",
+            "commit_time", "removed_commit", "removed_time"]
+    rows = f.findings.loc[match, cols].sort_values(["commit_time", "commit", "path"]).reset_index(drop=True)
+    days = (rows["removed_time"] - rows["commit_time"]).dt.total_seconds() / 86400
+    return rows.assign(exposure_days=days.astype("Float64"))
+
+
+def tables(f: ScanFrames, *, top: int = 20) -> dict[str, pd.DataFrame]:
+    """Every frame the report shows or exports, by name (secrets redacted: they come from the store)."""
+    return {"findings": f.findings, "secrets": f.secrets, "commits": f.commits, "repos": f.repos, "tips": f.tips,
+            "removals": f.removals, "detectors": f.detectors, "headline": headline(f), "rates": rates(f),
+            "per_repository": per_repository(f), "by_year": by_year(f), "by_extension": by_extension(f),
+            "by_directory": by_directory(f), "by_validity": by_validity(f), "by_presence": by_presence(f),
+            "timeline": timeline(f, timeline_freq(f)), "top_paths": top_paths(f, top)}
+
+
+def timeline_freq(f: ScanFrames) -> str:
+    """Months, unless the history spans under about four of them: then weeks (or days under three weeks)."""
+    times = f.commits["commit_time"].dropna()
+    days = (times.max() - times.min()).days if len(times) else 0
+    return "M" if days >= 120 else "W" if days >= 21 else "D"
+
+
+def export(named: dict[str, pd.DataFrame], directory: Path) -> list[Path]:
+    """Each frame as ``NAME.csv`` and ``NAME.parquet`` in ``directory`` (0600, like every output).
+
+    Parquet keeps the declared dtypes (lists stay lists); CSV joins list cells with ``;``.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, frame in named.items():
+        flat = frame.assign(**{c: frame[c].map(lambda v: ";".join(v) if isinstance(v, list) else v)
+                               for c in frame.columns if frame[c].dtype == object})
+        csv, parquet = directory / f"{name}.csv", directory / f"{name}.parquet"
+        for path in (csv, parquet):
+            private_file(path)
+        flat.to_csv(csv, index=False)
+        frame.to_parquet(parquet, index=False)
+        written += [csv, parquet]
+    return written
+
+
+def build(path: str | Path, *, top: int = 20) -> Report:
+    """(Re)build report.md, report.html, plots/ and frames/ of a scan directory from its store."""
+    from auditor.render import build_report  # matplotlib: only the report needs it
+
+    return build_report(Path(path), top=top)
+
+
+# -- the pipeline's output files ----------------------------------------------------------------------------------
 def _jsonable(value: Any) -> Any:
-    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
         return None
     if isinstance(value, pd.Timestamp):
         return value.isoformat().replace("+00:00", "Z")
@@ -78,34 +282,39 @@ def _write_jsonl(path: Path, frame: pd.DataFrame) -> None:
 
 
 def _rates(frame: pd.DataFrame, commits: int, *, validated: bool) -> dict[str, Any]:
-    valid = frame[frame["validity"] == Validity.VALID.value]
-    out = {
-        "occurrences": len(frame),
-        "valid_occurrences": len(valid) if validated else None,
-        "unique_secrets": int(frame["secret_sha256"].nunique()),
-        "valid_unique_secrets": int(valid["secret_sha256"].nunique()) if validated else None,
-        "commits_with_occurrences": int(frame[["repo", "commit"]].drop_duplicates().shape[0]),
-        # occurrences / commits_scanned × 10⁶: the figure vendors publish per detector
-        "occurrences_per_million_commits": per_million(len(frame), commits),
-        # the same, counting only occurrences of secrets the provider confirmed valid
-        "valid_occurrences_per_million_commits": per_million(len(valid), commits) if validated else None,
-        # commits that introduce at least one secret, per million commits
-        "commits_with_occurrences_per_million_commits": per_million(
-            frame[["repo", "commit"]].drop_duplicates().shape[0], commits),
-    }
-    return out
+    """summary.json's counts, rates and intervals for one scope (everything, a detector, a repository)."""
+    counts = _counts(frame, validated)
+    out: dict[str, Any] = dict(counts)
+    intervals: dict[str, Any] = {}
+    for m, c in counts.items():
+        key = f"{m}_per_million_commits"
+        out[key] = None if c is None else per_million(c, commits)
+        intervals[key] = None if c is None or not commits else list(rate_interval(c, commits))
+    return out | {"confidence_intervals": intervals}
 
 
 def write_outputs(out: Path, findings: list[Finding], repos: Sequence[RepoStats], tips: Sequence[tuple],
                   detectors: Sequence[Detector], *, show_secrets: bool, validated: bool, validation_requests: int,
                   validation_unique: int, wall_seconds: float, interrupted: bool) -> dict[str, Any]:
-    """Write findings.jsonl, secrets.jsonl and summary.json (0600); return the summary."""
+    """Write findings.jsonl, secrets.jsonl (with lifecycles) and summary.json (0600); return the summary."""
     frame = findings_frame(findings)
     if not show_secrets:
         frame = frame.assign(client_secret=frame["client_secret"].map(redact, na_action="ignore"))
     frame = frame.sort_values(["repo", "author_time", "commit", "path", "line"], kind="stable")
-    _write_jsonl(out / "findings.jsonl", frame)
-    _write_jsonl(out / "secrets.jsonl", secrets_frame(frame, tips))
+    _write_jsonl(out / "findings.jsonl", frame[list(FINDING_DTYPES)])
+    names = [r.repo for r in repos]
+    store = out / "audit.sqlite"
+    stored = read_store(store, names) if store.is_file() else {}
+    scanned = stored.get("repos", typed([], _frames.REPO_DTYPES)).set_index("repo")["scanned_at"]
+    repo_rows = typed(((r.repo, r.path, r.commits_scanned, r.shallow, scanned.get(r.repo)) for r in repos),
+                      _frames.REPO_DTYPES)
+    tip_rows = typed(tips, _frames.TIP_DTYPES)
+    scan = assemble(findings=frame, commits=stored.get("commits", typed([], _frames.COMMIT_DTYPES)), repos=repo_rows,
+                    tips=tip_rows, removals=stored.get("removals", typed([], _frames.REMOVAL_DTYPES)),
+                    detectors=detectors_frame(detectors), validated=validated)
+    ends = exposures(scan.findings)
+    secrets = scan.secrets.assign(exposures=[ends.get(h, []) for h in scan.secrets["secret_sha256"]])
+    _write_jsonl(out / "secrets.jsonl", secrets)
     commits = sum(r.commits_scanned for r in repos)
     seconds: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
@@ -118,6 +327,7 @@ def write_outputs(out: Path, findings: list[Finding], repos: Sequence[RepoStats]
         "bytes_scanned": sum(r.bytes_scanned for r in repos),
         "blobs_skipped": dict(sorted(skipped.items())),
         **_rates(frame, commits, validated=validated),
+        "confidence_interval_method": METHOD,
         "validated": validated,
         "validation_requests": validation_requests,
         "validation_unique": validation_unique,

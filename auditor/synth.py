@@ -12,6 +12,7 @@ never-merged branches, tag-only commits) and decoys only shape the content.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import heapq
 import json
 import random
@@ -22,11 +23,13 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
+
 
 class File:
     """One immutable file version: lines joined by `nl` (or raw bytes for a binary decoy), detection cached."""
 
-    __slots__ = ("lines", "nl", "_data", "found")
+    __slots__ = ("_data", "found", "lines", "nl")
 
     def __init__(self, lines: list[str] | tuple[str, ...], nl: str = "\n", data: bytes | None = None) -> None:
         self.lines, self.nl, self._data, self.found = tuple(lines), nl, data, None
@@ -38,7 +41,7 @@ class File:
         return self._data
 
 
-BANNED_EXT = re.compile(r"(?:cs|x|p|s|r)?html5?~?|[aps]?cssc?~?|lock|mdx?~?|storyboard(?:c|er)?~?|xib", re.I)
+BANNED_EXT = re.compile(r"(?:cs|x|p|s|r)?html5?~?|[aps]?cssc?~?|lock|mdx?~?|storyboard(?:c|er)?~?|xib", re.IGNORECASE)
 
 
 def banned(path: str) -> bool:
@@ -90,7 +93,7 @@ class Planted:
 
 @dataclass(frozen=True)
 class Decoy:
-    """Content that must never be a finding; `client_id`/`client_secret` are the strings written, if any."""
+    """Content that must never be a finding; `client_id`/`client_secret`: the look-alikes written, if any."""
 
     kind: str
     path: str
@@ -129,19 +132,23 @@ class Manifest:
                    params=d.get("params", {}))
 
 
-WORDS = ("account alpha batch billing buffer cache channel client cursor delta event export filter gateway handler "
-         "index invoice job ledger limit loader mapper message metric notify order page parser queue record region "
-         "report retry route schedule session shard signal status storage stream sync task tenant timer user vector "
-         "window worker").split()  # no "token", "auth" or "secret": those words rank tokens (SPEC §3)
+# no "token", "auth" or "secret" in filler: those words rank tokens (SPEC §3)
+WORDS = ("account", "alpha", "batch", "billing", "buffer", "cache", "channel", "client", "cursor", "delta", "event",
+         "export", "filter", "gateway", "handler", "index", "invoice", "job", "ledger", "limit", "loader", "mapper",
+         "message", "metric", "notify", "order", "page", "parser", "queue", "record", "region", "report", "retry",
+         "route", "schedule", "session", "shard", "signal", "status", "storage", "stream", "sync", "task", "tenant",
+         "timer", "user", "vector", "window", "worker")
 PKGS = ("core", "api", "billing", "notify", "users", "storage", "jobs", "utils")
 AUTHORS = ("Ada Byron <ada@example.com>", "Grace Hopper <grace@example.org>", "Linus T <lt@example.net>",
            "Margaret H <mh@example.com>", "Ken T <ken@example.org>", "Barbara L <bl@example.net>")
-LAYOUT = (("src/{p}", "py", 40), ("src/{p}/{q}", "py", 20), ("tests", "py", 8), ("docs", "md", 6),
-          ("docs/api", "html", 2), ("web/static", "js", 8), ("web/static/css", "css", 3), ("web/templates", "html", 3),
-          ("config", "yaml", 4), ("config", "json", 2), ("config", "cfg", 2), ("config", "toml", 1),
-          ("scripts", "sh", 2), ("deploy", "env", 1))
+# (directory, extension, weight): nested enough that no directory holds more than ~100 of 3,000 files, so
+# tree objects (rewritten along every changed path) do not dwarf the blobs
+LAYOUT = (("src/{p}", "py", 12), ("src/{p}/{q}", "py", 48), ("tests/{p}", "py", 8), ("docs/{q}", "md", 6),
+          ("docs/api", "html", 2), ("web/static/{q}", "js", 8), ("web/static/css", "css", 3),
+          ("web/templates", "html", 3), ("config/{p}", "yaml", 4), ("config/{p}", "json", 2), ("config", "cfg", 2),
+          ("config", "toml", 1), ("scripts", "sh", 2), ("deploy", "env", 1))
 TEMPLATES = {
-    "py": ("    {a}_{b} = {n}", "def {a}_{b}(self, {a}):", "    return self.{a}.{b}({n})", "# {a} {b} handling, see #{n}"),
+    "py": ("    {a}_{b} = {n}", "def {a}_{b}(self, {a}):", "    return self.{a}.{b}({n})", "# {a} {b}, see #{n}"),
     "js": ("const {a}{B} = {n};", "function {a}{B}({b}) {{", "  return {a}.{b}({n});", "// {a} {b} ({n})"),
     "yaml": ("{a}_{b}: {n}", "  - {a}-{b}", "{a}:", "# {a} {b} {n}"),
     "json": ('  "{a}_{b}": {n},', '  "{a}": "{b}",', '  "{a}{B}": [{n}],', '  "{b}": null,'),
@@ -162,7 +169,8 @@ class Content:
 
     FORMS = ("py_assign", "env", "yaml", "py_client", "js", "json", "cfg", "url", "token_first_far", "crlf_cfg",
              "appid_near", "commented")
-    FORM_EXT = {"env": "env", "yaml": "yaml", "js": "js", "json": "json", "cfg": "cfg", "crlf_cfg": "cfg"}
+    FORM_EXT: ClassVar[dict[str, str]] = {"env": "env", "yaml": "yaml", "js": "js", "json": "json", "cfg": "cfg",
+                                          "crlf_cfg": "cfg"}  # every other form is Python
 
     def __init__(self, rng: random.Random) -> None:
         self.r, self.used = rng, set()
@@ -171,7 +179,7 @@ class Content:
         return self.r.choice(WORDS)
 
     def hex32(self) -> str:
-        while is_placeholder(h := "%032x" % self.r.getrandbits(128)):
+        while is_placeholder(h := f"{self.r.getrandbits(128):032x}"):
             pass
         return h
 
@@ -200,15 +208,16 @@ class Content:
         rows = [x for x in LAYOUT if ext is None or x[1] == ext] or [("config", ext, 1)]
         while True:
             d, e, _ = r.choices(rows, weights=[w for *_, w in rows])[0]
-            name = f"{'test_' if d == 'tests' else ''}{r.choice(WORDS)}_{r.randrange(100)}.{e}"
-            p = f"{top or d.format(p=r.choice(PKGS), q=r.choice(WORDS))}/{name}"
+            name = f"{'test_' if d.startswith('tests') else ''}{r.choice(WORDS)}_{r.randrange(100)}.{e}"
+            p = f"{top or d.format(p=r.choice(PKGS), q=r.choice(WORDS[:16]))}/{name}"
             if p not in self.used:
                 self.used.add(p)
                 return p
 
     def md5_line(self, ext: str) -> str:
-        h, w, n = "%032x" % self.r.getrandbits(128), self.r.choice(WORDS), self.r.randrange(1000)
-        return {"py": f'CACHE_{w.upper()}_{n} = "{h}"', "json": f'  "{w}-{n}.js": "{h}",'}.get(ext, f"{h}  {w}_{n}.png")
+        h, w, n = f"{self.r.getrandbits(128):032x}", self.r.choice(WORDS), self.r.randrange(1000)
+        forms = {"py": f'CACHE_{w.upper()}_{n} = "{h}"', "json": f'  "{w}-{n}.js": "{h}",'}
+        return forms.get(ext, f"{h}  {w}_{n}.png")
 
     def edit(self, path: str, f: File, hashy: bool) -> File:
         """Append, replace, insert or delete lines; never touches a line holding a 32-hex string."""
@@ -258,47 +267,38 @@ class Content:
         return f"{verb} {path.rsplit('/', 1)[-1]}"
 
 
-def decoy_files(c: Content) -> list[tuple[str, File, Decoy, bool]]:
-    """Files that must yield no finding (SPEC §3), and files of md5-like strings (hashy: edited later)."""
+def decoy_files(c: Content) -> list[tuple[str, File, Decoy]]:
+    """Files that must yield no finding (SPEC §3); kind "md5" files hold unrelated 32-hex strings and grow."""
     sid, tok = (lambda: "AC" + c.hex32()), c.hex32
-    rows: list[tuple[str, list[str], str | None, str | None]] = []
-    s = sid()
-    rows.append(("sid_alone", [f'ACCOUNT_SID = "{s}"  # the token comes from the vault'], s, None))
-    t = tok()
-    rows.append(("token_alone", [f"auth_token: {t}"], None, t))
-    rows.append(("placeholder_pair", ["account_sid = AC" + "0123456789abcdef" * 2,
-                                      "auth_token = " + "abcdef0123456789" * 2], "AC" + "0123456789abcdef" * 2,
-                 "abcdef0123456789" * 2))
-    s, t = sid(), "".join(c.r.choice("abcde") for _ in range(32))
-    rows.append(("low_entropy_token", [f'account_sid = "{s}"', f'auth_token = "{t}"'], s, t))
-    s = sid()
-    rows.append(("token_equals_sid", [f'account_sid = "{s}"', f'auth_token = "{s[2:]}"'], s, s[2:]))
-    s, t = sid(), tok()
-    rows.append(("sid_in_longer_run", [f'ref = "{s}{c.hex32()[:2]}"', f'auth_token = "{t}"'], s, t))
-    s, t = sid(), tok()
-    rows.append(("uppercase_sid", [f'account_sid = "AC{s[2:].upper()}"', f'auth_token = "{t}"'], s, t))
-    rows.append(("template", ['account_sid = "AC' + "X" * 32 + '"', 'auth_token = "{{ auth_token }}"',
-                              'fallback = "your_auth_token"'], None, None))
-    exts = {"token_alone": "yaml", "placeholder_pair": "cfg"}
-    out = [(c.new_path(ext=exts.get(k, "py")), File([*c.lines("py", 1, 4), *lines, *c.lines("py", 0, 4)]),
-            Decoy(k, "", s, t)) for k, lines, s, t in rows]
+    s1, s2, s3, s4, s5, s6 = (sid() for _ in range(6))
+    t1, t2, t3, t4 = (tok() for _ in range(4))
+    weak = "".join(c.r.choice("abcde") for _ in range(32))  # fewer than 6 distinct digits
+    ph_sid, ph_tok = "AC" + "0123456789abcdef" * 2, "abcdef0123456789" * 2  # a repeated unit
+    longer, upper = s4 + c.hex32()[:2], "AC" + s5[2:].upper()
+    rows = (("sid_alone", "py", [f'ACCOUNT_SID = "{s1}"  # the token comes from the vault'], s1, None),
+            ("token_alone", "yaml", [f"auth_token: {t1}"], None, t1),
+            ("placeholder_pair", "cfg", [f"account_sid = {ph_sid}", f"auth_token = {ph_tok}"], ph_sid, ph_tok),
+            ("low_entropy_token", "py", [f'account_sid = "{s2}"', f'auth_token = "{weak}"'], s2, weak),
+            ("token_equals_sid", "py", [f'account_sid = "{s3}"', f'auth_token = "{s3[2:]}"'], s3, s3[2:]),
+            ("sid_in_longer_run", "py", [f'ref = "{longer}"', f'auth_token = "{t2}"'], longer, t2),
+            ("uppercase_sid", "py", [f'account_sid = "{upper}"', f'auth_token = "{t3}"'], upper, t3),
+            ("template", "py", ['account_sid = "AC' + "X" * 32 + '"', 'auth_token = "{{ auth_token }}"',
+                                'fallback = "your_auth_token"'], None, None))
+    out = []
+    for kind, ext, lines, s, t in rows:
+        p = c.new_path(ext=ext)
+        out.append((p, File([*c.lines(ext, 1, 4), *lines, *c.lines(ext, 0, 4)]), Decoy(kind, p, s, t)))
     for ext in ("md", "html", "lock"):  # a real-looking pair in a banned file type
         s, t = sid(), tok()
         p = c.new_path(ext=ext) if ext != "lock" else "yarn.lock"
-        out.append((p, File([*c.lines(ext, 2, 6), f"account_sid: {s}", f"auth_token: {t}"]), Decoy(f"banned_{ext}", "", s, t)))
-    s, t = sid(), tok()
-    data = b"\x00\x01SQLite format 3\x00" + f'account_sid = "{s}"\nauth_token = "{t}"\n'.encode()
-    out.append(("assets/cache.bin", File([], data=data), Decoy("binary", "", s, t)))
-    rows2 = [(p, File(out_f.lines, data=out_f._data), Decoy(d.kind, p, d.client_id, d.client_secret), False)
-             for p, out_f, d in out]
+        f = File([*c.lines(ext, 2, 6), f"account_sid: {s}", f"auth_token: {t}"])
+        out.append((p, f, Decoy(f"banned_{ext}", p, s, t)))
+    data = b"\x00\x01SQLite format 3\x00" + f'account_sid = "{s6}"\nauth_token = "{t4}"\n'.encode()
+    out.append(("assets/cache.bin", File([], data=data), Decoy("binary", "assets/cache.bin", s6, t4)))
     for p in ("assets/checksums.txt", "src/core/cache_keys.py", "web/static/asset-manifest.json"):
-        c.used.add(p)
-        rows2.append((p, File([c.md5_line(c.ext(p)) for _ in range(c.r.randint(5, 30))]), Decoy("md5", p), True))
-    return rows2
-
-
-def secret_lines(line: str, pair: tuple[str, str]) -> bool:
-    return pair[0] in line or pair[1] in line
+        out.append((p, File([c.md5_line(c.ext(p)) for _ in range(c.r.randint(5, 30))]), Decoy("md5", p)))
+    c.used.update(p for p, _, _ in out)
+    return out
 
 
 class _Branch:
@@ -319,7 +319,9 @@ class _Gen:
         self.rng = r = random.Random(seed)
         self.c = Content(r)
         self.N, self.nfiles, self.decoys_on, self.count, self.out = commits, files, decoys, 0, None
-        self.pool, self.pos, self.protected, self.hashy, self.reserved, self.static = [], {}, set(), set(), set(), set()
+        self.pool: list[str] = []  # main's editable paths, with their index in pos, for O(1) random picks
+        self.pos: dict[str, int] = {}
+        self.protected, self.hashy, self.reserved, self.static = set(), set(), set(), set()
         self.main = _Branch("refs/heads/main", "main", {}, None)
         self.topic: _Branch | None = None
         self.long = [_Branch(f"refs/heads/{n}", n, {}, None)
@@ -327,7 +329,8 @@ class _Gen:
         for j, b in enumerate(self.long):
             b.merge, b.dir = j < branches - 1, "services/" + b.name.replace("/", "-").replace(".", "")
             # fork before the first plant, so a removed pair is not left behind at a branch tip by chance
-            b.create_due, b.merge_due = r.randint(1, commits // 25), r.randint(commits * 3 // 5, commits * 17 // 20)
+            b.create_due = r.randint(1, max(1, commits // 25))
+            b.merge_due = r.randint(commits * 3 // 5, commits * 17 // 20)
         self.pairs: list[tuple[str, str]] = []
         while len(self.pairs) < pairs:
             sid, tok = "AC" + self.c.hex32(), self.c.hex32()
@@ -440,9 +443,9 @@ class _Gen:
             p = self.c.new_path()
             ops.append(("M", p, self.c.initial(p)))
         if self.decoys_on:
-            for p, f, d, hashy in decoy_files(self.c):
+            for p, f, d in decoy_files(self.c):
                 ops.append(("M", p, f))
-                (self.hashy if hashy else self.static).add(p)
+                (self.hashy if d.kind == "md5" else self.static).add(p)
                 self.decoy_list.append(d)
         self.commit(self.main, ops, "Initial import")
         while self.count < self.N:
@@ -502,7 +505,7 @@ class _Gen:
             self.commit(main, [("D", p)], self.c.message("Remove", p), step=kind)
         elif kind == "remove":
             f = main.tree[p]
-            f2 = File([ln for ln in f.lines if not secret_lines(ln, self.pairs[i])], f.nl)
+            f2 = File([ln for ln in f.lines if self.pairs[i][0] not in ln and self.pairs[i][1] not in ln], f.nl)
             self.commit(main, [("M", p, f2)], self.c.message("Drop credentials from", p), step=kind)
         elif kind == "readd":
             f = self.saved.pop(i, None) or self.c.insert_block(main.tree[p], self.block[i])
@@ -514,8 +517,7 @@ class _Gen:
                 self.loc[i] = q
             self.commit(main, [(kind[0].upper(), p, q)], self.c.message(kind.title(), p), step=kind)
         elif kind == "edit":
-            self.commit(main, [("M", p, self.c.edit(p, main.tree[p], p in self.hashy))],
-                        self.c.message("Tweak", p), step=kind)
+            self.commit(main, [("M", p, self.c.edit(p, main.tree[p], False))], self.c.message("Tweak", p), step=kind)
         elif kind == "topic_plant":
             self.open_topic(r.randint(1, 4))
             self.topic_commit(plant=i)
@@ -580,6 +582,9 @@ class _Gen:
             if p is not None and p not in touched:
                 touched.add(p)
                 ops.append(("M", p, self.c.edit(p, tree[p], p in self.hashy)))
+        if not ops:  # every path reserved by the open topic: add a file instead
+            p = self.c.new_path()
+            ops.append(("M", p, self.c.initial(p)))
         self.commit(self.main, ops, self.c.message(None, ops[0][1]))
 
     def create(self, b: _Branch) -> None:
@@ -601,7 +606,7 @@ class _Gen:
         self.topic.remaining -= 1
 
     def long_commit(self, b: _Branch, plant: int | None = None) -> None:
-        self.branch_commit(b, plant, b.dir)
+        self.branch_commit(b, plant, f"{b.dir}/{self.rng.choice(PKGS)}")
 
     def branch_commit(self, b: _Branch, plant: int | None, top: str | None) -> None:
         """Commit on a side branch: edits only files it owns (reserved or its own), so merges never conflict."""
@@ -623,7 +628,8 @@ class _Gen:
         ops = [("M", p, f) for p, f in b.overlay.items()]
         if b.evil is not None:
             ops.append(("M", *self.plant_file(b.evil)))
-        self.commit(self.main, ops, f"Merge branch '{b.name}'", merge=b, step="resolution" if b.evil is not None else "")
+        step = "resolution" if b.evil is not None else ""
+        self.commit(self.main, ops, f"Merge branch '{b.name}'", merge=b, step=step)
         if b is self.topic:
             self.reserved.difference_update(b.files)
             self.topic = None
@@ -639,6 +645,8 @@ def generate(path: Path, *, commits: int = 1000, files: int = 300, pairs: int = 
              branches: int = 3, tags: int = 2, decoys: bool = True, bare: bool = False) -> Manifest:
     """Create the repository at `path` (absent or an empty directory) and return its Manifest."""
     path = Path(path)
+    if commits < 1 or min(files, pairs, branches, tags) < 0:
+        raise ValueError("commits must be at least 1; files, pairs, branches and tags at least 0")
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise FileExistsError(f"{path} exists and is not an empty directory")
     gen = _Gen(commits=commits, files=max(files, 1), pairs=pairs, seed=seed, branches=branches, tags=tags,
@@ -657,12 +665,17 @@ def generate(path: Path, *, commits: int = 1000, files: int = 300, pairs: int = 
                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errf, bufsize=1 << 20)
             try:
                 gen.out = proc.stdin
-                proc.stdin.write(b"feature done\n")
+                proc.stdin.write(b"feature done\n")  # without the final "done", fast-import fails: no silent half
                 gen.run()
                 proc.stdin.write(b"done\n")
-                proc.stdin.close()
             except BrokenPipeError:
-                pass
+                pass  # fast-import died: its stderr says why
+            except BaseException:
+                proc.kill()
+                raise
+            finally:
+                with contextlib.suppress(BrokenPipeError):
+                    proc.stdin.close()
             if proc.wait() != 0:
                 raise RuntimeError(f"git fast-import failed: {err.read_text(errors='replace')[-2000:]}")
         sha = {int(k[1:]): v for k, v in (ln.split() for ln in marks.read_text().splitlines())}

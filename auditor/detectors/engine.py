@@ -63,9 +63,9 @@ class CompiledDetector:
         """ContentWhitelist: a blob is matched only if every-cheap gate pattern finds something."""
         return all(p.search(data) for p in self._whitelist)
 
-    def _values(self, name: str, data: bytes) -> dict[bytes, list[int]]:
-        """Distinct non-placeholder values of one matcher → their start offsets."""
-        out: dict[bytes, list[int]] = {}
+    def _values(self, name: str, data: bytes) -> dict[bytes, list[tuple[int, int]]]:
+        """Distinct non-placeholder values of one matcher → their (start, end) spans."""
+        out: dict[bytes, list[tuple[int, int]]] = {}
         pattern = self._matchers.get(name)
         if pattern is None:
             return out
@@ -73,7 +73,7 @@ class CompiledDetector:
             body = m.group(1) if pattern.groups else m.group(0)
             if self._min_distinct and is_placeholder(body, self._min_distinct):
                 continue
-            out.setdefault(m.group(0), []).append(m.start())
+            out.setdefault(m.group(0), []).append(m.span())
         return out
 
     def _keyword_near(self, data: bytes, pos: int) -> bool:
@@ -91,23 +91,25 @@ class CompiledDetector:
             return []
         if "client_id" not in self._matchers:  # single-match detector: each secret stands alone
             return [Candidate(detector=self.id, blob=blob, client_id="", pairs=(
-                Pair(client_id="", client_secret=s.decode(), rank=0, line=data.count(b"\n", 0, p[0]) + 1),))
+                Pair(client_id="", client_secret=s.decode(), rank=0, line=data.count(b"\n", 0, p[0][0]) + 1),))
                 for s, p in secrets.items()]
         ids = self._values("client_id", data)
-        keyword = {s: any(self._keyword_near(data, p) for p in pos) for s, pos in secrets.items()}
+        keyword = {s: any(self._keyword_near(data, p) for p, _ in spans) for s, spans in secrets.items()}
         out = []
-        for cid, id_pos in ids.items():
+        for cid, id_spans in ids.items():
             body = cid[-32:]
             ranked = []
-            for sec, sec_pos in secrets.items():
-                if sec == body or sec.endswith(body) and len(sec) == len(body):
+            for sec, sec_spans in secrets.items():
+                if sec[-32:] == body:
                     continue  # a SID's own digits are never its token
-                dist, at = min((abs(s - i), i) for s in sec_pos for i in id_pos)
-                ranked.append((not keyword[sec], dist, sec, at))
+                # Characters between the two values (0 when adjacent); a secret after the id wins a tie.
+                dist, after, at = min((max(ts - ie, is_ - te, 0), ts < is_, is_)
+                                      for ts, te in sec_spans for is_, ie in id_spans)
+                ranked.append((not keyword[sec], dist, after, sec, at))
             ranked.sort()
             pairs = tuple(Pair(client_id=cid.decode(), client_secret=sec.decode(), rank=r,
                                line=data.count(b"\n", 0, at) + 1)
-                          for r, (_, _, sec, at) in enumerate(ranked[:max_pairs]))
+                          for r, (_, _, _, sec, at) in enumerate(ranked[:max_pairs]))
             if pairs:
                 out.append(Candidate(detector=self.id, blob=blob, client_id=cid.decode(), pairs=pairs))
         return out

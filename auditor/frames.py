@@ -1,0 +1,275 @@
+"""A scan's store (audit.sqlite) or its in-memory results in; typed pandas frames out, with secret lifecycles.
+
+Frames, each built once with declared dtypes (times are ``datetime64[s, UTC]``: git has no finer clock):
+``findings`` (one row per occurrence, joined with its validity check, the commit time, and where that exposure
+ended), ``secrets`` (one row per unique secret: first/last introduction, exposure, presence at ref tips),
+``commits``, ``repos``, ``tips``, ``removals`` and ``detectors``. Nothing here holds a plaintext token: the store
+keeps secrets redacted, and an in-memory frame is redacted by the caller unless the user asked otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import closing
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pygit2
+
+from auditor.errors import UsageError
+from auditor.models import Finding
+
+TIME = "datetime64[s, UTC]"
+FINDING_DTYPES = {
+    "detector": "string", "repo": "string", "commit": "string", "path": "string", "line": "int64",
+    "client_id": "string", "client_secret": "string", "secret_sha256": "string", "validity": "string",
+    "scope": "string", "account_status": "string", "account_type": "string", "author_email": "string",
+    "author_time": TIME, "blob": "string",
+}
+# Added to findings here: the introducing commit's committer time (what rates per year count), where the file sits,
+# and the first descendant commit whose blob at the same path no longer holds the secret (end of that exposure).
+DERIVED_DTYPES = {"commit_time": TIME, "extension": "string", "top_directory": "string",
+                  "removed_commit": "string", "removed_time": TIME}
+COMMIT_DTYPES = {"repo": "string", "commit": "string", "commit_time": TIME}
+REPO_DTYPES = {"repo": "string", "path": "string", "commits_scanned": "int64", "shallow": "bool", "scanned_at": TIME}
+TIP_DTYPES = {"repo": "string", "secret_sha256": "string", "ref": "string", "path": "string"}
+REMOVAL_DTYPES = {"repo": "string", "detector": "string", "commit": "string", "path": "string",
+                  "secret_sha256": "string", "commit_time": TIME}
+DETECTOR_DTYPES = {"detector": "string", "name": "string", "reference_occurrences_per_million_commits": "Float64"}
+PRESENCE = ("branch tip", "tag tip", "other ref tip", "history only")  # best first: where a secret still sits
+NO_EXTENSION, ROOT = "(none)", "(root)"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScanFrames:
+    """Everything the reporter knows about one scan directory (or one run), as frames."""
+
+    findings: pd.DataFrame
+    secrets: pd.DataFrame
+    commits: pd.DataFrame
+    repos: pd.DataFrame
+    tips: pd.DataFrame
+    removals: pd.DataFrame
+    detectors: pd.DataFrame
+    validated: bool  # validity was checked: "valid" rates are numbers, not null
+    source: Path | None = None
+
+    @property
+    def commits_scanned(self) -> int:
+        return int(self.repos["commits_scanned"].sum())
+
+
+def typed(rows: Iterable[Any], dtypes: Mapping[str, str]) -> pd.DataFrame:
+    """Rows (tuples or dicts) → a frame with exactly ``dtypes``' columns and types; ISO 8601 text → UTC times."""
+    frame = pd.DataFrame(list(rows), columns=list(dtypes))
+    times = {c: pd.to_datetime(frame[c], utc=True, format="ISO8601") for c, t in dtypes.items() if t == TIME}
+    return frame.assign(**times).astype(dict(dtypes))
+
+
+def findings_frame(findings: Iterable[Finding]) -> pd.DataFrame:
+    """In-memory findings (plaintext secrets: redact before writing) → a frame of FINDING_DTYPES."""
+    return typed((asdict(f) | {"validity": f.validity.value} for f in findings), FINDING_DTYPES)
+
+
+def detectors_frame(detectors: Iterable[Any]) -> pd.DataFrame:
+    """Detector specs (or dicts with id/name/reference) → one row each."""
+    rows = []
+    for d in detectors:
+        get = d.get if isinstance(d, Mapping) else lambda k, _d=d: getattr(_d, k, None)
+        rows.append((get("id"), get("name"), get("reference_occurrences_per_million_commits")))
+    return typed(rows, DETECTOR_DTYPES)
+
+
+# -- reading a scan directory -------------------------------------------------------------------------------------
+def _store_path(path: Path) -> Path:
+    store = path / "audit.sqlite" if path.is_dir() else path
+    if not store.is_file():
+        raise UsageError(f"{path}: no audit.sqlite here. Run `auditor scan REPO --out {path}` first, "
+                         "then point this at that --out directory.")
+    return store
+
+
+_QUERIES = {
+    "findings": """
+        SELECT o.detector, o.repo, o.commit_id, o.path, o.line, o.client_id, o.secret_redacted, o.secret_sha256,
+               COALESCE(c.validity, 'unchecked'), c.scope, c.account_status, c.account_type, o.author_email,
+               o.author_time, o.blob
+        FROM occurrences o LEFT JOIN checks c ON c.secret_sha256 = o.secret_sha256""",
+    "commits": "SELECT repo, commit_id, commit_time FROM commits",
+    "repos": "SELECT repo, path, commits_scanned, shallow, scanned_at FROM repos",
+    "tips": "SELECT repo, secret_sha256, ref, path FROM tip_presence",
+    "removals": "SELECT repo, detector, commit_id, path, secret_sha256, commit_time FROM removals",
+}
+_DTYPES = {"findings": FINDING_DTYPES, "commits": COMMIT_DTYPES, "repos": REPO_DTYPES, "tips": TIP_DTYPES,
+           "removals": REMOVAL_DTYPES}
+
+
+def read_store(store: Path, repos: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
+    """The store's tables as typed frames (read-only), restricted to ``repos`` when given."""
+    try:
+        with closing(sqlite3.connect(store.resolve().as_uri() + "?mode=ro", uri=True)) as db:
+            out = {name: typed(db.execute(sql).fetchall(), _DTYPES[name]) for name, sql in _QUERIES.items()}
+    except sqlite3.Error as e:
+        raise UsageError(f"{store}: cannot read the store ({e}); rerun the scan into a fresh --out "
+                         "directory.") from None
+    if repos is not None:
+        out = {name: frame[frame["repo"].isin(list(repos))].reset_index(drop=True) for name, frame in out.items()}
+    return out
+
+
+def load(path: str | Path, *, repos: Sequence[str] | None = None) -> ScanFrames:
+    """A scan's --out directory (or its audit.sqlite) → ScanFrames; summary.json, if there, says what was checked."""
+    path = Path(path)
+    store = _store_path(path)
+    tables = read_store(store, repos)
+    summary_path = store.parent / "summary.json"
+    summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
+    if summary.get("detectors"):
+        detectors = detectors_frame({"id": k, **v} for k, v in summary["detectors"].items())
+    else:
+        from auditor.detectors import load_detectors  # the built-in ones: what a scan without --detectors used
+        detectors = detectors_frame(load_detectors())
+    validated = bool(summary.get("validated")) or bool((tables["findings"]["validity"] != "unchecked").any())
+    return assemble(**tables, detectors=detectors, validated=validated, source=store.parent)
+
+
+# -- lifecycles ---------------------------------------------------------------------------------------------------
+class _Ancestry:
+    """Is one commit a descendant of another? Asked of the scanned repository when it can still be opened."""
+
+    def __init__(self, repos: pd.DataFrame) -> None:
+        self.paths = dict(zip(repos["repo"], repos["path"], strict=True))
+        self.opened: dict[str, Any] = {}
+
+    def descends(self, repo: str, descendant: str, ancestor: str) -> bool | None:
+        if repo not in self.opened:
+            try:
+                self.opened[repo] = pygit2.Repository(self.paths[repo])
+            except (KeyError, pygit2.GitError):
+                self.opened[repo] = None
+        git = self.opened[repo]
+        if git is None:
+            return None
+        try:
+            return bool(git.descendant_of(descendant, ancestor))
+        except (ValueError, KeyError, pygit2.GitError):  # a missing object: fall back to commit times
+            return None
+
+
+def _with_removals(findings: pd.DataFrame, removals: pd.DataFrame, repos: pd.DataFrame) -> pd.DataFrame:
+    """Each occurrence's end: the earliest removal at its (repo, path, secret) that descends from its commit.
+
+    Descent is asked of the repository when it can be opened; otherwise a removal counts when it is not older
+    than the introducing commit (exact on a linear history).
+    """
+    keys = ["repo", "path", "secret_sha256"]
+    ends = removals.rename(columns={"commit": "removed_commit", "commit_time": "removed_time"})
+    pairs = (findings[[*keys, "commit", "commit_time"]].reset_index(names="row")
+             .merge(ends[[*keys, "removed_commit", "removed_time"]], on=keys))
+    pairs = pairs[pairs["removed_commit"] != pairs["commit"]]
+    if not pairs.empty:
+        ancestry = _Ancestry(repos)
+        later = (pairs["removed_time"] >= pairs["commit_time"]).fillna(True).tolist()
+        keep = [later[i] if (d := ancestry.descends(r, rc, c)) is None else d
+                for i, (r, rc, c) in enumerate(zip(pairs["repo"], pairs["removed_commit"], pairs["commit"],
+                                                   strict=True))]
+        pairs = pairs[keep]
+    first = pairs.sort_values(["removed_time", "removed_commit"]).groupby("row").first()
+    return findings.assign(removed_commit=first["removed_commit"].reindex(findings.index).astype("string"),
+                           removed_time=first["removed_time"].reindex(findings.index).astype(TIME))
+
+
+def _lookup(values: pd.Series, keys: pd.Series) -> pd.Series:
+    """values[key] for each key (NaT where absent), as UTC times aligned with ``keys``."""
+    if values.empty:
+        return pd.Series(pd.NaT, index=keys.index, dtype=TIME)
+    return pd.Series(values.astype(TIME).reindex(keys.astype(str)).array, index=keys.index).astype(TIME)
+
+
+def _presence(refs: Sequence[str]) -> str:
+    if any(r.startswith("refs/heads/") for r in refs):
+        return PRESENCE[0]
+    if any(r.startswith("refs/tags/") for r in refs):
+        return PRESENCE[1]
+    return PRESENCE[2] if refs else PRESENCE[3]
+
+
+def secrets_frame(findings: pd.DataFrame, tips: pd.DataFrame, removals: pd.DataFrame,
+                  repos: pd.DataFrame) -> pd.DataFrame:
+    """One row per unique secret: first/last introduction, counts, validity, presence at ref tips, exposure.
+
+    Exposure runs from the first introducing commit (committer time) to the last commit that removed the secret
+    anywhere, or — for a secret still at some ref tip — to the scan (``exposure_ongoing``).
+    """
+    tip_refs = tips.groupby("secret_sha256")["ref"].agg(lambda r: sorted(set(r)))
+    tip_scan = (tips.merge(repos[["repo", "scanned_at"]], on="repo").groupby("secret_sha256")["scanned_at"].max())
+    last_removal = removals.groupby("secret_sha256")["commit_time"].max()
+    ordered = findings.sort_values(["author_time", "commit_time", "commit", "path"], kind="stable")
+    secrets = (ordered.groupby("secret_sha256", sort=False)
+               .agg(detector=("detector", "first"), client_id=("client_id", "first"),
+                    client_secret=("client_secret", "first"), validity=("validity", "first"),
+                    scope=("scope", "first"), account_status=("account_status", "first"),
+                    account_type=("account_type", "first"),
+                    first_commit=("commit", "first"), first_time=("author_time", "first"),
+                    last_commit=("commit", "last"), last_time=("author_time", "last"),
+                    introduced_time=("commit_time", "min"),
+                    occurrences=("commit", "size"), commits=("commit", "nunique"), repos=("repo", "nunique"),
+                    paths=("path", "nunique"))
+               .reset_index())
+    refs = [tip_refs.get(h, []) for h in secrets["secret_sha256"]]
+    at_tip = pd.Series([bool(r) for r in refs], index=secrets.index, dtype="bool")
+    removed = _lookup(last_removal, secrets["secret_sha256"]).where(~at_tip)
+    end = removed.where(~at_tip, _lookup(tip_scan, secrets["secret_sha256"]))
+    return secrets.assign(
+        still_at_tip=at_tip,
+        tip_refs=pd.Series(refs, index=secrets.index, dtype=object),
+        presence=pd.Series([_presence(r) for r in refs], index=secrets.index, dtype="string"),
+        removed_time=removed.astype(TIME),
+        exposure_ongoing=at_tip,
+        exposure_days=((end - secrets["introduced_time"]).dt.total_seconds() / 86400).astype("Float64"),
+    ).astype({"occurrences": "int64", "commits": "int64", "repos": "int64", "paths": "int64"})
+
+
+def _extension(path: str) -> str:
+    base = path.rsplit("/", 1)[-1]
+    return base.rsplit(".", 1)[1].lower() if "." in base else NO_EXTENSION  # SPEC §3: after the basename's last "."
+
+
+def assemble(*, findings: pd.DataFrame, commits: pd.DataFrame, repos: pd.DataFrame, tips: pd.DataFrame,
+             removals: pd.DataFrame, detectors: pd.DataFrame, validated: bool,
+             source: Path | None = None) -> ScanFrames:
+    """Typed tables → ScanFrames: findings gain commit time, extension, top directory and end of exposure."""
+    times = commits.rename(columns={"commit_time": "_time"})
+    findings = (findings.reset_index(drop=True)
+                .merge(times, on=["repo", "commit"], how="left", validate="many_to_one"))
+    paths = findings["path"].astype(str)
+    findings = findings.assign(
+        commit_time=findings["_time"].fillna(findings["author_time"]).astype(TIME),  # no commits row: interrupted
+        extension=paths.map(_extension).astype("string"),
+        top_directory=paths.map(lambda p: p.split("/", 1)[0] if "/" in p else ROOT).astype("string"),
+    ).drop(columns="_time")
+    findings = _with_removals(findings, removals, repos)[[*FINDING_DTYPES, *DERIVED_DTYPES]]
+    known = set(detectors["detector"].dropna())
+    extra = sorted(set(findings["detector"]) - known)  # found by a detector the summary did not name
+    if extra:
+        detectors = pd.concat([detectors, typed(((d, d, None) for d in extra), DETECTOR_DTYPES)], ignore_index=True)
+    return ScanFrames(findings=findings, secrets=secrets_frame(findings, tips, removals, repos), commits=commits,
+                      repos=repos, tips=tips, removals=removals, detectors=detectors, validated=validated,
+                      source=source)
+
+
+def exposures(findings: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
+    """secret_sha256 → where it was introduced and when it stopped being present there (for secrets.jsonl)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    cols = ["repo", "path", "commit", "commit_time", "removed_commit", "removed_time"]
+    for row in findings.sort_values(["commit_time", "commit", "path"])[["secret_sha256", *cols]].itertuples(
+            index=False):
+        out.setdefault(row.secret_sha256, []).append(
+            {"repo": row.repo, "path": row.path, "introduced_commit": row.commit,
+             "introduced_time": row.commit_time, "removed_commit": row.removed_commit,
+             "removed_time": row.removed_time})
+    return out

@@ -1,0 +1,283 @@
+"""A scan directory in; report.md, a self-contained report.html (plots as base64 PNG), plots/ and frames/ out.
+
+Both documents are rendered from one list of sections, so they always say the same thing. Everything shown comes
+from the store, where secrets are redacted; every cell is HTML-escaped (paths are data, not markup).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from auditor import plots, report
+from auditor.frames import ScanFrames
+from auditor.stats import METHOD
+from auditor.store import private_file
+
+PLOTS = ("rates", "repositories", "timeline", "exposure", "validity", "by_year", "top_paths")
+NA = "n/a"
+_UNITS = {"M": "month", "W": "week", "D": "day"}
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    title: str
+    text: tuple[str, ...] = ()
+    table: pd.DataFrame | None = None
+    plot: str | None = None
+    level: int = 2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Report:
+    """What ``build_report`` wrote, and the headline it printed."""
+
+    directory: Path
+    markdown: Path
+    html: Path
+    plots: dict[str, Path]
+    frames: list[Path]
+    headline: pd.DataFrame
+    references: list[tuple[str, str, float]] = field(default_factory=list)  # (detector, source, value)
+    commits: int = 0
+
+    def lines(self) -> list[str]:
+        """The headline as text lines, for the terminal."""
+        out = [f"{label}: {line}" for label, line in _headline_lines(self.headline)]
+        out += _reference_lines(self.headline, self.references)
+        return out
+
+
+def _num(value: object, digits: int = 2) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
+        return NA
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and digits == 0):
+        return f"{int(value):,}"
+    return f"{float(value):,.{digits}f}"  # type: ignore[arg-type]
+
+
+def _rate_text(row: pd.Series) -> str:
+    if pd.isna(row["rate"]):
+        return NA
+    return f"{_num(row['rate'])} [{_num(row['rate_low'])}–{_num(row['rate_high'])}]"
+
+
+def _headline_lines(headline: pd.DataFrame) -> list[tuple[str, str]]:
+    out = []
+    for _, row in headline.iterrows():
+        label = plots.LABELS.get(row["measure"], row["measure"])
+        commits = int(row["commits"])
+        if pd.isna(row["count"]):
+            text = "n/a: validity not checked (the scan ran with --no-validate)"
+        elif not commits:
+            text = f"{int(row['count']):,} in 0 commits → n/a (no commit scanned)"
+        else:
+            text = (f"{int(row['count']):,} in {commits:,} commits → {_num(row['rate'])} per million commits "
+                    f"(95% CI {_num(row['rate_low'])}–{_num(row['rate_high'])})")
+        out.append((label, text))
+    return out
+
+
+def _reference_lines(headline: pd.DataFrame, references: list[tuple[str, str, float]]) -> list[str]:
+    occ = headline[headline["measure"] == "occurrences"].iloc[0]
+    out = []
+    for det, source, value in references:
+        if pd.isna(occ["rate"]):
+            where = "no rate to compare: no commit scanned"
+        elif occ["rate_low"] <= value <= occ["rate_high"]:
+            where = "inside our 95% interval"
+        else:
+            where = f"{'below' if value < occ['rate_low'] else 'above'} our 95% interval"
+        out.append(f"published reference for {det} ({source}): {value:g} occurrences per million commits — {where}")
+    return out
+
+
+def _references(f: ScanFrames) -> list[tuple[str, str, float]]:
+    return [(str(d), str(src), float(v)) for d, src, v in report.references(f).itertuples(index=False)]
+
+
+# -- display tables -------------------------------------------------------------------------------------------
+def _cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every value as display text: NA → n/a, floats with 2 decimals, times to the minute, lists joined."""
+    def one(v: object) -> str:
+        if isinstance(v, list):
+            return ", ".join(map(str, v))
+        if isinstance(v, pd.Timestamp):
+            return NA if pd.isna(v) else v.strftime("%Y-%m-%d %H:%M")
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        if isinstance(v, float | int) and not isinstance(v, bool):
+            return _num(v, 0 if isinstance(v, int) else 2)
+        return NA if v is None or v is pd.NA or v is pd.NaT else str(v)
+    return pd.DataFrame({c: [one(v) for v in frame[c].astype(object)] for c in frame.columns}, index=frame.index)
+
+
+def _rates_wide(long: pd.DataFrame, key: str) -> pd.DataFrame:
+    """measure-per-row rates → one row per ``key``: counts and 'rate [low–high]' per measure."""
+    rows = []
+    for name, part in long.groupby(key, sort=False):
+        row: dict[str, object] = {key: name, "commits": int(part["commits"].iloc[0])}
+        for _, r in part.iterrows():
+            row[r["measure"]] = r["count"]
+            row[f"{r['measure']} per million [95% CI]"] = _rate_text(r)
+        rows.append(row)
+    wanted = [key, "commits", "occurrences", "occurrences per million [95% CI]", "valid_occurrences",
+              "valid_occurrences per million [95% CI]", "commits_with_occurrences per million [95% CI]",
+              "unique_secrets", "unique_secrets per million [95% CI]"]
+    return pd.DataFrame(rows, columns=wanted)
+
+
+def _with_ci(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.assign(**{"per million [95% CI]": [_rate_text(r) for _, r in frame.iterrows()]}).drop(
+        columns=["rate", "rate_low", "rate_high", "commits"])
+
+
+# -- sections ---------------------------------------------------------------------------------------------------
+def sections(f: ScanFrames, t: dict[str, pd.DataFrame]) -> list[Section]:
+    """The report, in order; each section may have a table and a plot (a name of PLOTS)."""
+    repos = len(f.repos)
+    secrets = f.secrets
+    removed = secrets[~secrets["exposure_ongoing"] & secrets["exposure_days"].notna()]
+    headline = t["headline"].assign(**{"per million commits [95% CI]": [_rate_text(r) for _, r in
+                                                                       t["headline"].iterrows()]})
+    headline = headline.assign(measure=headline["measure"].map(lambda m: plots.LABELS.get(m, m)))[
+        ["measure", "count", "commits", "per million commits [95% CI]"]]
+    refs = _reference_lines(t["headline"], _references(f))
+    shown_secrets = (secrets.sort_values(["occurrences", "introduced_time"], ascending=[False, True])
+                     [["client_id", "client_secret", "validity", "scope", "occurrences", "paths", "introduced_time",
+                       "removed_time", "exposure_days", "presence"]].head(50))
+    per_detector = t["rates"][t["rates"]["measure"] == "occurrences"]
+    return [
+        Section("Headline", (
+            f"{repos} repositor{'y' if repos == 1 else 'ies'}, {f.commits_scanned:,} commits scanned, "
+            f"{len(f.findings):,} occurrences of {len(secrets):,} unique secrets"
+            f"{'' if f.validated else ' (validity not checked: valid rates are n/a)'}.",
+            "An occurrence is a (commit, path, secret) where the commit introduces the secret at that path; each rate "
+            "is a count divided by the commits scanned, × 10⁶.",
+            f"Intervals: {METHOD}.",
+        ), headline, "rates"),
+        Section("Compared with the published reference", (*refs, *(
+            "" if refs else "No published reference for these detectors.",)), _with_ci(per_detector).drop(
+            columns=["measure"]), None, 3),
+        Section("Per repository", ("Each repository's rates use its own commits; the last row pools them.",),
+                _rates_wide(t["per_repository"], "repo"), "repositories"),
+        Section("Timeline of introductions", (
+            f"Occurrences introduced per {_UNITS[report.timeline_freq(f)]} (committer time), and commits made.",),
+                None, "timeline"),
+        Section("Exposure time", (
+            "From a secret's first introducing commit to the last commit that removed it (the first descendant "
+            "whose blob at that path no longer holds it), or to the scan for secrets still at a ref tip.",
+            f"{len(removed):,} secret(s) removed everywhere; median exposure "
+            f"{_num(removed['exposure_days'].astype('float64').median())} days. "
+            f"{int(secrets['still_at_tip'].sum()):,} still at a ref tip.",
+        ), None, "exposure"),
+        Section("Validity", (), _with_ci(t["by_validity"]), "validity"),
+        Section("Still present, or only in history", (
+            "Where each secret still is: at a branch tip, only at a tag tip, only at another ref's tip (e.g. a "
+            "remote-tracking ref or the stash), or only in history.",), _with_ci(t["by_presence"]), None),
+        Section("By year of introduction", ("Occurrences introduced in a year per million commits made that year.",),
+                _with_ci(t["by_year"]), "by_year"),
+        Section("By file extension", (), _with_ci(t["by_extension"]), None),
+        Section("By top-level directory", (), _with_ci(t["by_directory"]), None),
+        Section("Top paths", (), t["top_paths"], "top_paths"),
+        Section("Secrets (redacted; the 50 with most occurrences)", (), shown_secrets, None),
+        Section("Files", ("Every frame is in `frames/` as CSV and Parquet; plots in `plots/`; "
+                          "`auditor report DIR` rebuilds all of it from `audit.sqlite`.",), None, None),
+    ]
+
+
+def _figures(f: ScanFrames, t: dict[str, pd.DataFrame]) -> dict[str, object]:
+    refs = _references(f) if len(f.detectors) == 1 else []
+    return {
+        "rates": plots.headline_rates(t["headline"], {src: v for _, src, v in refs}),
+        "repositories": plots.repositories(t["per_repository"]),
+        "timeline": plots.timeline(t["timeline"]),
+        "exposure": plots.exposure(f.secrets),
+        "validity": plots.validity(t["by_validity"]),
+        "by_year": plots.by_year(t["by_year"]),
+        "top_paths": plots.top_paths(t["top_paths"], several_repos=len(f.repos) > 1),
+    }
+
+
+def _md_escape(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(frame: pd.DataFrame) -> str:
+    cells = _cells(frame)
+    esc = _md_escape
+    lines = ["| " + " | ".join(esc(c) for c in cells.columns) + " |", "|" + "---|" * len(cells.columns)]
+    lines += ["| " + " | ".join(esc(v) for v in row) + " |" for row in cells.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _html_table(frame: pd.DataFrame) -> str:
+    return _cells(frame).to_html(index=False, escape=True, border=0, classes="t")
+
+
+def _markdown(secs: list[Section], title: str) -> str:
+    out = [f"# {title}", ""]
+    for s in secs:
+        out += [f"{'#' * s.level} {s.title}", ""]
+        out += [f"{p}\n" for p in s.text if p]
+        if s.plot:
+            out += [f"![{s.title}](plots/{s.plot}.png)", ""]
+        if s.table is not None:
+            out += [_md_table(s.table) if len(s.table) else "_(none)_", ""]
+    return "\n".join(out)
+
+
+_CSS = """body{font:15px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table.t{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}table.t td,table.t th{padding:3px 8px;
+border-bottom:1px solid #ddd;text-align:left}table.t th{background:#f3f3f3}img{max-width:100%}
+h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ccc}code{background:#f3f3f3;padding:0 3px}"""
+
+
+def _html(secs: list[Section], title: str, images: dict[str, bytes]) -> str:
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{html.escape(title)}</title>",
+           f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
+    for s in secs:
+        out.append(f"<h{s.level}>{html.escape(s.title)}</h{s.level}>")
+        out += [f"<p>{html.escape(p)}</p>" for p in s.text if p]
+        if s.plot:
+            data = base64.b64encode(images[s.plot]).decode("ascii")
+            out.append(f'<img alt="{html.escape(s.title)}" data-plot="{s.plot}" src="data:image/png;base64,{data}">')
+        if s.table is not None:
+            out.append(_html_table(s.table) if len(s.table) else "<p><em>(none)</em></p>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def _write(path: Path, data: bytes) -> None:
+    private_file(path)
+    with path.open("wb") as fh:
+        fh.truncate()
+        fh.write(data)
+
+
+def build_report(directory: Path, *, top: int = 20) -> Report:
+    """Load ``directory``'s store, write frames/, plots/, report.md and report.html; return what was written."""
+    f = report.load(directory)
+    t = report.tables(f, top=top)
+    frames = report.export(t, directory / "frames")
+    figures = _figures(f, t)
+    images = {name: plots.png(fig) for name, fig in figures.items()}
+    (directory / "plots").mkdir(exist_ok=True)
+    plot_paths = {}
+    for name, data in images.items():
+        plot_paths[name] = directory / "plots" / f"{name}.png"
+        _write(plot_paths[name], data)
+    secs = sections(f, t)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    title = f"auditor report — {', '.join(map(str, f.repos['repo'])) or 'no repository'}"
+    intro = Section("About this report", (f"Built {stamp} from {directory / 'audit.sqlite'}.",), None, None, 3)
+    md, page = directory / "report.md", directory / "report.html"
+    _write(md, _markdown([*secs, intro], title).encode("utf-8"))
+    _write(page, _html([*secs, intro], title, images).encode("utf-8"))
+    return Report(directory=directory, markdown=md, html=page, plots=plot_paths, frames=frames,
+                  headline=t["headline"], references=_references(f), commits=f.commits_scanned)

@@ -1,0 +1,427 @@
+"""Detectors are data (SPEC §3): every example of every detector, the Twilio rules at unit level, malformed files."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from auditor.detectors import CompiledDetector, load_detectors
+from auditor.detectors import spec as detector_spec
+from auditor.detectors.engine import detect
+from auditor.errors import DetectorFileError
+from conftest import make_pair, run_scan
+
+DETECTORS = load_detectors()
+TWILIO = next(d for d in DETECTORS if d.id == "twilio_master_credentials")
+SEED_ID = "AC598fdd1a56846658f660652ed4810395"
+SEED_SECRET = "ce2337ad21d390367e018828cef2b0ef"
+
+
+def run(text: str | bytes, max_pairs: int = 8, detector=TWILIO):
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    return detect([CompiledDetector(detector)], data, "blob", max_pairs)
+
+
+def best(text: str | bytes, **kw) -> set[tuple[str, str]]:
+    """{(client_id, best-ranked client_secret)} of every candidate."""
+    return {(c.client_id, c.pairs[0].client_secret) for c in run(text, **kw)}
+
+
+def ranking(text: str | bytes, sid: str, **kw) -> list[str]:
+    """The ranked secrets of ``sid``'s candidate."""
+    cands = [c for c in run(text, **kw) if c.client_id == sid]
+    assert len(cands) == 1, cands
+    assert [p.rank for p in cands[0].pairs] == list(range(len(cands[0].pairs)))
+    return [p.client_secret for p in cands[0].pairs]
+
+
+# -- every example of every detector ------------------------------------------------------------------------
+
+POSITIVES = [pytest.param(d, e, id=f"{d.id}-example{i}") for d in DETECTORS for i, e in enumerate(d.examples)]
+NEGATIVES = [pytest.param(d, e, id=f"{d.id}-negative{i}") for d in DETECTORS
+             for i, e in enumerate(d.negative_examples)]
+
+
+def test_every_detector_has_examples_and_negative_examples():
+    assert DETECTORS
+    for d in DETECTORS:
+        assert d.examples, d.id
+        assert d.negative_examples, d.id
+        for e in d.examples:
+            assert e.client_secret, (d.id, e.text)
+
+
+@pytest.mark.parametrize(("detector", "example"), POSITIVES)
+def test_positive_example(detector, example):
+    cands = run(example.text, detector=detector)
+    mine = [c for c in cands if c.client_id == (example.client_id or "")]
+    assert len(mine) == 1, cands
+    assert mine[0].pairs[0].client_id == (example.client_id or "")
+    assert mine[0].pairs[0].client_secret == example.client_secret
+    assert mine[0].detector == detector.id
+
+
+@pytest.mark.parametrize(("detector", "example"), NEGATIVES)
+def test_negative_example(detector, example):
+    assert run(example.text, detector=detector) == []
+
+
+def test_seed_example_is_a_twilio_example():
+    seeds = [e for e in TWILIO.examples if e.client_id == SEED_ID and e.client_secret == SEED_SECRET
+             and "from twilio.rest import Client" in e.text]
+    assert seeds, "the seed page's example must be one of the detector's examples"
+    assert best(seeds[0].text) == {(SEED_ID, SEED_SECRET)}
+
+
+def test_twilio_detector_fields_match_the_seed():
+    assert TWILIO.minimum_number_of_matches == 2
+    assert TWILIO.high_recall is True
+    assert TWILIO.validity_check_available is True
+    assert TWILIO.only_valid_secrets_raise_alert is True
+    assert TWILIO.prefixed is True
+    assert TWILIO.filename_banlist is not None
+    assert TWILIO.filename_banlist.banlist_extensions == (
+        r"^(cs|x|p|s|r)?html5?~?$", r"^[aps]?cssc?~?$", r"^lock$", r"^mdx?~?$", r"^storyboard(c|er)?~?$", r"^xib$")
+    assert TWILIO.filename_banlist.check_binaries is False
+    assert TWILIO.content_whitelist is not None
+    assert TWILIO.content_whitelist.patterns == ("ac[0-9a-f]{32}",)
+
+
+# -- FilenameBanlist ------------------------------------------------------------------------------------------
+
+BANNED = ["a.md", "b.html~", "yarn.lock", "c.scss", "d.MD", "x.xhtml", "y.storyboardc", "z.xib", "p.html",
+          "q.cshtml", "r.phtml", "s.shtml", "t.rhtml", "u.html5", "v.css", "w.acss", "x.pcss", "y.cssc", "z.css~",
+          "doc.mdx", "doc.md~", "Main.storyboard", "Main.storyboarder", "dir/sub/README.Md", "Pipfile.LOCK"]
+SCANNED = ["d.markdown", "e.htm", "f.py", "Makefile", ".env", "html", "md", "docs.md/config.py", "lock.json",
+           "package-lock.json", "g.xhtml2", "h.sass", "i.mdown", "j.storyboards", "k.xibx", "l.txt", "m.md.py",
+           "noext."]
+
+
+@pytest.mark.parametrize("name", BANNED)
+def test_banned_extension(name):
+    assert CompiledDetector(TWILIO).allows_filename(name.encode()) is False
+
+
+@pytest.mark.parametrize("name", SCANNED)
+def test_scanned_filename(name):
+    assert CompiledDetector(TWILIO).allows_filename(name.encode()) is True
+
+
+def test_non_utf8_filename_is_judged_by_its_extension():
+    d = CompiledDetector(TWILIO)
+    assert d.allows_filename(b"caf\xe9.py") is True
+    assert d.allows_filename(b"caf\xe9.md") is False
+
+
+# -- pairing, placeholders, ranking ----------------------------------------------------------------------------
+
+FIVE_DISTINCT = "aabbccddeeabcdeabcdeabcdeabcdeed"  # 32 hex, 5 distinct characters, not periodic
+SIX_DISTINCT = "aabbccddeeffabcdefabcdefabcdeffe"  # 32 hex, 6 distinct characters, not periodic
+
+
+def test_token_placeholders_are_dropped():
+    sid, _ = make_pair()
+    assert len(FIVE_DISTINCT) == len(SIX_DISTINCT) == 32
+    for fake in (FIVE_DISTINCT, "1234567890abcdef" * 2, "0123456789abcdef" * 2, "1a2b3c4d" * 4, "0" * 32,
+                 "deadbeef" * 4, sid[2:]):  # the last: the SID's own digits
+        assert best(f'sid = "{sid}"\nauth_token = "{fake}"\n') == set(), fake
+    # template text never matches
+    assert best('sid = "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"\nauth_token = "your_auth_token"\n') == set()
+    assert best(f'sid = "{sid}"\nauth_token = "{{{{ auth_token }}}}"\n') == set()
+
+
+@pytest.mark.parametrize("digits", [FIVE_DISTINCT, "0123456789abcdef" * 2, "1234567890abcdef" * 2, "1a2b3c4d" * 4,
+                                    "0" * 32])
+def test_sid_placeholders_are_dropped(digits):
+    # SPEC §3: a SID whose 32 hex digits use fewer than 6 distinct characters, or repeat a unit, is dropped
+    _, tok = make_pair()
+    assert best(f'sid = "AC{digits}"\nauth_token = "{tok}"\n') == set()
+
+
+def test_six_distinct_characters_are_enough():
+    sid, tok = make_pair()
+    assert best(f'sid = "{sid}"\nauth_token = "{SIX_DISTINCT}"\n') == {(sid, SIX_DISTINCT)}
+    assert best(f'sid = "AC{SIX_DISTINCT}"\nauth_token = "{tok}"\n') == {("AC" + SIX_DISTINCT, tok)}
+
+
+def test_placeholder_token_beside_a_real_one_is_ignored():
+    sid, tok = make_pair()
+    text = f'sid = "{sid}"\nauth_token = "{"1234567890abcdef" * 2}"\nreal = "{tok}"\n'
+    assert ranking(text, sid) == [tok]
+
+
+def test_sid_alone_and_token_alone_are_nothing():
+    sid, tok = make_pair()
+    assert run(f'account_sid = "{sid}"\n') == []
+    assert run(f'auth_token = "{tok}"\n') == []
+    assert run(f'auth_token = "{tok}"\nother_token = "{make_pair()[1]}"\n') == []
+
+
+def test_keyword_on_the_token_line_ranks_first_despite_a_nearer_decoy():
+    sid, tok = make_pair()
+    decoy = make_pair()[1]
+    text = f'sid = "{sid}"\nappid = "{decoy}"\n\n\n\n\nAUTH_TOKEN = "{tok}"\n'
+    assert ranking(text, sid) == [tok, decoy]
+
+
+@pytest.mark.parametrize("keyword", ["token", "auth", "secret", "Token", "AUTH", "SeCrEt"])
+def test_keyword_on_the_line_before_the_token_ranks_first(keyword):
+    sid, tok = make_pair()
+    decoy = make_pair()[1]
+    text = f'sid = "{sid}"\nmd5 = "{decoy}"\n\n\n# the {keyword} follows\nvalue = "{tok}"\n'
+    assert ranking(text, sid) == [tok, decoy]
+
+
+def test_keyword_two_lines_before_or_after_the_token_does_not_count():
+    sid, tok = make_pair()
+    decoy = make_pair()[1]
+    two_before = f'sid = "{sid}"\nmd5 = "{decoy}"\n\n\n# auth token below\n\nvalue = "{tok}"\n'
+    assert ranking(two_before, sid) == [decoy, tok]
+    after = f'sid = "{sid}"\nmd5 = "{decoy}"\n\n\nvalue = "{tok}"\n# that was the auth token\n'
+    assert ranking(after, sid) == [decoy, tok]
+
+
+def test_without_keywords_nearest_first_in_characters():
+    sid, tok = make_pair()
+    near, far, farther = (make_pair()[1] for _ in range(3))
+    text = f'x = "{far}"\n{"#" * 40}\ny = "{near}"\nsid = "{sid}"\n{"#" * 200}\nz = "{farther}"\n'
+    assert ranking(text, sid) == [near, far, farther]
+    # the same holds on one line
+    line = f"{far} {'.' * 30} {sid} .. {near} {'.' * 60} {farther}"
+    assert ranking(line, sid) == [near, far, farther]
+
+
+def test_keyword_tokens_among_themselves_are_ranked_by_distance():
+    sid, _ = make_pair()
+    t_near, t_far, plain = (make_pair()[1] for _ in range(3))
+    text = (f'auth_token_old = "{t_far}"\n' + "#\n" * 30 + f'sid = "{sid}"\nx = "{plain}"\n'
+            f'auth_token = "{t_near}"\n')
+    assert ranking(text, sid) == [t_near, t_far, plain]
+
+
+def test_several_sids_each_get_their_own_token():
+    (s1, t1), (s2, t2) = make_pair(), make_pair()
+    text = (f'ONE_SID = "{s1}"\nONE_AUTH_TOKEN = "{t1}"\n' + "# --\n" * 20 +
+            f'TWO_SID = "{s2}"\nTWO_AUTH_TOKEN = "{t2}"\n')
+    assert best(text) == {(s1, t1), (s2, t2)}
+    assert ranking(text, s1) == [t1, t2]
+    assert ranking(text, s2) == [t2, t1]
+
+
+def test_a_sid_repeated_yields_one_candidate():
+    sid, tok = make_pair()
+    text = f'a = "{sid}"\n' + "#\n" * 40 + f'b = "{sid}"\nauth_token = "{tok}"\n'
+    cands = run(text)
+    assert len(cands) == 1
+    assert [p.client_secret for p in cands[0].pairs] == [tok]
+    assert cands[0].pairs[0].line in (1, 42)  # a line of the client_id
+
+
+def test_token_inside_a_longer_run_is_not_a_token():
+    sid, tok = make_pair()
+    for wrapped in (f"{tok}0", f"0{tok}", f"{tok}a", f"z{tok}", f"{tok}G", f"Q{tok}", f"{tok}{tok[:8]}",
+                    tok + "1234567", "deadbeef" + tok + "deadbeefdeadbeefdeadbeefdeadbeef"):
+        assert run(f'sid = "{sid}"\nauth_token = "{wrapped}"\n') == [], wrapped
+    # uppercase hex is not a token either
+    assert run(f'sid = "{sid}"\nauth_token = "{tok.upper()}"\n') == []
+    # 31 hex is too short
+    assert run(f'sid = "{sid}"\nauth_token = "{tok[:31]}"\n') == []
+    # but punctuation ends a word
+    for sep in ("-", ":", "/", " ", "'", "=", ",", "(", "\t"):
+        assert best(f"sid={sid}\nauth_token{sep}{tok}{sep}\n") == {(sid, tok)}, repr(sep)
+
+
+def test_sid_must_be_a_whole_word():
+    sid, tok = make_pair()
+    for wrapped in (f"X{sid}", f"{sid}0", f"{sid}f", f"9{sid}", f"{sid}Z", f"ac{sid[2:]}", f"AC{sid[2:].upper()}"):
+        assert run(f'sid = "{wrapped}"\nauth_token = "{tok}"\n') == [], wrapped
+
+
+def test_token_first():
+    sid, tok = make_pair()
+    assert best(f"auth_token: {tok}\n" + "\n" * 5 + f"sid: {sid}\n") == {(sid, tok)}
+
+
+def test_sid_and_token_25_lines_apart():
+    sid, tok = make_pair()
+    text = f'account_sid = "{sid}"\n' + "".join(f"line {i}\n" for i in range(24)) + f'auth_token = "{tok}"\n'
+    assert text.splitlines()[25] == f'auth_token = "{tok}"'
+    assert best(text) == {(sid, tok)}
+
+
+def test_crlf_content_and_line_number():
+    sid, tok = make_pair()
+    text = f'# header\r\n\r\naccount_sid = "{sid}"\r\nauth_token = "{tok}"\r\n'
+    cands = run(text)
+    assert [(c.client_id, c.pairs[0].client_secret, c.pairs[0].line) for c in cands] == [(sid, tok, 3)]
+
+
+def test_latin1_content():
+    sid, tok = make_pair()
+    data = (f"# caf\xe9 cr\xe8me br\xfbl\xe9e\n".encode("latin-1") + f'account_sid = "{sid}"\n'.encode() +
+            "# \xa9 \xe0 \xff\n".encode("latin-1") + f'auth_token = "{tok}"\n'.encode() + b"\xe9\xe8\n")
+    with pytest.raises(UnicodeDecodeError):
+        data.decode("utf-8")
+    cands = run(data)
+    assert [(c.client_id, c.pairs[0].client_secret, c.pairs[0].line) for c in cands] == [(sid, tok, 2)]
+
+
+def test_minified_single_line_of_10_kb():
+    sid, tok = make_pair()
+    filler = "function(a,b){return a+b};var x=[1,2,3];" * 130
+    line = f'!function(){{var s="{sid}";{filler}var authToken="{tok}";{filler}}}();'
+    assert "\n" not in line and len(line) > 10_000
+    cands = run(line)
+    assert [(c.client_id, c.pairs[0].client_secret, c.pairs[0].line) for c in cands] == [(sid, tok, 1)]
+    # the SID far from the token on the same line, no keyword at all
+    plain = f'var s="{sid}";{filler}var t="{tok}";'
+    assert best(plain) == {(sid, tok)}
+
+
+def test_url_userinfo():
+    sid, tok = make_pair()
+    assert best(f"curl https://{sid}:{tok}@api.twilio.com/2010-04-01/Accounts/{sid}/Messages.json\n") == {(sid, tok)}
+
+
+def test_positional_arguments():
+    sid, tok = make_pair()
+    assert best(f'client = Init("{sid}", "{tok}");\n') == {(sid, tok)}
+    assert best(f"new TwilioRestClient('{sid}','{tok}')") == {(sid, tok)}
+
+
+def test_commented_out_code():
+    sid, tok = make_pair()
+    assert best(f'# client = Client("{sid}", "{tok}")\n') == {(sid, tok)}
+    assert best(f'/*\n * account_sid = "{sid}";\n * auth_token = "{tok}";\n */\n') == {(sid, tok)}
+    assert best(f"<!-- {sid} {tok} -->") == {(sid, tok)}
+
+
+def test_content_whitelist_is_case_insensitive_but_the_sid_is_not():
+    sid, tok = make_pair()
+    # 'ac' + lowercase hex passes the gate but is no SID
+    assert run(f'sid = "ac{sid[2:]}"\nauth_token = "{tok}"\n') == []
+
+
+def test_binary_content_is_skipped():
+    sid, tok = make_pair()
+    text = f'account_sid = "{sid}"\nauth_token = "{tok}"\n'.encode()
+    assert run(b"\0" + text) == []
+    assert run(text + b"x" * (7999 - len(text)) + b"\0") == []  # NUL at offset 7999: still in the first 8000
+    late = text + b"x" * (8000 - len(text)) + b"\0"  # NUL at offset 8000: not in the first 8000 bytes
+    assert late.index(b"\0") == 8000
+    assert best(late) == {(sid, tok)}
+
+
+@pytest.mark.parametrize("cap", [1, 3, 8])
+def test_max_pairs_caps_the_ranked_secrets(cap):
+    sid, _ = make_pair()
+    tokens = [make_pair()[1] for _ in range(12)]
+    keyworded = make_pair()[1]
+    text = (f'sid = "{sid}"\n' + "".join(f'v{i} = "{t}"\n' for i, t in enumerate(tokens)) +
+            "#\n" * 50 + f'auth_token = "{keyworded}"\n')
+    got = ranking(text, sid, max_pairs=cap)
+    assert got == ([keyworded] + tokens)[:cap]
+
+
+def test_same_token_twice_is_one_pair():
+    sid, tok = make_pair()
+    text = f'auth_token = "{tok}"\nsid = "{sid}"\nagain_token = "{tok}"\n'
+    assert ranking(text, sid) == [tok]
+
+
+# -- malformed detector files ----------------------------------------------------------------------------------
+
+BUILTIN_DOC = yaml.safe_load(
+    (Path(detector_spec.__file__).parent / "builtin" / "twilio_master_credentials.yaml").read_text(encoding="utf-8"))
+
+
+def _custom(**changes) -> dict:
+    doc = copy.deepcopy(BUILTIN_DOC)
+    doc["id"] = "custom_twilio"
+    for key, value in changes.items():
+        if value is _DELETE:
+            del doc[key]
+        else:
+            doc[key] = value
+    return doc
+
+
+_DELETE = object()
+
+
+def _bad_regex(doc: dict) -> dict:
+    doc["matchers"]["client_id"]["pattern"] = r"\b(AC[0-9a-f]{32}\b"
+    return doc
+
+
+def _bad_banlist(doc: dict) -> dict:
+    doc["pre_validators"][0]["banlist_extensions"][2] = "^(lock$"
+    return doc
+
+
+MALFORMED = [
+    pytest.param(lambda: _custom(name=_DELETE), "name", id="missing-name"),
+    pytest.param(lambda: _custom(matchers=_DELETE), "matchers", id="missing-matchers"),
+    pytest.param(lambda: _bad_regex(_custom()), "matchers.client_id.pattern", id="bad-regex"),
+    pytest.param(lambda: _bad_banlist(_custom()), "banlist_extensions", id="bad-banlist-regex"),
+    pytest.param(lambda: _custom(high_recall="yes please"), "high_recall", id="wrong-type-bool"),
+    pytest.param(lambda: _custom(minimum_number_of_matches="two"), "minimum_number_of_matches", id="wrong-type-int"),
+    pytest.param(lambda: _custom(matchers=["client_id"]), "matchers", id="wrong-type-mapping"),
+]
+
+
+@pytest.mark.parametrize(("make_doc", "field"), MALFORMED)
+def test_malformed_detector_file_names_file_and_field(tmp_path, make_doc, field):
+    path = tmp_path / "custom.yaml"
+    path.write_text(yaml.safe_dump(make_doc()), encoding="utf-8")
+    with pytest.raises(DetectorFileError) as info:
+        detector_spec.load_detectors(tmp_path)
+    message = str(info.value)
+    assert str(path) in message
+    assert field in message
+
+
+def test_yaml_syntax_error_names_the_file(tmp_path):
+    path = tmp_path / "broken.yml"
+    path.write_text("id: x\nmatchers: [unclosed\n", encoding="utf-8")
+    with pytest.raises(DetectorFileError) as info:
+        detector_spec.load_detectors(tmp_path)
+    assert str(path) in str(info.value)
+
+
+def test_valid_extra_detector_is_added(tmp_path):
+    (tmp_path / "custom.yaml").write_text(yaml.safe_dump(_custom()), encoding="utf-8")
+    (tmp_path / "notes.txt").write_text("not a detector", encoding="utf-8")
+    ids = [d.id for d in detector_spec.load_detectors(tmp_path)]
+    assert sorted(ids) == ["custom_twilio", "twilio_master_credentials"]
+
+
+def test_cli_rejects_a_malformed_detector_file(git, tmp_path):
+    repo = git()
+    repo.commit("one", {"app.py": "print('hello')\n"})
+    detectors = tmp_path / "detectors"
+    detectors.mkdir()
+    bad = detectors / "mine.yaml"
+    bad.write_text(yaml.safe_dump(_bad_regex(_custom())), encoding="utf-8")
+    rc, stdout, stderr, findings, _ = run_scan(repo.path, tmp_path / "out", "--detectors", str(detectors))
+    assert rc == 2, (stdout, stderr)
+    assert "mine.yaml" in stderr
+    assert "matchers.client_id.pattern" in stderr
+    assert "Traceback" not in stderr
+    assert findings == []
+
+
+def test_cli_rejects_a_detector_file_missing_a_field(git, tmp_path):
+    repo = git()
+    repo.commit("one", {"app.py": "print('hello')\n"})
+    detectors = tmp_path / "detectors"
+    detectors.mkdir()
+    (detectors / "nameless.yaml").write_text(yaml.safe_dump(_custom(company=_DELETE)), encoding="utf-8")
+    rc, stdout, stderr, _, _ = run_scan(repo.path, tmp_path / "out", "--detectors", str(detectors))
+    assert rc == 2, (stdout, stderr)
+    assert "nameless.yaml" in stderr
+    assert "company" in stderr
+    assert "Traceback" not in stderr
