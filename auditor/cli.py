@@ -117,6 +117,7 @@ def _demo(args: argparse.Namespace) -> int:
           f"{result.summary.get('valid_unique_secrets') or 0} valid secrets would raise alerts")
     for line in result.report.lines():
         print(f"  {line}")
+    print("auditor demo: the sample history is planted densely on purpose, so its rates are far above real ones")
     print(f"auditor demo: report in {result.report.html} (open it in a browser) and {result.report.markdown}; "
           f"frames in {result.directory / 'frames'}; done in {result.seconds:.1f} s")
     return int(ExitCode.OK)

@@ -11,6 +11,7 @@ import io
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 LABELS = {
     "occurrences": "occurrences",
     "valid_occurrences": "valid occurrences",
@@ -83,13 +84,14 @@ def timeline(table: pd.DataFrame) -> Figure:
     ax.bar(x, table["occurrences"], width=width, color=COLORS["all"], label="occurrences introduced", align="edge")
     ax.bar(x, table["valid_occurrences"], width=width, color=COLORS["valid"], label="of them valid", align="edge")
     ax.set_ylabel("occurrences introduced")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     other = ax.twinx()
     other.plot([d + pd.Timedelta(days=width / 2) for d in x], table["commits"], color=COLORS["other"], lw=1,
                marker=".", label="commits made")
     other.set_ylabel(f"commits per {unit}", color=COLORS["other"])
     other.set_ylim(bottom=0)
     handles = ax.get_legend_handles_labels()[0] + other.get_legend_handles_labels()[0]
-    ax.legend(handles=handles, loc="upper left", fontsize="small")
+    ax.legend(handles=handles, loc="best", fontsize="small", framealpha=0.9)
     ax.set_title(f"Introductions per {unit}")
     fig.autofmt_xdate()
     return fig
@@ -129,6 +131,7 @@ def validity(table: pd.DataFrame) -> Figure:
     ax.barh(y + 0.2, table["unique_secrets"], height=0.4, color=COLORS["other"], label="unique secrets")
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize="small")
     ax.set_title("Validity")
     return fig
@@ -146,6 +149,7 @@ def top_paths(table: pd.DataFrame, several_repos: bool = False) -> Figure:
     ax.barh(y, table["occurrences"], color=colors)
     ax.set_yticks(y, [lb if len(lb) <= 60 else "…" + lb[-59:] for lb in labels], fontsize="small")
     ax.invert_yaxis()
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("occurrences (red: a secret is still there at a ref tip)")
     ax.set_title("Top paths")
     return fig

@@ -102,19 +102,25 @@ def _references(f: ScanFrames) -> list[tuple[str, str, float]]:
 
 
 # -- display tables -------------------------------------------------------------------------------------------
+PLAIN = frozenset({"year", "line"})  # numbers shown without thousands separators
+
+
 def _cells(frame: pd.DataFrame) -> pd.DataFrame:
     """Every value as display text: NA → n/a, floats with 2 decimals, times to the minute, lists joined."""
-    def one(v: object) -> str:
+    def one(v: object, plain: bool) -> str:
         if isinstance(v, list):
             return ", ".join(map(str, v))
         if isinstance(v, pd.Timestamp):
             return NA if pd.isna(v) else v.strftime("%Y-%m-%d %H:%M")
         if isinstance(v, bool):
             return "yes" if v else "no"
-        if isinstance(v, float | int) and not isinstance(v, bool):
+        if isinstance(v, int) and plain:
+            return str(v)
+        if isinstance(v, float | int):
             return _num(v, 0 if isinstance(v, int) else 2)
         return NA if v is None or v is pd.NA or v is pd.NaT else str(v)
-    return pd.DataFrame({c: [one(v) for v in frame[c].astype(object)] for c in frame.columns}, index=frame.index)
+    return pd.DataFrame({c: [one(v, c in PLAIN) for v in frame[c].astype(object)] for c in frame.columns},
+                        index=frame.index)
 
 
 def _rates_wide(long: pd.DataFrame, key: str) -> pd.DataFrame:
@@ -132,9 +138,10 @@ def _rates_wide(long: pd.DataFrame, key: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=wanted)
 
 
-def _with_ci(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.assign(**{"per million [95% CI]": [_rate_text(r) for _, r in frame.iterrows()]}).drop(
-        columns=["rate", "rate_low", "rate_high", "commits"])
+def _with_ci(frame: pd.DataFrame, *, commits: bool = False) -> pd.DataFrame:
+    """Rate columns → one 'rate [low–high]' text column; the denominator kept only when it varies by row."""
+    shown = frame.assign(**{"per million commits [95% CI]": [_rate_text(r) for _, r in frame.iterrows()]})
+    return shown.drop(columns=["rate", "rate_low", "rate_high", *([] if commits else ["commits"])])
 
 
 # -- sections ---------------------------------------------------------------------------------------------------
@@ -181,10 +188,10 @@ def sections(f: ScanFrames, t: dict[str, pd.DataFrame]) -> list[Section]:
             "Where each secret still is: at a branch tip, only at a tag tip, only at another ref's tip (e.g. a "
             "remote-tracking ref or the stash), or only in history.",), _with_ci(t["by_presence"]), None),
         Section("By year of introduction", ("Occurrences introduced in a year per million commits made that year.",),
-                _with_ci(t["by_year"]), "by_year"),
+                _with_ci(t["by_year"], commits=True), "by_year"),
         Section("By file extension", (), _with_ci(t["by_extension"]), None),
         Section("By top-level directory", (), _with_ci(t["by_directory"]), None),
-        Section("Top paths", (), t["top_paths"], "top_paths"),
+        Section("Top paths", (), t["top_paths"] if repos > 1 else t["top_paths"].drop(columns="repo"), "top_paths"),
         Section("Secrets (redacted; the 50 with most occurrences)", (), shown_secrets, None),
         Section("Files", ("Every frame is in `frames/` as CSV and Parquet; plots in `plots/`; "
                           "`auditor report DIR` rebuilds all of it from `audit.sqlite`.",), None, None),
