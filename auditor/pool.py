@@ -1,13 +1,16 @@
 """Batches of (blob id, file name) → BlobScan results, in worker processes.
 
-Each worker opens its own pygit2.Repository and compiles the detectors once (pool initializer); only raw ids
-and names cross the process boundary, and only candidates come back, so the parent never touches blob bytes.
+Each worker opens its own pygit2.Repository (and git reader, see reader.py) and compiles the detectors once (pool
+initializer); only raw ids and names cross the process boundary, and only candidates come back, so the parent
+never touches blob bytes.
 """
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
 import os
+import signal
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from collections import Counter
@@ -18,8 +21,9 @@ import pygit2
 from auditor.detectors.engine import CompiledDetector, detect, is_binary
 from auditor.detectors.spec import Detector
 from auditor.models import BlobScan
+from auditor.reader import BlobReader
 
-_repo: pygit2.Repository | None = None
+_reader: BlobReader | None = None
 _detectors: list[CompiledDetector] = []
 _max_bytes = 0
 _max_pairs = 8
@@ -27,12 +31,11 @@ _skip_binary = True
 
 
 def _init(repo_path: str, detectors: Sequence[Detector], max_bytes: int, max_pairs: int) -> None:
-    global _repo, _detectors, _max_bytes, _max_pairs, _skip_binary
+    global _reader, _detectors, _max_bytes, _max_pairs, _skip_binary
     # Ctrl-C goes to the parent, which stops the pool; workers must not each print a traceback.
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _repo = pygit2.Repository(repo_path)
+    _reader = BlobReader(pygit2.Repository(repo_path))
+    atexit.register(_reader.close)
     _detectors = [CompiledDetector(d) for d in detectors]
     _max_bytes, _max_pairs = max_bytes, max_pairs
     _skip_binary = all(not d.check_binaries for d in _detectors)
@@ -40,23 +43,23 @@ def _init(repo_path: str, detectors: Sequence[Detector], max_bytes: int, max_pai
 
 def scan_batch(batch: Sequence[tuple[bytes, bytes]]) -> BlobScan:
     """Read and scan each blob of the batch; failures are counted, never raised."""
-    assert _repo is not None, "scan_batch runs only in a pool worker"
-    odb = _repo.odb
+    assert _reader is not None, "scan_batch runs only in a pool worker"
     skipped: Counter[str] = Counter()
     errors: list[str] = []
     candidates = []
     scanned: list[bytes] = []
+    wanted: list[bytes] = []
     nbytes = 0
-    for raw, _name in batch:
-        oid = pygit2.Oid(raw=raw)
-        try:
-            _kind, size = odb.read_header(oid)
-            if _max_bytes and size > _max_bytes:
-                skipped["too_large"] += 1
-                continue
-            data = odb.read(oid)[1]
-        except (KeyError, pygit2.GitError, ValueError, OSError) as e:
-            errors.append(f"blob {raw.hex()}: {type(e).__name__}: {e}")
+    for raw, size, error in _reader.sizes([raw for raw, _ in batch]):
+        if error is not None:
+            errors.append(f"blob {raw.hex()}: {error}")
+        elif _max_bytes and size is not None and size > _max_bytes:
+            skipped["too_large"] += 1
+        else:
+            wanted.append(raw)
+    for raw, data, error in _reader.read(wanted):
+        if data is None:
+            errors.append(f"blob {raw.hex()}: {error}")
             continue
         nbytes += len(data)
         scanned.append(raw)

@@ -31,7 +31,8 @@ except ImportError:  # pragma: no cover - not POSIX: runs are not serialised
 _SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
 _USERINFO = re.compile(r"^([a-zA-Z][\w+.-]*://)[^/@]*@")
 REFSPEC = "+refs/*:refs/*"
-CONNECT_TIMEOUT_MS = 30_000  # libgit2's default is the OS's (minutes for a host that drops packets)
+# No pygit2.settings.server_connect_timeout: with libgit2 1.9 it leaves git:// sockets non-blocking and every fetch
+# fails with "error receiving data from socket: Resource temporarily unavailable" (tests/test_remote.py).
 
 
 def is_remote(arg: str) -> bool:
@@ -68,8 +69,6 @@ def _locked(path: Path) -> Iterator[None]:
 
 def _fetch(repo: pygit2.Repository, url: str) -> None:
     """Fetch every ref of origin (pruning deleted ones), then point HEAD at the remote's default branch."""
-    if not pygit2.settings.server_connect_timeout:
-        pygit2.settings.server_connect_timeout = CONNECT_TIMEOUT_MS
     remote = repo.remotes["origin"]
     if remote.url != url:
         repo.remotes.set_url("origin", url)

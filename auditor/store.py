@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -39,6 +40,17 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One explicit transaction (the connection autocommits otherwise: one commit per row would crawl)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
     # -- incremental detection -------------------------------------------------------------------------
     def scanned_blobs(self, ruleset: str) -> set[bytes]:
         """Blobs already scanned by this ruleset that matched nothing: the next scan skips them."""
@@ -46,7 +58,7 @@ class Store:
         return {r[0] for r in rows}
 
     def mark_scanned(self, ruleset: str, oids: Iterable[bytes], matched: set[bytes]) -> None:
-        with self.db:
+        with self.transaction():
             self.db.executemany("INSERT OR REPLACE INTO blobs VALUES (?, ?, ?)",
                                 ((o, ruleset, int(o in matched)) for o in oids))
 
@@ -62,7 +74,7 @@ class Store:
     def save_check(self, sha: str, detector: str, client_id: str, result: CheckResult) -> None:
         if result.validity is Validity.UNCHECKED:
             return
-        with self.db:
+        with self.transaction():
             self.db.execute("INSERT OR REPLACE INTO checks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                             (sha, detector, client_id, result.validity.value, result.scope, result.account_status,
                              result.account_type, result.checked_at or datetime.now(UTC).isoformat()))
@@ -72,7 +84,7 @@ class Store:
                   occurrences: Iterable[tuple], tips: Iterable[tuple], removals: Iterable[tuple] = ()) -> None:
         """Replace one repository's results in one transaction, so a crash leaves the previous ones intact."""
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        with self.db:
+        with self.transaction():
             for table in ("commits", "occurrences", "tip_presence", "removals"):
                 self.db.execute(f"DELETE FROM {table} WHERE repo = ?", (repo,))  # noqa: S608 - fixed names
             self.db.execute("INSERT OR REPLACE INTO repos VALUES (?, ?, ?, ?, ?)",
