@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from auditor.errors import AuditorError, ExitCode
-from auditor.models import Finding, Validity, redact
+from auditor.models import Finding, redact
 
 
 def _duration(text: str) -> float:
@@ -123,10 +123,6 @@ def _demo(args: argparse.Namespace) -> int:
     return int(ExitCode.OK)
 
 
-def _alerts(findings: list[Finding], validated: bool) -> list[Finding]:
-    return [f for f in findings if not validated or f.validity is Validity.VALID]
-
-
 def _print_result(summary: dict, alerts: list[Finding], show_secrets: bool, out: Path) -> None:
     rate = summary["occurrences_per_million_commits"]
     print(f"auditor: {summary['commits_scanned']:,} commits, {summary['blobs_scanned']:,} blobs, "
@@ -166,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"auditor: interrupted; what was scanned and checked is kept in {args.out}/audit.sqlite, "
               "rerun the same command to resume", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
-    alerts = _alerts(outcome.findings, args.validate)
+    alerts = outcome.alerts
     _print_result(outcome.summary, alerts, args.show_secrets, args.out)
     return int(ExitCode.ALERTS if alerts else ExitCode.OK)
 

@@ -21,7 +21,7 @@ from auditor.attribution import Locator, introduced
 from auditor.detectors import CompiledDetector, Detector, load_detectors
 from auditor.errors import OutputError
 from auditor.history import Commits, Trees, list_commits, open_repository
-from auditor.models import BlobScan, Candidate, Finding, Resolved, secret_sha256
+from auditor.models import BlobScan, Candidate, Finding, Resolved, Validity, secret_sha256
 from auditor.pool import DetectionPool
 from auditor.progress import Stage
 from auditor.store import Store
@@ -67,6 +67,7 @@ class RepoStats:
 class Outcome:
     findings: list[Finding]
     summary: dict[str, Any]
+    alerts: list[Finding] = field(default_factory=list)  # what the exit code counts (SPEC §5)
     interrupted: bool = False
 
 
@@ -318,6 +319,9 @@ def scan(repos: list[str], opts: ScanOptions) -> Outcome:
         interrupted=interrupted)
     if interrupted:
         raise KeyboardInterrupt
-    return Outcome(findings=run.findings, summary=summary, interrupted=interrupted)
+    strict = {d.id for d in run.detectors if d.only_valid_secrets_raise_alert}
+    alerts = [f for f in run.findings
+              if not opts.validate or f.detector not in strict or f.validity is Validity.VALID]
+    return Outcome(findings=run.findings, summary=summary, alerts=alerts, interrupted=interrupted)
 
 

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import base64
 import email.utils
-import json
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator

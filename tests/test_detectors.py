@@ -261,7 +261,7 @@ def test_crlf_content_and_line_number():
 
 def test_latin1_content():
     sid, tok = make_pair()
-    data = (f"# caf\xe9 cr\xe8me br\xfbl\xe9e\n".encode("latin-1") + f'account_sid = "{sid}"\n'.encode() +
+    data = ("# caf\xe9 cr\xe8me br\xfbl\xe9e\n".encode("latin-1") + f'account_sid = "{sid}"\n'.encode() +
             "# \xa9 \xe0 \xff\n".encode("latin-1") + f'auth_token = "{tok}"\n'.encode() + b"\xe9\xe8\n")
     with pytest.raises(UnicodeDecodeError):
         data.decode("utf-8")
