@@ -128,6 +128,11 @@ def _print_result(summary: dict, alerts: list[Finding], show_secrets: bool, out:
     print(f"auditor: {summary['commits_scanned']:,} commits, {summary['blobs_scanned']:,} blobs, "
           f"{summary['occurrences']} occurrences of {summary['unique_secrets']} secrets "
           f"({'n/a' if rate is None else f'{rate:g}'} per million commits); results in {out}")
+    for repo in summary.get("repos", []):
+        if repo.get("shallow"):
+            print(f"auditor: {repo['repo']} is a shallow clone: commits before its boundary were not scanned and "
+                  "its boundary commits count as introducing what they hold; run `git fetch --unshallow` there "
+                  "for a full audit", file=sys.stderr)
     if summary.get("error_count"):
         print(f"auditor: {summary['error_count']} objects could not be read (see errors in summary.json)")
     seen = set()

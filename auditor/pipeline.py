@@ -156,6 +156,8 @@ class Scan:
         thread = threading.Thread(target=produce, name="auditor-enumerate", daemon=True)
         thread.start()
         by_blob: dict[bytes, list[Candidate]] = defaultdict(list)
+        pending_oids: list[bytes] = []
+        pending_matched: set[bytes] = set()
         try:
             while (item := await queue.get()) is not _DONE:
                 if isinstance(item, BaseException):
@@ -172,12 +174,18 @@ class Scan:
                     by_blob[raw].append(c)
                     if c.key not in resolutions:
                         resolutions[c.key] = self._resolve(c)
-                self.store.mark_scanned(self.ruleset, result.scanned_oids, matched)
+                pending_oids.extend(result.scanned_oids)
+                pending_matched |= matched
+                if len(pending_oids) >= 20000:  # fewer, larger transactions; a crash rescans at most these
+                    self.store.mark_scanned(self.ruleset, pending_oids, pending_matched)
+                    pending_oids, pending_matched = [], set()
                 bar.update(result.bytes_scanned, blobs=stats.blobs_scanned, matched=len(by_blob))
         except BaseException:
             stop.set()
             pool.terminate()
             raise
+        finally:
+            self.store.mark_scanned(self.ruleset, pending_oids, pending_matched)
         pool.close()
         if pool.restarts:
             stats.errors.append(f"a detection worker died {pool.restarts} time(s); the pool was restarted and "
