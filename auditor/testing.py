@@ -40,7 +40,8 @@ class TwilioStandIn:
     ``faults`` is a script consumed one entry per request, before any normal answer:
     ``"429"`` (Retry-After: ``retry_after`` seconds), ``"429-date"`` (Retry-After as an HTTP date),
     ``"429-none"`` (no Retry-After), any other 3-digit status (e.g. ``"503"``), ``"html200"`` (an HTML
-    page with that status: what a proxy or a CDN answers; ``"html401"`` too), ``"wrongsid"`` (200 JSON of another account), ``"badjson"`` (200, truncated JSON),
+    page with that status: what a proxy or a CDN answers; ``"html401"`` too), ``"wrongsid"`` (200 JSON of
+    another account), ``"badjson"`` (200, truncated JSON),
     ``"slow"`` (answers after ``slow_seconds``, beyond a client's timeout) and ``"drop"`` (closes the
     connection without answering).
     """
