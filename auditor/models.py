@@ -35,7 +35,7 @@ class Pair:
     client_id: str
     client_secret: str
     rank: int
-    line: int  # 1-based line of the client_id occurrence nearest the secret
+    line: int  # 1-based line where the client_id first appears in the blob
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

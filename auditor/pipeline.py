@@ -210,7 +210,7 @@ class Scan:
 
     # -- one repository ------------------------------------------------------------------------------------
     async def scan_repo(self, arg: str, resolutions: dict[tuple, asyncio.Future[Resolved]]) -> None:
-        stats = RepoStats(repo=arg)
+        stats = RepoStats(repo=sources.display(arg))  # never a URL's password in outputs
         self.repos.append(stats)
         t0 = time.perf_counter()
         repo = open_repository(sources.resolve(arg))
@@ -320,11 +320,15 @@ def scan(repos: list[str], opts: ScanOptions) -> Outcome:
         interrupted = True
     finally:
         run.store.close()
-    summary = report.write_outputs(
-        opts.out, run.findings, run.repos, run.tips, run.detectors, show_secrets=opts.show_secrets,
-        validated=opts.validate, validation_requests=run.validator.requests if run.validator else 0,
-        validation_unique=run.validator.unique if run.validator else 0, wall_seconds=time.perf_counter() - started,
-        interrupted=interrupted)
+    try:
+        summary = report.write_outputs(
+            opts.out, run.findings, run.repos, run.tips, run.detectors, show_secrets=opts.show_secrets,
+            validated=opts.validate, validation_requests=run.validator.requests if run.validator else 0,
+            validation_unique=run.validator.unique if run.validator else 0,
+            wall_seconds=time.perf_counter() - started, interrupted=interrupted)
+    except OSError as e:
+        raise OutputError(f"{opts.out}: cannot write the results ({e.strerror or e}: {e.filename}). Pass --out "
+                          "a directory you can write to (the store keeps what was scanned: rerun).") from None
     if interrupted:
         raise KeyboardInterrupt
     strict = {d.id for d in run.detectors if d.only_valid_secrets_raise_alert}

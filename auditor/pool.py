@@ -11,6 +11,9 @@ import atexit
 import multiprocessing
 import os
 import signal
+import sys
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from collections import Counter
@@ -30,10 +33,28 @@ _max_pairs = 8
 _skip_binary = True
 
 
-def _init(repo_path: str, detectors: Sequence[Detector], max_bytes: int, max_pairs: int) -> None:
+def _watch_parent(pid: int) -> None:
+    """End this worker once the scanning process is gone (killed with SIGKILL: nothing else would tell it)."""
+    while True:
+        time.sleep(1.0)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            if _reader is not None:
+                _reader.close()
+            os._exit(1)
+        except PermissionError:
+            pass
+
+
+def _init(repo_path: str, detectors: Sequence[Detector], max_bytes: int, max_pairs: int, parent: int) -> None:
     global _reader, _detectors, _max_bytes, _max_pairs, _skip_binary
     # Ctrl-C goes to the parent, which stops the pool; workers must not each print a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A survivor of a pool broken by a killed sibling dies on its closed queue with a traceback that only
+    # alarms; every real failure of a task reaches the parent through its future.
+    sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the worker
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     _reader = BlobReader(pygit2.Repository(repo_path))
     atexit.register(_reader.close)
     _detectors = [CompiledDetector(d) for d in detectors]
@@ -48,7 +69,7 @@ def scan_batch(batch: Sequence[tuple[bytes, bytes]]) -> BlobScan:
     errors: list[str] = []
     candidates = []
     scanned: list[bytes] = []
-    wanted: list[bytes] = []
+    wanted: list[tuple[bytes, int]] = []
     nbytes = 0
     for raw, size, error in _reader.sizes([raw for raw, _ in batch]):
         if error is not None:
@@ -56,7 +77,7 @@ def scan_batch(batch: Sequence[tuple[bytes, bytes]]) -> BlobScan:
         elif _max_bytes and size is not None and size > _max_bytes:
             skipped["too_large"] += 1
         else:
-            wanted.append(raw)
+            wanted.append((raw, size or 0))
     for raw, data, error in _reader.read(wanted):
         if data is None:
             errors.append(f"blob {raw.hex()}: {error}")
@@ -92,7 +113,7 @@ class DetectionPool:
     def __init__(self, repo_path: str, detectors: Sequence[Detector], *, jobs: int | None = None,
                  max_bytes: int = 0, max_pairs: int = 8) -> None:
         self.jobs = jobs or os.cpu_count() or 1
-        self._initargs = (repo_path, tuple(detectors), max_bytes, max_pairs)
+        self._initargs = (repo_path, tuple(detectors), max_bytes, max_pairs, os.getpid())
         self.restarts = 0
         self._pool = self._start()
 
@@ -106,7 +127,11 @@ class DetectionPool:
         inflight: dict[Future[BlobScan], tuple[list[tuple[bytes, bytes]], int]] = {}
 
         def submit(batch: list[tuple[bytes, bytes]], tries: int) -> None:
-            inflight[self._pool.submit(scan_batch, batch)] = (batch, tries)
+            try:
+                inflight[self._pool.submit(scan_batch, batch)] = (batch, tries)
+            except BrokenProcessPool:  # a worker died while idle: restart, the in-flight batches go again
+                for lost, lost_tries in self._restart(inflight) + [(batch, tries)]:
+                    inflight[self._pool.submit(scan_batch, lost)] = (lost, lost_tries)
 
         def drain(block_until: int) -> Iterator[BlobScan]:
             while len(inflight) > block_until:
@@ -119,13 +144,7 @@ class DetectionPool:
                     except BrokenProcessPool:
                         broken.append((batch, tries))
                 if broken:
-                    # Every other in-flight future of a broken pool fails too: take them all back.
-                    broken.extend(inflight.values())
-                    inflight.clear()
-                    self._pool.shutdown(wait=False, cancel_futures=True)
-                    self._pool = self._start()
-                    self.restarts += 1
-                    for batch, tries in broken:
+                    for batch, tries in broken + self._restart(inflight):
                         if tries == 0:
                             submit(batch, 1)  # an innocent bystander of another batch, most likely
                         elif len(batch) > 1 or tries == 1:
@@ -140,6 +159,16 @@ class DetectionPool:
             submit(batch, 0)
             yield from drain(4 * self.jobs - 1)
         yield from drain(0)
+
+    def _restart(self, inflight: dict[Future[BlobScan], tuple[list[tuple[bytes, bytes]], int]]
+                 ) -> list[tuple[list[tuple[bytes, bytes]], int]]:
+        """Replace a broken pool; every in-flight future of it fails too, so hand their batches back."""
+        lost = list(inflight.values())
+        inflight.clear()
+        self.terminate()  # survivors of a broken pool would wait on its queue forever, and exit would join them
+        self._pool = self._start()
+        self.restarts += 1
+        return lost
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -1,9 +1,13 @@
 """Blob ids → blob bytes inside a detection worker: git's own object reader when git is installed, libgit2 else.
 
 Why: libgit2 caches only small delta bases (objects up to 1 MiB, 16 MiB in all), so packs with long delta chains
-of big files are rebuilt over and over; ``git cat-file --batch`` keeps a 96 MiB delta-base cache and reads such
-histories several times faster (numpy: 3.3× on the same blobs in the same order). Sizes still come from libgit2's
-header read, which needs no inflation, so blobs above --max-blob-bytes are never read at all.
+of big files are rebuilt over and over; one long-lived ``git cat-file --batch`` keeps a 96 MiB delta-base cache
+and reads such histories several times faster (numpy: 3.3× on the same blobs in the same order). Sizes come from
+libgit2's header read, which needs no inflation, so blobs above --max-blob-bytes are never read at all.
+
+Corrupt objects: git may stream fewer bytes than an object's header claims and then wait for more input, so
+every answer is checked (its id, the newline after it) and read against a deadline; a bad object is reported,
+git is restarted for the rest, and the object is never handed to libgit2 (which can spin on it forever).
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
+import time
 from collections.abc import Iterator, Sequence
 
 import pygit2
@@ -18,30 +24,73 @@ import pygit2
 # The repository is named explicitly; inherited GIT_* variables must not point git elsewhere.
 _GIT_ENV = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | {"GIT_CONFIG_NOSYSTEM": "1"}
 
+Read = tuple[bytes, bytes | None, str | None]  # (id, content, error)
+
+
+class _Stalled(Exception):
+    """git's answer ended early: it died, or overran its deadline and was killed."""
+
+
+class _CatFile:
+    """One ``git cat-file --batch`` process, read through its buffered pipe; a watchdog thread kills it when an
+    answer overruns its deadline, which turns a stall into an end of output that the reader sees at once."""
+
+    def __init__(self, git: str, git_dir: str) -> None:
+        self.proc = subprocess.Popen([git, "--git-dir", git_dir, "cat-file", "--batch"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_GIT_ENV)
+        assert self.proc.stdout is not None and self.proc.stdin is not None
+        self.out = self.proc.stdout
+        self.deadline = 0.0  # 0: not waiting for anything
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        while self.proc.poll() is None:
+            time.sleep(0.25)
+            if self.deadline and time.monotonic() > self.deadline:
+                self.proc.kill()
+
+    def ask(self, raws: Sequence[bytes]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"".join(raw.hex().encode() + b"\n" for raw in raws))
+        self.proc.stdin.flush()
+
+    def line(self, deadline: float) -> bytes:
+        self.deadline = deadline
+        line = self.out.readline()
+        self.deadline = 0.0
+        if not line.endswith(b"\n"):
+            raise _Stalled
+        return line[:-1]
+
+    def exactly(self, n: int, deadline: float) -> bytes:
+        self.deadline = deadline
+        data = self.out.read(n)
+        self.deadline = 0.0
+        if len(data) < n:
+            raise _Stalled
+        return data
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
 
 class BlobReader:
     """Reads batches of blobs of one repository, in order; a failure is reported per blob, never raised."""
 
+    CHUNK = 256  # ids written ahead of reading: 10 KiB, well inside a pipe's buffer, so neither side blocks
+    PATIENCE = 5.0  # seconds without a byte from git, mid-answer, before the object counts as corrupt
+
     def __init__(self, repo: pygit2.Repository, *, use_git: bool = True) -> None:
         self.repo = repo
         self._git = shutil.which("git") if use_git else None
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def _cat_file(self) -> subprocess.Popen[bytes] | None:
-        if self._proc is None and self._git:
-            try:
-                self._proc = subprocess.Popen([self._git, "--git-dir", self.repo.path, "cat-file", "--batch"],
-                                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                              stderr=subprocess.DEVNULL, env=_GIT_ENV, bufsize=1 << 20)
-            except OSError:
-                self._git = None
-        return self._proc
+        self._cat: _CatFile | None = None
+        self._git_works = False  # git has read at least one object of this repository
 
     def close(self) -> None:
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.wait()
-            self._proc = None
+        if self._cat is not None:
+            self._cat.close()
+            self._cat = None
 
     def sizes(self, raws: Sequence[bytes]) -> Iterator[tuple[bytes, int | None, str | None]]:
         """(id, size, error) from object headers."""
@@ -52,46 +101,65 @@ class BlobReader:
             except (KeyError, pygit2.GitError, ValueError, OSError) as e:
                 yield raw, None, f"{type(e).__name__}: {e}"
 
-    CHUNK = 256  # ids written ahead of reading: 10 KiB, well inside a pipe's buffer, so neither side blocks
-
-    def read(self, raws: Sequence[bytes]) -> Iterator[tuple[bytes, bytes | None, str | None]]:
-        """(id, content, error) for each id, in order."""
+    def read(self, items: Sequence[tuple[bytes, int]]) -> Iterator[Read]:
+        """(id, content, error) for each (id, size from ``sizes``), in order."""
+        raws = [raw for raw, _ in items]
         for start in range(0, len(raws), self.CHUNK):
-            yield from self._read_chunk(raws[start:start + self.CHUNK])
+            chunk = raws[start:start + self.CHUNK]
+            yield from (self._read_git(chunk) if self._git else self._read_libgit2(chunk))
 
-    def _read_chunk(self, raws: Sequence[bytes]) -> Iterator[tuple[bytes, bytes | None, str | None]]:
-        proc = self._cat_file()
-        if proc is None:
-            yield from self._read_libgit2(raws)
+    def _read_git(self, raws: Sequence[bytes]) -> Iterator[Read]:
+        if not raws:
             return
-        assert proc.stdin is not None and proc.stdout is not None
         try:
-            proc.stdin.write(b"".join(raw.hex().encode() + b"\n" for raw in raws))
-            proc.stdin.flush()
+            if self._cat is None:
+                self._cat = _CatFile(self._git or "git", self.repo.path)
+            self._cat.ask(raws)
         except OSError:
             self.close()
-            self._git = None  # git cannot read this repository: libgit2 reads the rest
-            yield from self._read_libgit2(raws)
+            yield from self._fall_back(raws)
             return
+        cat = self._cat
         for i, raw in enumerate(raws):
-            header = proc.stdout.readline().split()
-            if len(header) == 3 and header[1] == b"blob":
-                size = int(header[2])
-                data = proc.stdout.read(size)
-                proc.stdout.read(1)  # the newline after the content
-                if len(data) == size:
-                    yield raw, data, None
+            want = raw.hex().encode()
+            try:
+                header = cat.line(time.monotonic() + self.PATIENCE * 4).split()
+                if header == [want, b"missing"]:
+                    yield raw, None, "missing object"
                     continue
-            if len(header) == 2 and header[1] == b"missing":
-                yield raw, None, "missing object"
-                continue
-            # git died on a corrupt object or spoke out of turn: libgit2 answers for this one and the rest.
+                if len(header) == 3 and header[0] == want and header[1] == b"blob":
+                    size = int(header[2])
+                    data = cat.exactly(size + 1, time.monotonic() + self.PATIENCE + size / 2**25)
+                    if data[-1:] == b"\n":
+                        self._git_works = True
+                        yield raw, data[:-1], None
+                        continue
+            except _Stalled:
+                pass
+            # Out of step, stalled or dead: this object is bad, or git cannot read this repository at all.
             self.close()
-            self._git = None
-            yield from self._read_libgit2(raws[i:])
+            if not self._git_works and not self._git_opens_repository():
+                yield from self._fall_back(raws[i:])
+                return
+            yield raw, None, "corrupt object: git could not read it"
+            yield from self._read_git(raws[i + 1:])
             return
 
-    def _read_libgit2(self, raws: Sequence[bytes]) -> Iterator[tuple[bytes, bytes | None, str | None]]:
+    def _fall_back(self, raws: Sequence[bytes]) -> Iterator[Read]:
+        self._git = None  # git cannot run or read this repository (format, ownership): libgit2 reads the rest
+        yield from self._read_libgit2(raws)
+
+    def _git_opens_repository(self) -> bool:
+        """Tell "git cannot read this repository" from "this object is corrupt"."""
+        try:
+            ok = subprocess.run([self._git or "git", "--git-dir", self.repo.path, "count-objects"], env=_GIT_ENV,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            ok = False
+        self._git_works = ok
+        return ok
+
+    def _read_libgit2(self, raws: Sequence[bytes]) -> Iterator[Read]:
         odb = self.repo.odb
         for raw in raws:
             try:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import bisect
+from collections.abc import Iterable, Iterator
 
 import regex
 
 from auditor.detectors.spec import Detector
 from auditor.models import Candidate, Pair
 
+_NEWLINE = regex.compile(rb"\n")
 BINARY_PROBE = 8000  # git's rule: a NUL in the first 8000 bytes makes a blob binary
 
 
@@ -102,25 +104,61 @@ class CompiledDetector:
                 Pair(client_id="", client_secret=s.decode(), rank=0, line=data.count(b"\n", 0, p[0][0]) + 1),))
                 for s, p in secrets.items()]
         ids = self._values("client_id", data)
-        keyword = {s: any(self._keyword_near(data, p) for p, _ in spans) for s, spans in secrets.items()}
+        keyword = {s for s, spans in secrets.items() if any(self._keyword_near(data, p) for p, _ in spans)}
+        # Occurrences sorted by position: each client_id looks only at the nearest few distinct secrets on each
+        # side (plus every keyword secret), so a blob repeating values thousands of times stays linear.
+        occurrences = sorted((start, end, sec) for sec, spans in secrets.items() for start, end in spans)
+        starts = [o[0] for o in occurrences]
+        need = max_pairs + 1  # one more: the client_id's own digits are never its secret
+        lines = _Lines(data)
         out = []
         for cid, id_spans in ids.items():
+            pairs_at = [(sec, ts, te, is_, ie) for is_, ie in id_spans[:256]
+                        for ts, te, sec in _nearby(occurrences, starts, is_, need)]
+            pairs_at += [(sec, ts, te, is_, ie) for sec in keyword
+                         for ts, te in secrets[sec][:64] for is_, ie in id_spans[:64]]
             body = cid[-32:]
-            ranked = []
-            for sec, sec_spans in secrets.items():
-                if sec[-32:] == body:
-                    continue  # a SID's own digits are never its token
+            best: dict[bytes, tuple[int, bool, int]] = {}  # secret → (gap in characters, before the id, id start)
+            for sec, ts, te, is_, ie in pairs_at:
                 # Characters between the two values (0 when adjacent); a secret after the id wins a tie.
-                dist, after, at = min((max(ts - ie, is_ - te, 0), ts < is_, is_)
-                                      for ts, te in sec_spans for is_, ie in id_spans)
-                ranked.append((not keyword[sec], dist, after, sec, at))
-            ranked.sort()
-            pairs = tuple(Pair(client_id=cid.decode(), client_secret=sec.decode(), rank=r,
-                               line=data.count(b"\n", 0, at) + 1)
-                          for r, (_, _, _, sec, at) in enumerate(ranked[:max_pairs]))
+                key = (max(ts - ie, is_ - te, 0), ts < is_, is_)
+                if sec[-32:] != body and (sec not in best or key < best[sec]):
+                    best[sec] = key
+            ranked = sorted((sec not in keyword, *key, sec) for sec, key in best.items())[:max_pairs]
+            line = lines.of(id_spans[0][0])  # where the client_id first appears
+            pairs = tuple(Pair(client_id=cid.decode(), client_secret=sec.decode(), rank=r, line=line)
+                          for r, (*_, sec) in enumerate(ranked))
             if pairs:
                 out.append(Candidate(detector=self.id, blob=blob, client_id=cid.decode(), pairs=pairs))
         return out
+
+
+def _nearby(occurrences: list[tuple[int, int, bytes]], starts: list[int], pos: int,
+            need: int) -> Iterator[tuple[int, int, bytes]]:
+    """The occurrences nearest ``pos`` on each side until ``need`` distinct values (or 64 steps) are seen."""
+    i = bisect.bisect_left(starts, pos)
+    for step in (-1, 1):
+        seen: set[bytes] = set()
+        j = i - 1 if step < 0 else i
+        for _ in range(64):
+            if not 0 <= j < len(occurrences) or len(seen) >= need:
+                break
+            seen.add(occurrences[j][2])
+            yield occurrences[j]
+            j += step
+
+
+class _Lines:
+    """1-based line of an offset; the newline index is built once, on first use."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self._newlines: list[int] | None = None
+
+    def of(self, offset: int) -> int:
+        if self._newlines is None:
+            self._newlines = [m.start() for m in _NEWLINE.finditer(self.data)]
+        return bisect.bisect_right(self._newlines, offset - 1) + 1
 
 
 def detect(detectors: Iterable[CompiledDetector], data: bytes, blob: str, max_pairs: int) -> list[Candidate]:

@@ -1,0 +1,694 @@
+"""SPEC §8: every bad input gets a clear message and loses nothing.
+
+Each test builds a real repository in a temp dir with the real ``git``, breaks it the way the world does (a missing
+or corrupt loose object, a shallow clone, a gitlink, a symlink, undecodable bytes, a dead validation endpoint, a
+killed detection worker…) and runs the real CLI in a subprocess: exit code, message on stderr, and what the summary
+and findings say. Planted credentials are random hex, never real ones.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+import yaml
+
+from auditor.testing import TwilioStandIn, serve_in_thread
+
+BASE_ENV = {
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "Fault Tester",
+    "GIT_AUTHOR_EMAIL": "faults@example.com",
+    "GIT_COMMITTER_NAME": "Fault Tester",
+    "GIT_COMMITTER_EMAIL": "faults@example.com",
+    "GIT_AUTHOR_DATE": "1600000000 +0000",
+    "GIT_COMMITTER_DATE": "1600000000 +0000",
+    "GIT_TERMINAL_PROMPT": "0",
+    "LC_ALL": "C",
+}
+
+
+# -- helpers -------------------------------------------------------------------------------------------------------
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, **BASE_ENV, **extra}
+    env.pop("AUDITOR_TWILIO_API_URL", None)
+    return env
+
+
+def _git(repo: Path | str, *args: str, input: bytes | None = None, check: bool = True) -> str:
+    proc = subprocess.run(["git", "-C", str(repo), *args], input=input, capture_output=True, env=_env(),
+                          check=False)
+    if check and proc.returncode:
+        raise AssertionError(f"git {' '.join(args)}: {proc.stderr.decode(errors='replace')}")
+    return proc.stdout.decode("utf-8", "replace")
+
+
+def _pair() -> tuple[str, str]:
+    while True:
+        sid, tok = secrets.token_hex(16), secrets.token_hex(16)
+        if len(set(sid)) >= 8 and len(set(tok)) >= 8:
+            return "AC" + sid, tok
+
+
+def _snippet(pair: tuple[str, str]) -> str:
+    return f'account_sid = "{pair[0]}"\nauth_token = "{pair[1]}"\n'
+
+
+def _init(path: Path, *, bare: bool = False) -> Path:
+    subprocess.run(["git", "init", "-q", "-b", "main", *(["--bare"] if bare else []), str(path)], check=True,
+                   env=_env(), capture_output=True)
+    return path
+
+
+def _commit(repo: Path, files: dict[str | bytes, str | bytes], *, remove: tuple[str, ...] = (),
+            message: str = "change") -> str:
+    for name, content in files.items():
+        full = os.path.join(os.fsencode(repo), os.fsencode(name))
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        with open(full, "wb") as fh:
+            fh.write(content.encode() if isinstance(content, str) else content)
+    for name in remove:
+        _git(repo, "rm", "-q", "--", name)
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "--allow-empty", "-m", message)
+    return _git(repo, "rev-parse", "HEAD").strip()
+
+
+class Result(NamedTuple):
+    rc: int
+    stdout: str
+    stderr: str
+    findings: list[dict[str, Any]]
+    summary: dict[str, Any] | None
+
+
+def _read_results(out: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    fpath, spath = out / "findings.jsonl", out / "summary.json"
+    findings = [json.loads(x) for x in fpath.read_text("utf-8").splitlines() if x.strip()] if fpath.is_file() else []
+    summary = json.loads(spath.read_text("utf-8")) if spath.is_file() else None
+    return findings, summary
+
+
+def _cmd(repo: Path | str, out: Path, *args: str, validate: bool = False) -> list[str]:
+    return [sys.executable, "-m", "auditor", "scan", str(repo), "--out", str(out), "--no-progress",
+            *([] if validate else ["--no-validate"]), *args]
+
+
+def _scan(repo: Path | str, out: Path, *args: str, validate: bool = False, timeout: float = 120,
+          **env: str) -> Result:
+    """Run the CLI in its own process group; on timeout the whole group (workers included) is killed."""
+    proc = subprocess.Popen(_cmd(repo, out, *args, validate=validate), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=_env(**env), start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        raise AssertionError(f"the scan did not finish within {timeout} s (hung): {' '.join(proc.args)}") from None
+    finally:
+        if proc.poll() is None:
+            _kill_group(proc)
+    findings, summary = _read_results(out)
+    return Result(proc.returncode, stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace"),
+                  findings, summary)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group this test started (the scan, its forkserver and its workers)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.communicate()
+
+
+def _occ(findings: list[dict[str, Any]]) -> set[tuple[str, str, str, str]]:
+    return {(f["commit"], f["path"], f["client_id"], f["secret_sha256"]) for f in findings}
+
+
+def _sha(pair: tuple[str, str]) -> str:
+    import hashlib
+
+    return hashlib.sha256(f"{pair[0]}:{pair[1]}".encode()).hexdigest()
+
+
+def _no_traceback(r: Result) -> None:
+    assert "Traceback" not in r.stderr, r.stderr
+
+
+def _no_plaintext(r: Result, *tokens: str) -> None:
+    for t in tokens:
+        assert t not in r.stdout and t not in r.stderr
+
+
+def _loose(repo: Path, oid: str) -> Path:
+    gitdir = repo / ".git" if (repo / ".git").is_dir() else repo
+    path = gitdir / "objects" / oid[:2] / oid[2:]
+    assert path.is_file(), f"{oid} is not a loose object"
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- not a repository, empty, shallow ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["plain_dir", "missing", "file"])
+def test_not_a_repository_exits_2_with_a_message(tmp_path: Path, kind: str) -> None:
+    target = tmp_path / "target"
+    if kind == "plain_dir":
+        target.mkdir()
+        (target / "README.txt").write_text("not a repository\n")
+    elif kind == "file":
+        target.write_text(_snippet(_pair()))
+    r = _scan(target, tmp_path / "out")
+    assert r.rc == 2, r
+    _no_traceback(r)
+    assert "not a git repository" in r.stderr.lower()
+    assert str(target) in r.stderr or target.name in r.stderr
+    assert "pass" in r.stderr.lower()  # says what to pass instead
+
+
+@pytest.mark.parametrize("bare", [False, True])
+def test_empty_repository_has_null_rates(tmp_path: Path, bare: bool) -> None:
+    repo = _init(tmp_path / "empty", bare=bare)
+    r = _scan(repo, tmp_path / "out")
+    assert r.rc == 0, r
+    _no_traceback(r)
+    s = r.summary
+    assert s is not None and s["commits_scanned"] == 0 and s["occurrences"] == 0 and r.findings == []
+    assert s["occurrences_per_million_commits"] is None
+    assert s["commits_with_occurrences_per_million_commits"] is None
+    for det in s["detectors"].values():
+        assert det["occurrences_per_million_commits"] is None
+    assert "inf" not in (tmp_path / "out" / "summary.json").read_text().lower()
+
+
+def test_shallow_clone_is_scanned_and_flagged(tmp_path: Path) -> None:
+    origin = _init(tmp_path / "origin")
+    old, new = _pair(), _pair()
+    _commit(origin, {"old.py": _snippet(old)})
+    _commit(origin, {}, remove=("old.py",))  # gone before the shallow boundary: a shallow clone cannot see it
+    for i in range(3):
+        _commit(origin, {f"f{i}.txt": f"plain {i}\n"})
+    last = _commit(origin, {"new.py": _snippet(new)})
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--depth", "3", f"file://{origin}", str(clone)], check=True, env=_env(),
+                   capture_output=True)
+    assert (clone / ".git" / "shallow").is_file()
+    r = _scan(clone, tmp_path / "out", "--show-secrets")
+    assert r.rc == 1, r
+    s = r.summary
+    assert s["shallow"] is True and s["repos"][0]["shallow"] is True
+    assert s["commits_scanned"] == len(_git(clone, "rev-list", "--all").split()) == 3
+    assert {(f["commit"], f["path"], f["client_id"], f["client_secret"]) for f in r.findings} == {
+        (last, "new.py", *new)}
+
+
+def test_shallow_clone_is_announced(tmp_path: Path) -> None:
+    """SPEC §8 lists a shallow clone among the inputs that get a clear message: history was cut off."""
+    origin = _init(tmp_path / "origin")
+    for i in range(4):
+        _commit(origin, {f"f{i}.txt": f"plain {i}\n"})
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--depth", "2", f"file://{origin}", str(clone)], check=True, env=_env(),
+                   capture_output=True)
+    r = _scan(clone, tmp_path / "out")
+    assert r.rc == 0, r
+    said = (r.stdout + r.stderr).replace(str(tmp_path), "<tmp>")  # the temp dir's name holds the test's name
+    assert "shallow" in said.lower(), f"a shallow clone is scanned without telling the user: {said!r}"
+
+
+# -- missing and corrupt objects ---------------------------------------------------------------------------------
+
+def _two_secret_repo(tmp_path: Path) -> tuple[Path, tuple[str, str], tuple[str, str], dict[str, str]]:
+    repo = _init(tmp_path / "repo")
+    a, b = _pair(), _pair()
+    _commit(repo, {"a.py": _snippet(a), "plain1.txt": "just text\n", "sub/plain2.txt": "more text\n"})
+    _commit(repo, {"b.py": "# config\n" + _snippet(b), "plain3.txt": "third plain file\n"})
+    blobs = {name: _git(repo, "rev-parse", f"HEAD:{name}").strip()
+             for name in ("a.py", "b.py", "plain1.txt", "sub/plain2.txt", "plain3.txt")}
+    blobs["sub"] = _git(repo, "rev-parse", "HEAD:sub").strip()
+    return repo, a, b, blobs
+
+
+@pytest.mark.parametrize("fault", ["missing_blob", "truncated_blob", "garbage_blob", "bad_zlib_blob",
+                                   "missing_tree"])
+def test_missing_or_corrupt_object_is_counted_and_the_scan_goes_on(tmp_path: Path, fault: str) -> None:
+    repo, a, b, blobs = _two_secret_repo(tmp_path)
+    victim = blobs["sub" if fault == "missing_tree" else "plain1.txt"]
+    path = _loose(repo, victim)
+    os.chmod(path, 0o644)
+    if fault in ("missing_blob", "missing_tree"):
+        path.unlink()
+    elif fault == "truncated_blob":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif fault == "garbage_blob":
+        path.write_bytes(secrets.token_bytes(64))
+    else:  # valid zlib, wrong object: the header claims more bytes than there are
+        path.write_bytes(zlib.compress(b"blob 999\0short"))
+    r = _scan(repo, tmp_path / "out", "--show-secrets", timeout=10)
+    _no_traceback(r)
+    assert r.rc == 1, r  # both secrets are elsewhere: still found, still alerts
+    assert {(f["client_id"], f["client_secret"]) for f in r.findings} == {a, b}
+    s = r.summary
+    assert s["error_count"] >= 1
+    assert any(victim in e for e in s["errors"]), s["errors"]
+    assert "summary.json" in r.stdout or "could not be read" in (r.stdout + r.stderr)
+
+
+def test_missing_blob_holding_a_secret_is_reported_not_silently_dropped(tmp_path: Path) -> None:
+    repo, a, b, blobs = _two_secret_repo(tmp_path)
+    _loose(repo, blobs["a.py"]).unlink()
+    r = _scan(repo, tmp_path / "out", "--show-secrets")
+    assert r.rc == 1, r
+    assert {(f["client_id"], f["client_secret"]) for f in r.findings} == {b}
+    assert r.summary["error_count"] == 1 and blobs["a.py"] in r.summary["errors"][0]
+    # the unreadable blob is not recorded as scanned: once the object is back, a rerun finds its secret
+    _git(repo, "hash-object", "-w", "a.py")
+    r2 = _scan(repo, tmp_path / "out", "--show-secrets")
+    assert {(f["client_id"], f["client_secret"]) for f in r2.findings} == {a, b}
+    assert r2.summary["error_count"] == 0
+
+
+# -- huge, binary, submodules, symlinks, undecodable bytes --------------------------------------------------------
+
+def test_huge_blob_is_skipped_and_counted(tmp_path: Path) -> None:
+    repo = _init(tmp_path / "repo")
+    big, small = _pair(), _pair()
+    filler = ("x" * 99 + "\n") * 20_000  # 2 MB of text
+    _commit(repo, {"big.txt": _snippet(big) + filler, "small.py": _snippet(small)})
+    r = _scan(repo, tmp_path / "out", "--max-blob-bytes", "1000000", "--show-secrets")
+    assert r.rc == 1, r
+    assert r.summary["blobs_skipped"].get("too_large") == 1
+    assert {(f["client_id"], f["client_secret"]) for f in r.findings} == {small}
+    # the same blob under the default limit is scanned
+    r2 = _scan(repo, tmp_path / "out2", "--show-secrets")
+    assert {(f["client_id"], f["client_secret"]) for f in r2.findings} == {small, big}
+    assert not r2.summary["blobs_skipped"].get("too_large")
+
+
+def test_binary_blobs_follow_gits_rule(tmp_path: Path) -> None:
+    repo = _init(tmp_path / "repo")
+    early, late, text = _pair(), _pair(), _pair()
+    _commit(repo, {
+        "early.bin": b"\x00\x01\x02" + _snippet(early).encode(),  # NUL in the first 8000 bytes: binary, skipped
+        "late.dat": _snippet(late).encode() + b"." * 9000 + b"\x00",  # first NUL after 8000 bytes: text
+        "text.py": _snippet(text),
+        "random.bin": secrets.token_bytes(4096) + b"\x00",
+    })
+    r = _scan(repo, tmp_path / "out", "--show-secrets")
+    assert r.rc == 1, r
+    assert {(f["client_id"], f["client_secret"]) for f in r.findings} == {late, text}
+    assert r.summary["blobs_skipped"].get("binary", 0) >= 1
+    assert r.summary["error_count"] == 0
+
+
+def test_submodule_entry_is_no_crash(tmp_path: Path) -> None:
+    repo = _init(tmp_path / "repo")
+    pair = _pair()
+    _commit(repo, {"app.py": _snippet(pair)})
+    gitlink = secrets.token_hex(20)  # a commit of another repository: not an object of this one
+    _git(repo, "update-index", "--add", "--cacheinfo", f"160000,{gitlink},vendor/sub")
+    (repo / ".gitmodules").write_text('[submodule "sub"]\n\tpath = vendor/sub\n\turl = https://example.com/x.git\n')
+    _git(repo, "add", ".gitmodules")
+    _git(repo, "commit", "-q", "-m", "add a submodule")
+    assert f"160000 commit {gitlink}" in _git(repo, "ls-tree", "-r", "HEAD")
+    r = _scan(repo, tmp_path / "out", "--show-secrets")
+    _no_traceback(r)
+    assert r.rc == 1, r
+    assert {(f["client_id"], f["client_secret"], f["path"]) for f in r.findings} == {(*pair, "app.py")}
+    assert r.summary["error_count"] == 0, r.summary["errors"]  # a gitlink is not a missing object
+    assert r.summary["blobs_skipped"].get("submodule") == 1
+
+
+def test_symlinks_are_never_followed(tmp_path: Path) -> None:
+    repo = _init(tmp_path / "repo")
+    inside, outside = _pair(), _pair()
+    secret_outside = tmp_path / "outside.py"  # not in the repository: must never be read
+    secret_outside.write_text(_snippet(outside))
+    (repo / "real.py").write_text(_snippet(inside))
+    os.symlink("real.py", repo / "link.py")
+    os.symlink(str(secret_outside), repo / "escape.py")
+    os.symlink("does/not/exist.py", repo / "dangling.py")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "links")
+    assert _git(repo, "ls-tree", "HEAD", "link.py").startswith("120000")
+    r = _scan(repo, tmp_path / "out", "--show-secrets")
+    _no_traceback(r)
+    assert r.rc == 1, r
+    assert {(f["client_id"], f["client_secret"], f["path"]) for f in r.findings} == {(*inside, "real.py")}
+    assert r.summary["blobs_skipped"].get("symlink") == 3
+    assert r.summary["error_count"] == 0
+
+
+def test_non_utf8_path_and_latin1_contents(tmp_path: Path) -> None:
+    repo = _init(tmp_path / "repo")
+    pair = _pair()
+    name = b"conf/caf\xe9-\xff.py"  # latin-1 é and a byte that is never UTF-8
+    content = ("# Param\xe8tres de l'application \xe9t\xe9 \xa9\n" + _snippet(pair)).encode("latin-1")
+    _commit(repo, {name: content, "ok.txt": "plain\n"})
+    assert b"caf\\351" in subprocess.run(["git", "-C", str(repo), "ls-tree", "-r", "HEAD"], capture_output=True,
+                                         env=_env(), check=True).stdout
+    r = _scan(repo, tmp_path / "out", "--show-secrets")
+    _no_traceback(r)
+    assert r.rc == 1, r
+    [f] = r.findings
+    assert (f["client_id"], f["client_secret"], f["line"]) == (*pair, 2)
+    assert f["path"] == "conf/caf\ufffd-\ufffd.py"
+    (tmp_path / "out" / "findings.jsonl").read_bytes().decode("utf-8")  # the output itself is valid UTF-8
+
+
+# -- unwritable --out, malformed detector files ------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["out_is_a_file", "parent_is_a_file", "store_is_a_directory",
+                                  "findings_is_a_directory", "read_only_dir"])
+def test_unwritable_out_exits_2_with_a_message(tmp_path: Path, kind: str) -> None:
+    repo = _init(tmp_path / "repo")
+    pair = _pair()
+    _commit(repo, {"a.py": _snippet(pair)})
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a regular file\n")
+    if kind == "out_is_a_file":
+        out = blocker
+    elif kind == "parent_is_a_file":
+        out = blocker / "out"
+    elif kind == "read_only_dir":
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only directories")
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        out = ro / "out"
+    else:
+        out = tmp_path / "out"
+        (out / ("audit.sqlite" if kind == "store_is_a_directory" else "findings.jsonl")).mkdir(parents=True)
+    r = _scan(repo, out, "--show-secrets")
+    _no_traceback(r)
+    assert r.rc == 2, r
+    assert str(out) in r.stderr or out.name in r.stderr
+    assert "--out" in r.stderr or "directory you can write" in r.stderr
+    _no_plaintext(r, pair[1])
+
+
+def _detector_doc() -> dict[str, Any]:
+    from importlib import resources
+
+    text = resources.files("auditor.detectors.builtin").joinpath("twilio_master_credentials.yaml").read_text()
+    doc = yaml.safe_load(text)
+    doc["id"] = "custom_twilio_copy"
+    doc["name"] = "Custom copy"
+    return doc
+
+
+def _set(doc: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    node: Any = doc
+    for p in parents:
+        node = node[int(p)] if isinstance(node, list) else node[p]
+    if value is _DELETE:
+        del node[last]
+    elif isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+_DELETE = object()
+
+
+def test_a_valid_custom_detector_file_loads(tmp_path: Path) -> None:
+    """The control for the malformed cases below: the unmodified copy is accepted."""
+    repo = _init(tmp_path / "repo")
+    _commit(repo, {"a.py": _snippet(_pair())})
+    dets = tmp_path / "detectors"
+    dets.mkdir()
+    (dets / "custom.yaml").write_text(yaml.safe_dump(_detector_doc()))
+    r = _scan(repo, tmp_path / "out", "--detectors", str(dets))
+    assert r.rc == 1, r
+    assert {f["detector"] for f in r.findings} >= {"custom_twilio_copy"}
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ("yaml", "yaml"),
+    ("empty", "top level"),
+    ("matchers", "matchers"),
+    ("matchers.client_id.pattern", "matchers.client_id.pattern"),
+    ("minimum_number_of_matches", "minimum_number_of_matches"),
+    ("check.responses.0.validity", "check.responses[0].validity"),
+    ("pre_validators.0.type", "pre_validators[0].type"),
+])
+def test_malformed_detector_file_names_the_file_and_the_field(tmp_path: Path, change: str, field: str) -> None:
+    repo = _init(tmp_path / "repo")
+    _commit(repo, {"a.py": _snippet(_pair())})
+    dets = tmp_path / "detectors"
+    dets.mkdir()
+    doc = _detector_doc()
+    if change == "yaml":
+        text = yaml.safe_dump(doc) + "matchers: [unclosed\n  - : :\n"
+    elif change == "empty":
+        text = ""
+    else:
+        value = {"matchers": _DELETE, "matchers.client_id.pattern": r"\b(AC[0-9a-f]{32}\b",
+                 "minimum_number_of_matches": "two", "check.responses.0.validity": "probably",
+                 "pre_validators.0.type": "NoSuchPreValidator"}[change]
+        _set(doc, change, value)
+        text = yaml.safe_dump(doc)
+    (dets / "broken_twilio.yaml").write_text(text)
+    r = _scan(repo, tmp_path / "out", "--detectors", str(dets))
+    _no_traceback(r)
+    assert r.rc == 2, r
+    assert "broken_twilio.yaml" in r.stderr
+    assert field in r.stderr, r.stderr
+
+
+# -- the validation endpoint: down, slow, rate-limiting, garbage ---------------------------------------------------
+
+def _one_secret_repo(tmp_path: Path) -> tuple[Path, tuple[str, str]]:
+    repo = _init(tmp_path / "repo")
+    pair = _pair()
+    _commit(repo, {"settings.py": _snippet(pair)})
+    return repo, pair
+
+
+def test_validation_endpoint_down(tmp_path: Path) -> None:
+    repo, pair = _one_secret_repo(tmp_path)
+    url = f"http://127.0.0.1:{_free_port()}"  # nothing listens: connection refused
+    r = _scan(repo, tmp_path / "out", "--twilio-api-url", url, validate=True)
+    _no_traceback(r)
+    assert r.rc == 0, r  # failed_to_check is not an alert
+    assert [f["validity"] for f in r.findings] == ["failed_to_check"]
+    assert r.summary["validation_requests"] >= 3  # retried before giving up
+    _no_plaintext(r, pair[1])
+
+
+def test_validation_endpoint_slow(tmp_path: Path) -> None:
+    repo, pair = _one_secret_repo(tmp_path)
+    standin = TwilioStandIn(valid={pair}, latency=1.5)  # every answer arrives after the client's timeout
+    with serve_in_thread(standin) as url:
+        r = _scan(repo, tmp_path / "out", "--twilio-api-url", url, "--validate-timeout", "0.3", validate=True)
+    _no_traceback(r)
+    assert r.rc == 0, r
+    assert [f["validity"] for f in r.findings] == ["failed_to_check"]
+    assert 3 <= len(standin.requests) <= 4
+
+
+def test_validation_endpoint_rate_limiting_then_ok(tmp_path: Path) -> None:
+    repo, pair = _one_secret_repo(tmp_path)
+    standin = TwilioStandIn(valid={pair}, faults=["429", "429-date"], retry_after=1)
+    with serve_in_thread(standin) as url:
+        started = time.monotonic()
+        r = _scan(repo, tmp_path / "out", "--twilio-api-url", url, validate=True)
+        elapsed = time.monotonic() - started
+    _no_traceback(r)
+    assert r.rc == 1, r
+    assert [(f["validity"], f["scope"]) for f in r.findings] == [("valid", "live")]
+    assert len(standin.requests) == 3
+    times = [t for t, _ in standin.requests]
+    assert times[1] - times[0] >= 0.9  # Retry-After honoured
+    assert elapsed >= 1.0
+    _no_plaintext(r, pair[1])
+
+
+@pytest.mark.parametrize("garbage", ["html200", "badjson", "wrongsid", "drop"])
+def test_validation_endpoint_answering_garbage_is_never_valid_or_invalid(tmp_path: Path, garbage: str) -> None:
+    repo, pair = _one_secret_repo(tmp_path)
+    standin = TwilioStandIn(valid={pair}, faults=[garbage] * 10)
+    with serve_in_thread(standin) as url:
+        r = _scan(repo, tmp_path / "out", "--twilio-api-url", url, validate=True)
+    _no_traceback(r)
+    assert r.rc == 0, r
+    assert [f["validity"] for f in r.findings] == ["failed_to_check"]
+    assert 3 <= len(standin.requests) <= 4  # retried, then given up
+    _no_plaintext(r, pair[1])
+
+
+def test_validation_garbage_then_a_real_answer_is_valid(tmp_path: Path) -> None:
+    repo, pair = _one_secret_repo(tmp_path)
+    standin = TwilioStandIn(valid={pair}, faults=["html200", "503"])
+    with serve_in_thread(standin) as url:
+        r = _scan(repo, tmp_path / "out", "--twilio-api-url", url, validate=True)
+    assert r.rc == 1, r
+    assert [f["validity"] for f in r.findings] == ["valid"]
+    assert len(standin.requests) == 3
+
+
+# -- a detection worker that dies -------------------------------------------------------------------------------
+
+def _bulk_repo(path: Path, commits: int, per_commit: int, pairs: int) -> None:
+    """``commits`` commits adding ``per_commit`` small distinct text files each, ``pairs`` of them with a secret."""
+    _init(path)
+    stride = commits * per_commit // pairs
+    proc = subprocess.Popen(["git", "-C", str(path), "fast-import", "--quiet"], stdin=subprocess.PIPE, env=_env())
+    assert proc.stdin is not None
+    write = proc.stdin.write
+    n = 0
+    for c in range(commits):
+        write(b"commit refs/heads/main\ncommitter T <t@example.com> %d +0000\ndata 7\ncommit\n" % (1600000000 + c))
+        for f in range(per_commit):
+            body = b"row %d of file %d in commit %d\n" % (n, f, c) * 4
+            if n % stride == stride // 2:
+                body += _snippet(_pair()).encode()
+            write(b"M 100644 inline d%03d/f%03d.txt\ndata %d\n%s\n" % (c, f, len(body), body))
+            n += 1
+    proc.stdin.close()
+    assert proc.wait() == 0
+
+
+@pytest.fixture(scope="module")
+def bulk_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("bulk") / "repo"
+    _bulk_repo(path, commits=200, per_commit=100, pairs=12)
+    return path
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return int(fh.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _children(pid: int) -> list[int]:
+    return [int(d) for d in os.listdir("/proc") if d.isdigit() and _ppid(int(d)) == pid]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except OSError:
+        return False
+
+
+def _workers(main_pid: int) -> list[int]:
+    """Detection workers of a scan: children of the multiprocessing forkserver that the scan started."""
+    servers = [c for c in _children(main_pid) if "forkserver" in _cmdline(c)]
+    return [w for s in servers for w in _children(s) if _alive(w)]
+
+
+def _wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.005) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_detection_worker_killed_mid_scan(tmp_path: Path, bulk_repo: Path) -> None:
+    ref = _scan(bulk_repo, tmp_path / "ref", "--jobs", "2")
+    assert ref.rc == 1 and len(ref.findings) == 12, ref
+    out = tmp_path / "out"
+    proc = subprocess.Popen(_cmd(bulk_repo, out, "--jobs", "2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=_env(), start_new_session=True)
+    stopped = False
+    try:
+        workers = _wait_for(lambda: _workers(proc.pid), 60, "detection workers")
+        # Freeze the scan's main process (the workers run on) so the kill lands while batches are still owed,
+        # whatever the machine's speed; then kill one worker the way the OOM killer would.
+        os.kill(proc.pid, signal.SIGSTOP)
+        stopped = True
+        victim = workers[0]
+        os.kill(victim, signal.SIGKILL)
+        _wait_for(lambda: not _alive(victim), 10, "the killed worker to die")
+        os.kill(proc.pid, signal.SIGCONT)
+        stopped = False
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if stopped:
+            os.kill(proc.pid, signal.SIGCONT)
+        if proc.poll() is None:
+            _kill_group(proc)
+    err = stderr.decode(errors="replace")
+    assert "Traceback" not in err, err
+    assert proc.returncode == 1, err
+    findings, summary = _read_results(out)
+    assert _occ(findings) == _occ(ref.findings)  # nothing lost
+    assert summary["blobs_scanned"] == ref.summary["blobs_scanned"]  # every blob scanned, none twice
+    assert summary["error_count"] >= 1
+    assert any("worker" in e for e in summary["errors"]), summary["errors"]  # and the death is reported
+
+
+def test_a_worker_dying_between_batches_does_not_break_the_scan(tmp_path: Path) -> None:
+    """The pool must survive a worker that dies while no batch is in flight (the OOM killer picks its moment)."""
+    from auditor.detectors import load_detectors
+    from auditor.pool import DetectionPool
+
+    repo = tmp_path / "repo"
+    _bulk_repo(repo, commits=6, per_commit=100, pairs=3)
+    listing = _git(repo, "rev-list", "--all", "--objects").split("\n")
+    items = [(bytes.fromhex(line.split(" ", 1)[0]), line.split(" ", 1)[1].rsplit("/", 1)[-1].encode())
+             for line in listing if line.endswith(".txt")]
+    assert len(items) == 600
+    before = set(multiprocessing.active_children())
+    pool = DetectionPool(str(repo / ".git"), load_detectors(), jobs=2)
+    killed: list[int] = []
+
+    def blobs():
+        yield from items[:256]  # one full batch: submitted while the next item is asked for
+        time.sleep(0.5)  # … and finished by now: the pool is idle
+        workers = [p for p in multiprocessing.active_children() if p not in before and p.is_alive()]
+        assert workers, "no worker process found"
+        os.kill(workers[0].pid, signal.SIGKILL)
+        killed.append(workers[0].pid)
+        _wait_for(lambda: not workers[0].is_alive(), 10, "the killed worker to die")
+        time.sleep(0.3)
+        yield from items[256:]
+
+    try:
+        results = list(pool.scan(blobs(), batch_size=256))
+    finally:
+        pool.terminate()
+    assert killed
+    scanned = sum(r.blobs_scanned for r in results)
+    errors = [e for r in results for e in r.errors]
+    assert scanned == len(items), errors
+    assert sum(len(r.candidates) for r in results) == 3

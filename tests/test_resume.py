@@ -1,0 +1,481 @@
+"""Interrupted, killed, incremental and repeated scans on one store (SPEC §7–8, issue 6 point 1).
+
+Ctrl-C (SIGINT) exits 130 and keeps what was scanned; SIGKILL never corrupts the store; in both cases the rerun's
+results equal an uninterrupted scan's. A rerun scans only new blobs and asks the provider only about secrets it has
+no fresh answer for. Every run is the real CLI in a subprocess, with real worker processes; the Twilio stand-in
+serves over real HTTP on 127.0.0.1 and counts what reached it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+
+from auditor.testing import TwilioStandIn, serve_in_thread
+
+BASE_ENV = {
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "Resume Tester",
+    "GIT_AUTHOR_EMAIL": "resume@example.com",
+    "GIT_COMMITTER_NAME": "Resume Tester",
+    "GIT_COMMITTER_EMAIL": "resume@example.com",
+    "GIT_AUTHOR_DATE": "1600000000 +0000",
+    "GIT_COMMITTER_DATE": "1600000000 +0000",
+    "GIT_TERMINAL_PROMPT": "0",
+    "LC_ALL": "C",
+}
+
+
+# -- helpers -------------------------------------------------------------------------------------------------------
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, **BASE_ENV, **extra}
+    env.pop("AUDITOR_TWILIO_API_URL", None)
+    return env
+
+
+def _git(repo: Path | str, *args: str, input: bytes | None = None) -> str:
+    proc = subprocess.run(["git", "-C", str(repo), *args], input=input, capture_output=True, env=_env(), check=False)
+    if proc.returncode:
+        raise AssertionError(f"git {' '.join(args)}: {proc.stderr.decode(errors='replace')}")
+    return proc.stdout.decode("utf-8", "replace")
+
+
+def _pair() -> tuple[str, str]:
+    while True:
+        sid, tok = secrets.token_hex(16), secrets.token_hex(16)
+        if len(set(sid)) >= 8 and len(set(tok)) >= 8:
+            return "AC" + sid, tok
+
+
+def _snippet(pair: tuple[str, str]) -> str:
+    return f'account_sid = "{pair[0]}"\nauth_token = "{pair[1]}"\n'
+
+
+def _init(path: Path) -> Path:
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True, env=_env(), capture_output=True)
+    return path
+
+
+def _commit(repo: Path, files: dict[str, str], message: str = "change") -> str:
+    for name, content in files.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(content)
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "--allow-empty", "-m", message)
+    return _git(repo, "rev-parse", "HEAD").strip()
+
+
+class Result(NamedTuple):
+    rc: int
+    stdout: str
+    stderr: str
+    findings: list[dict[str, Any]]
+    summary: dict[str, Any] | None
+
+
+def _read_results(out: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    fpath, spath = out / "findings.jsonl", out / "summary.json"
+    findings = [json.loads(x) for x in fpath.read_text("utf-8").splitlines() if x.strip()] if fpath.is_file() else []
+    summary = json.loads(spath.read_text("utf-8")) if spath.is_file() else None
+    return findings, summary
+
+
+def _cmd(repo: Path | str, out: Path, *args: str, validate: bool = False) -> list[str]:
+    return [sys.executable, "-m", "auditor", "scan", str(repo), "--out", str(out), "--no-progress",
+            *([] if validate else ["--no-validate"]), *args]
+
+
+def _popen(repo: Path | str, out: Path, *args: str, validate: bool = False) -> subprocess.Popen:
+    return subprocess.Popen(_cmd(repo, out, *args, validate=validate), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=_env(), start_new_session=True)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group this test started (the scan, its forkserver and its workers)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.communicate()
+
+
+def _finish(proc: subprocess.Popen, out: Path, timeout: float = 120) -> Result:
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        raise AssertionError(f"the scan did not finish within {timeout} s") from None
+    findings, summary = _read_results(out)
+    return Result(proc.returncode, stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace"),
+                  findings, summary)
+
+
+def _scan(repo: Path | str, out: Path, *args: str, validate: bool = False, timeout: float = 120) -> Result:
+    proc = _popen(repo, out, *args, validate=validate)
+    try:
+        return _finish(proc, out, timeout)
+    finally:
+        if proc.poll() is None:
+            _kill_group(proc)
+
+
+def _occ(findings: list[dict[str, Any]]) -> set[tuple[str, str, str, str, int]]:
+    return {(f["commit"], f["path"], f["client_id"], f["secret_sha256"], f["line"]) for f in findings}
+
+
+def _sha(pair: tuple[str, str]) -> str:
+    return hashlib.sha256(f"{pair[0]}:{pair[1]}".encode()).hexdigest()
+
+
+def _query(out: Path, sql: str) -> list[tuple]:
+    """Read the store the way a second process would, while (or after) a scan writes it."""
+    db = out / "audit.sqlite"
+    if not db.is_file():
+        return []
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            return con.execute(sql).fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return []  # not created yet
+
+
+def _count(out: Path, sql: str) -> int:
+    rows = _query(out, sql)
+    return int(rows[0][0]) if rows else 0
+
+
+def _integrity(out: Path) -> None:
+    con = sqlite3.connect(out / "audit.sqlite")
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        con.close()
+
+
+def _wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.005) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _bulk_repo(path: Path, commits: int, per_commit: int, pairs: int) -> None:
+    """``commits`` commits adding ``per_commit`` small distinct text files each, ``pairs`` of them with a secret."""
+    _init(path)
+    stride = commits * per_commit // pairs
+    proc = subprocess.Popen(["git", "-C", str(path), "fast-import", "--quiet"], stdin=subprocess.PIPE, env=_env())
+    assert proc.stdin is not None
+    write = proc.stdin.write
+    n = 0
+    for c in range(commits):
+        write(b"commit refs/heads/main\ncommitter T <t@example.com> %d +0000\ndata 7\ncommit\n" % (1600000000 + c))
+        for f in range(per_commit):
+            body = b"row %d of file %d in commit %d\n" % (n, f, c) * 4
+            if n % stride == stride // 2:
+                body += _snippet(_pair()).encode()
+            write(b"M 100644 inline d%03d/f%03d.txt\ndata %d\n%s\n" % (c, f, len(body), body))
+            n += 1
+    proc.stdin.close()
+    assert proc.wait() == 0
+
+
+BULK_PAIRS = 12
+
+
+@pytest.fixture(scope="module")
+def bulk(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Result]:
+    """A 40,000-blob history and its uninterrupted scan (the reference every interrupted run must end up equal to)."""
+    base = tmp_path_factory.mktemp("bulk")
+    repo = base / "repo"
+    _bulk_repo(repo, commits=400, per_commit=100, pairs=BULK_PAIRS)
+    ref = _scan(repo, base / "ref", "--jobs", "2")
+    assert ref.rc == 1 and len(ref.findings) == BULK_PAIRS, ref
+    return repo, ref
+
+
+def _descendants(pid: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat", "rb") as fh:
+                    parents[int(d)] = int(fh.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    out, frontier = [], [pid]
+    while frontier:
+        frontier = [c for c, p in parents.items() if p in frontier]
+        out.extend(frontier)
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except OSError:
+        return False
+
+
+def _workers_started(pid: int) -> bool:
+    """The scan's forkserver has forked detection workers: detection is under way."""
+    servers = [c for c in _descendants(pid) if "forkserver" in _cmdline(c)]
+    return any(_ppid_in(w, servers) for w in _descendants(pid))
+
+
+def _ppid_in(pid: int, candidates: list[int]) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return int(fh.read().rsplit(b")", 1)[1].split()[1]) in candidates
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def _freeze_mid_detection(proc: subprocess.Popen, ref: Result) -> None:
+    """Let detection run for a quarter of its undisturbed duration, then freeze the scan's main process (SIGSTOP),
+    so that what follows (SIGINT, SIGKILL) lands mid-detection whatever the machine's speed."""
+    _wait_for(lambda: proc.poll() is not None or _workers_started(proc.pid), 60, "the detection workers")
+    time.sleep(0.25 * ref.summary["seconds"]["detection"])
+    os.kill(proc.pid, signal.SIGSTOP)
+    assert proc.poll() is None, "the scan ended before it could be interrupted"
+
+
+# -- Ctrl-C and SIGKILL mid-detection ----------------------------------------------------------------------------
+
+def test_ctrl_c_mid_detection_exits_130_keeps_the_store_and_the_rerun_equals_a_full_scan(
+        tmp_path: Path, bulk: tuple[Path, Result]) -> None:
+    repo, ref = bulk
+    out = tmp_path / "out"
+    proc = _popen(repo, out, "--jobs", "2")
+    try:
+        _freeze_mid_detection(proc, ref)
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C delivers to the scan
+        os.kill(proc.pid, signal.SIGCONT)
+        r = _finish(proc, out, timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            _kill_group(proc)
+    assert r.rc == 130, r
+    assert "Traceback" not in r.stderr, r.stderr
+    assert "rerun" in r.stderr.lower()  # says how to resume
+    kept = _count(out, "SELECT count(*) FROM blobs")
+    assert kept > 0  # what was scanned is kept …
+    assert kept < ref.summary["blobs_scanned"]  # … and it really was a partial scan
+    _integrity(out)
+    unmatched = _count(out, "SELECT count(*) FROM blobs WHERE matched = 0")
+    rerun = _scan(repo, out, "--jobs", "2")
+    assert rerun.rc == 1, rerun
+    assert _occ(rerun.findings) == _occ(ref.findings)
+    assert rerun.summary["blobs_skipped"]["already_scanned"] == unmatched  # resumed, not restarted
+    assert rerun.summary["blobs_scanned"] == ref.summary["blobs_scanned"] - unmatched
+    assert rerun.summary["commits_scanned"] == ref.summary["commits_scanned"]
+
+
+@pytest.mark.parametrize("moment", ["detection", "late"])
+def test_sigkill_of_the_scan_never_corrupts_the_store(tmp_path: Path, bulk: tuple[Path, Result],
+                                                      moment: str) -> None:
+    repo, ref = bulk
+    out = tmp_path / "out"
+    total = ref.summary["blobs_scanned"]
+    proc = _popen(repo, out, "--jobs", "2")
+    try:
+        if moment == "detection":
+            _freeze_mid_detection(proc, ref)
+        else:  # every blob is stored: attribution, saving results or writing files is under way (or done)
+            _wait_for(lambda: proc.poll() is not None or _count(out, "SELECT count(*) FROM blobs") >= total, 60,
+                      "the end of detection")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        _kill_group(proc)  # the orphaned forkserver and workers too
+    _integrity(out)
+    rerun = _scan(repo, out, "--jobs", "2")
+    assert rerun.rc == 1, rerun
+    assert _occ(rerun.findings) == _occ(ref.findings)
+    assert rerun.summary["commits_scanned"] == ref.summary["commits_scanned"]
+    _integrity(out)
+    again = _scan(repo, out, "--jobs", "2")  # and a third run on the same store agrees too
+    assert _occ(again.findings) == _occ(ref.findings)
+
+
+# -- incremental --------------------------------------------------------------------------------------------------
+
+def _blob_ids(repo: Path) -> set[str]:
+    listing = _git(repo, "cat-file", "--batch-all-objects", "--batch-check=%(objectname) %(objecttype)")
+    return {line.split()[0] for line in listing.splitlines() if line.endswith(" blob")}
+
+
+def test_a_rerun_after_new_commits_scans_only_the_new_blobs(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    _bulk_repo(repo, commits=40, per_commit=100, pairs=6)
+    _git(repo, "reset", "-q", "--hard")
+    out = tmp_path / "out"
+    first = _scan(repo, out, "--jobs", "2", "--show-secrets")
+    assert first.rc == 1 and len(first.findings) == 6, first
+    matched = _count(out, "SELECT count(*) FROM blobs WHERE matched = 1")
+    assert matched == 6
+    before = _blob_ids(repo)
+
+    new_pairs = [_pair() for _ in range(3)]
+    for i in range(10):
+        files = {f"new/n{i}.txt": f"new plain file {i}\n"}
+        if i < 3:
+            files[f"new/s{i}.py"] = _snippet(new_pairs[i])
+        if i == 5:  # a copy of an old secret file: an occurrence, but not a new blob
+            old = next(f for f in first.findings)
+            files["new/copy.txt"] = _git(repo, "show", f"{old['commit']}:{old['path']}")
+        _commit(repo, files, f"new commit {i}")
+    new_blobs = _blob_ids(repo) - before
+    assert 13 <= len(new_blobs) <= 14
+
+    rerun = _scan(repo, out, "--jobs", "2", "--show-secrets")
+    assert rerun.rc == 1, rerun
+    s = rerun.summary
+    assert s["commits_scanned"] == first.summary["commits_scanned"] + 10
+    assert s["blobs_scanned"] <= len(new_blobs) + matched  # new blobs (+ the few that matched, re-read)
+    assert s["blobs_skipped"]["already_scanned"] >= first.summary["blobs_scanned"] - matched
+    fresh = _scan(repo, tmp_path / "fresh", "--jobs", "2", "--show-secrets")
+    assert _occ(rerun.findings) == _occ(fresh.findings)
+    found = {(f["client_id"], f["client_secret"]) for f in rerun.findings}
+    assert set(new_pairs) <= found
+    assert {(f["client_id"], f["client_secret"]) for f in first.findings} <= found
+    assert len(rerun.findings) == 6 + 3 + 1
+
+    unchanged = _scan(repo, out, "--jobs", "2")
+    assert unchanged.summary["blobs_scanned"] <= matched + 3 + 1
+    assert _occ(unchanged.findings) == _occ(fresh.findings)
+
+
+# -- validation results persist ----------------------------------------------------------------------------------
+
+def _validation_repo(tmp_path: Path, n: int) -> tuple[Path, list[tuple[str, str]]]:
+    repo = _init(tmp_path / "repo")
+    pairs = [_pair() for _ in range(n)]
+    _commit(repo, {f"cfg/app{i}.py": _snippet(p) for i, p in enumerate(pairs)})
+    return repo, pairs
+
+
+def test_validation_results_persist_and_recheck_asks_again(tmp_path: Path) -> None:
+    repo, pairs = _validation_repo(tmp_path, 3)
+    standin = TwilioStandIn(valid={pairs[0]}, test={pairs[1]})  # pairs[2]: 401, invalid
+    out = tmp_path / "out"
+    with serve_in_thread(standin) as url:
+        first = _scan(repo, out, "--twilio-api-url", url, validate=True)
+        asked_first = len(standin.requests)
+        second = _scan(repo, out, "--twilio-api-url", url, validate=True)
+        asked_second = len(standin.requests) - asked_first
+        third = _scan(repo, out, "--twilio-api-url", url, "--recheck", validate=True)
+        asked_third = len(standin.requests) - asked_first - asked_second
+    expected = {pairs[0][0]: ("valid", "live"), pairs[1][0]: ("valid", "test"), pairs[2][0]: ("invalid", None)}
+    for r in (first, second, third):
+        assert r.rc == 1, r
+        assert {f["client_id"]: (f["validity"], f["scope"]) for f in r.findings} == expected
+    assert asked_first == 3 and sorted(standin.sids()[:3]) == sorted(p[0] for p in pairs)
+    assert asked_second == 0  # answers came from the store
+    assert second.summary["validation_requests"] == 0
+    assert asked_third == 3  # --recheck asks again
+    stored = _query(out, "SELECT secret_sha256, validity FROM checks")
+    assert dict(stored) == {_sha(pairs[0]): "valid", _sha(pairs[1]): "valid", _sha(pairs[2]): "invalid"}
+    for p in pairs:  # the store never holds a token
+        assert p[1].encode() not in (out / "audit.sqlite").read_bytes()
+
+
+def test_a_failed_check_is_asked_again_on_the_next_run(tmp_path: Path) -> None:
+    repo, pairs = _validation_repo(tmp_path, 2)
+    out = tmp_path / "out"
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    down = _scan(repo, out, "--twilio-api-url", dead, validate=True)
+    assert down.rc == 0 and {f["validity"] for f in down.findings} == {"failed_to_check"}, down
+    standin = TwilioStandIn(valid=set(pairs))
+    with serve_in_thread(standin) as url:
+        up = _scan(repo, out, "--twilio-api-url", url, validate=True)
+    assert up.rc == 1, up
+    assert {f["validity"] for f in up.findings} == {"valid"}
+    assert sorted(standin.sids()) == sorted(p[0] for p in pairs)
+
+
+def test_ctrl_c_during_validation_keeps_the_checked_results(tmp_path: Path) -> None:
+    n = 8
+    repo, pairs = _validation_repo(tmp_path, n)
+    standin = TwilioStandIn(valid=set(pairs), latency=0.2)
+    args = ("--validate-concurrency", "1")
+    with serve_in_thread(standin) as url:
+        ref = _scan(repo, tmp_path / "ref", "--twilio-api-url", url, *args, validate=True)
+        assert ref.rc == 1 and len(ref.findings) == n, ref
+        standin.requests.clear()
+        out = tmp_path / "out"
+        proc = _popen(repo, out, "--twilio-api-url", url, *args, validate=True)
+        try:
+            _wait_for(lambda: len(standin.requests) >= 4 or proc.poll() is not None, 60, "four checks")
+            proc.send_signal(signal.SIGINT)
+            r = _finish(proc, out, timeout=60)
+        finally:
+            if proc.poll() is None:
+                _kill_group(proc)
+        assert r.rc == 130, r
+        assert "Traceback" not in r.stderr, r.stderr
+        asked = standin.sids()
+        kept = {row[0] for row in _query(out, "SELECT client_id FROM checks WHERE validity = 'valid'")}
+        assert 3 <= len(kept) < n
+        assert kept <= set(asked)
+        standin.requests.clear()
+        rerun = _scan(repo, out, "--twilio-api-url", url, *args, validate=True)
+        again = standin.sids()
+    assert rerun.rc == 1, rerun
+    assert sorted(again) == sorted({p[0] for p in pairs} - kept)  # only the unchecked ones, each once
+    assert _occ(rerun.findings) == _occ(ref.findings)
+    assert {f["validity"] for f in rerun.findings} == {"valid"}
+
+
+
+def test_worker_processes_exit_when_the_scan_is_killed(tmp_path: Path, bulk: tuple[Path, Result]) -> None:
+    """A SIGKILLed scan (OOM killer, CI timeout) must not leave its forkserver and workers running forever."""
+    repo, ref = bulk
+    out = tmp_path / "out"
+    proc = _popen(repo, out, "--jobs", "2")
+    try:
+        _freeze_mid_detection(proc, ref)
+        helpers = _descendants(proc.pid)
+        assert len(helpers) >= 3  # forkserver + 2 workers (+ resource tracker)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(_alive(p) for p in helpers):
+            time.sleep(0.1)
+        left = [p for p in helpers if _alive(p)]
+    finally:
+        _kill_group(proc)
+    assert not left, f"{len(left)} helper processes outlived the killed scan by 5 s"
