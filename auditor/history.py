@@ -147,28 +147,32 @@ class Trees:
                     self._pack()
                 # In a new tree version nearly every entry is one seen before. (Binary set difference and
                 # set.difference(dict) iterate the small side; the in-place and multi-argument forms do not.)
-                for oid in (set(ids) - decided).difference(index):
-                    for child in [children[i] for i, x in enumerate(ids) if x == oid]:  # a blob may sit at 2 names
-                        mode = child.filemode
-                        if mode == FileMode.TREE:
-                            stack.append(oid)
-                        elif mode == FileMode.COMMIT:
-                            self.submodules += 1
-                            decided.add(oid)
-                        elif mode == FileMode.LINK:
-                            if oid not in links:  # a link's target path is not file content
-                                links.add(oid)
-                                self.symlinks += 1
-                        elif oid not in decided and banned.get(oid) != (name := child.raw_name):
-                            said = verdict(oid, name)
-                            if said == "banned":
-                                banned[oid] = name
-                                continue
-                            decided.add(oid)
-                            if said == "scan":
-                                yield oid, name
-                        if mode == FileMode.TREE:
-                            break
+                new = (set(ids) - decided).difference(index)
+                if not new:
+                    continue
+                for child, oid in zip(children, ids, strict=True):
+                    if oid not in new:
+                        continue
+                    mode = child.filemode
+                    if mode == FileMode.TREE:
+                        stack.append(oid)
+                        new.discard(oid)
+                    elif mode == FileMode.COMMIT:
+                        self.submodules += 1
+                        decided.add(oid)
+                    elif mode == FileMode.LINK:
+                        if oid not in links:  # a link's target path is not file content
+                            links.add(oid)
+                            self.symlinks += 1
+                    elif oid not in decided and banned.get(oid) != (name := child.raw_name):
+                        # a blob may sit at two names in one tree: a banned one, then a scanned one
+                        said = verdict(oid, name)
+                        if said == "banned":
+                            banned[oid] = name
+                            continue
+                        decided.add(oid)
+                        if said == "scan":
+                            yield oid, name
 
     def entries(self, tid: bytes) -> list[tuple[bytes, bytes, bytes]]:
         """(mode, name, raw id) of one tree, read again: only for the few trees on a path to a match."""

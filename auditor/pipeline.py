@@ -5,6 +5,7 @@ REPO → history (pygit2) → detection pool → validation queue → attributio
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import threading
 import time
@@ -16,12 +17,12 @@ from typing import Any
 
 import pygit2
 
-from auditor import report, sources
+from auditor import sources
 from auditor.attribution import Locator, introduced
 from auditor.detectors import CompiledDetector, Detector, load_detectors
 from auditor.errors import OutputError
 from auditor.history import Commits, Trees, list_commits, open_repository
-from auditor.models import BlobScan, Candidate, Finding, Resolved, Validity, secret_sha256
+from auditor.models import BlobScan, Candidate, Finding, Resolved, Validity, redact, secret_sha256
 from auditor.pool import DetectionPool
 from auditor.progress import Stage
 from auditor.store import Store
@@ -256,7 +257,10 @@ class Scan:
         locator = Locator(trees, by_blob)
         authors: dict[bytes, tuple[str, str]] = {}
         rows = []
-        scanned = lambda path: any(d.allows_filename(path) for d in self.compiled.values())  # noqa: E731
+        @functools.cache
+        def scanned(path: bytes) -> bool:
+            return any(d.allows_filename(path) for d in self.compiled.values())
+
         for intro in locator.introductions(commits, scanned):
             for key in introduced(intro, secrets_of):
                 if not self.compiled[key[0]].allows_filename(intro.path):
@@ -274,7 +278,7 @@ class Scan:
                             blob=intro.blob.hex())
                 self.findings.append(f)
                 rows.append((f.detector, f.commit, f.path, f.line, f.blob, f.client_id,
-                             report.redact(f.client_secret), f.secret_sha256, f.author_email, f.author_time))
+                             redact(f.client_secret), f.secret_sha256, f.author_email, f.author_time))
         tips = []
         for tip, refs in commits.tips.items():
             for path, blob in locator.matched_paths(commits.tree[tip]).items():
@@ -320,6 +324,8 @@ def scan(repos: list[str], opts: ScanOptions) -> Outcome:
         interrupted = True
     finally:
         run.store.close()
+    from auditor import report  # pandas: loaded only once there are results to write
+
     try:
         summary = report.write_outputs(
             opts.out, run.findings, run.repos, run.tips, run.detectors, show_secrets=opts.show_secrets,

@@ -118,8 +118,11 @@ class DetectionPool:
         self._pool = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
-        # forkserver: workers never inherit the parent's threads (tqdm, asyncio) or open repository handles.
-        return ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("forkserver"),
+        # forkserver: workers never inherit the parent's threads (tqdm, asyncio) or open repository handles;
+        # preloading this module makes each worker a fork of a process that has already imported it.
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+        return ProcessPoolExecutor(self.jobs, mp_context=ctx,
                                    initializer=_init, initargs=self._initargs)
 
     def scan(self, blobs: Iterable[tuple[bytes, bytes]], batch_size: int = 256) -> Iterator[BlobScan]:
