@@ -99,7 +99,8 @@ def build_rules(root: Path) -> RulesRepo:
     not_found("token_only.py", f'auth_token = "{p[1]}"\n', p)
 
     # placeholders and sequential fakes
-    not_found("ph_template_x.py", 'account_sid = "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"\nauth_token = "your_auth_token"\n')
+    not_found("ph_template_x.py",
+              'account_sid = "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"\nauth_token = "your_auth_token"\n')
     p = make_pair()
     not_found("ph_jinja.py", f'account_sid = "{p[0]}"\nauth_token = "{{{{ auth_token }}}}"\n', p)
     not_found("ph_sequential.py", 'account_sid = "AC1234567890abcdef1234567890abcdef"\n'
@@ -509,7 +510,7 @@ def test_history_provenance(history):
         assert f["author_email"] == email, f
         assert parse_time(f["author_time"]) == datetime.fromtimestamp(int(epoch), UTC), f
         assert f["blob"] == repo.rev(f"{f['commit']}:{f['path']}"), f
-        assert f["secret_sha256"] == hashlib.sha256(f"{f['client_id']}:{f['client_secret']}".encode("utf-8")
+        assert f["secret_sha256"] == hashlib.sha256(f"{f['client_id']}:{f['client_secret']}".encode()
                                                     ).hexdigest()
         assert f["detector"] == "twilio_master_credentials"
         assert f["validity"] == "unchecked"

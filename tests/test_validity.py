@@ -34,9 +34,8 @@ def creds() -> tuple[str, str]:
 def run(standin: TwilioStandIn, coro_fn, **kw):
     """Serve ``standin``, open a Validator on it with fast test settings, and run ``coro_fn(validator)``."""
     async def main():
-        async with serve(standin) as url:
-            async with Validator(DETECTORS, base_urls={DET: url}, **{**FAST, **kw}) as v:
-                return await coro_fn(v), v
+        async with serve(standin) as url, Validator(DETECTORS, base_urls={DET: url}, **{**FAST, **kw}) as v:
+            return await coro_fn(v), v
     return asyncio.run(main())
 
 
@@ -64,8 +63,8 @@ def test_every_status_of_the_decision_table():
     assert (r.validity, r.account_status, r.account_type) == (Validity.VALID, "suspended", "Trial")
 
 
-RECOVERABLE = ["429", "429-date", "429-none", "503", "500", "404", "302", "html200", "html401", "html403", "wrongsid", "badjson",
-               "slow", "drop"]
+RECOVERABLE = ["429", "429-date", "429-none", "503", "500", "404", "302", "html200", "html401", "html403",
+               "wrongsid", "badjson", "slow", "drop"]
 
 
 @pytest.mark.parametrize("fault", RECOVERABLE)
