@@ -21,59 +21,9 @@ from typing import Any, NamedTuple
 
 import pytest
 
-BASE_ENV = {
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_AUTHOR_NAME": "Remote Tester",
-    "GIT_AUTHOR_EMAIL": "remote@example.com",
-    "GIT_COMMITTER_NAME": "Remote Tester",
-    "GIT_COMMITTER_EMAIL": "remote@example.com",
-    "GIT_TERMINAL_PROMPT": "0",
-    "LC_ALL": "C",
-}
-
-
-# -- helpers -------------------------------------------------------------------------------------------------------
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {**os.environ, **BASE_ENV, **extra}
-    env.pop("AUDITOR_TWILIO_API_URL", None)
-    return env
-
-
-def _git(repo: Path | str, *args: str) -> str:
-    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, env=_env(), check=False)
-    if proc.returncode:
-        raise AssertionError(f"git {' '.join(args)}: {proc.stderr.decode(errors='replace')}")
-    return proc.stdout.decode("utf-8", "replace")
-
-
-def _pair() -> tuple[str, str]:
-    while True:
-        sid, tok = secrets.token_hex(16), secrets.token_hex(16)
-        if len(set(sid)) >= 8 and len(set(tok)) >= 8:
-            return "AC" + sid, tok
-
-
-def _snippet(pair: tuple[str, str]) -> str:
-    return f'account_sid = "{pair[0]}"\nauth_token = "{pair[1]}"\n'
-
-
-def _commit(repo: Path, files: dict[str, str], message: str = "change") -> str:
-    for name, content in files.items():
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        (repo / name).write_text(content)
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", message)
-    return _git(repo, "rev-parse", "HEAD").strip()
-
-
-class Result(NamedTuple):
-    rc: int
-    stdout: str
-    stderr: str
-    findings: list[dict[str, Any]]
-    summary: dict[str, Any] | None
+from procs import (  # noqa: F401 - shared helpers, some used only here
+    BASE_ENV, Result, _cmd, _commit, _env, _git, _init, _kill_group, _pair, _read_results, _snippet,
+)
 
 
 def _scan(repo: Path | str, out: Path, *args: str, cache: Path, timeout: float = 120) -> Result:
