@@ -6,10 +6,14 @@ import argparse
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from auditor.errors import AuditorError, ExitCode
 from auditor.models import Finding, redact
+
+T = TypeVar("T")
 
 
 def _duration(text: str) -> float:
@@ -72,20 +76,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _report(args: argparse.Namespace) -> int:
+def _guarded(what: str, work: Callable[[], T]) -> T | int:
+    """Run ``work``; a missing plotting library or an AuditorError becomes a message and an exit code."""
     try:
-        from auditor.report import build
-
-        built = build(args.dir, top=args.top)
+        return work()
     except ModuleNotFoundError as e:
         if not (e.name or "").startswith("matplotlib"):
             raise
-        print("auditor: error: the report needs matplotlib; install it with pip install 'auditor[report]'",
+        print(f"auditor: error: the {what} needs matplotlib; install it with pip install 'auditor[report]'",
               file=sys.stderr)
         return int(ExitCode.BAD_INPUT)
     except AuditorError as e:
         print(f"auditor: error: {e}", file=sys.stderr)
         return int(e.exit_code)
+
+
+def _report(args: argparse.Namespace) -> int:
+    def work():  # type: ignore[no-untyped-def]
+        from auditor.report import build
+
+        return build(args.dir, top=args.top)
+
+    built = _guarded("report", work)
+    if isinstance(built, int):
+        return built
     for line in built.lines():
         print(line)
     print(f"auditor: report in {built.html} and {built.markdown}; frames (CSV, Parquet) in {args.dir / 'frames'}")
@@ -93,19 +107,14 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    try:
+    def work():  # type: ignore[no-untyped-def]
         from auditor import demo
 
-        result = demo.run(args.out, commits=args.commits, seed=args.seed, progress=sys.stderr.isatty())
-    except ModuleNotFoundError as e:
-        if not (e.name or "").startswith("matplotlib"):
-            raise
-        print("auditor: error: the demo needs matplotlib; install it with pip install 'auditor[report]'",
-              file=sys.stderr)
-        return int(ExitCode.BAD_INPUT)
-    except AuditorError as e:
-        print(f"auditor: error: {e}", file=sys.stderr)
-        return int(e.exit_code)
+        return demo.run(args.out, commits=args.commits, seed=args.seed, progress=sys.stderr.isatty())
+
+    result = _guarded("demo", work)
+    if isinstance(result, int):
+        return result
     m, a = result.manifest, result.answers
     print(f"auditor demo: a sample history of {m.commits:,} commits in {result.repo}, with {len(m.pairs)} planted "
           f"random fake Twilio credential pairs ({len(m.planted)} occurrences: copies, removals, re-additions, "

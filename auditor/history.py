@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np  # comes with pandas: compact edge keys
 import pygit2
-from pygit2.enums import FileMode, ObjectType
+from pygit2.enums import FileMode
 
 from auditor.errors import RepositoryError
 
@@ -182,10 +182,3 @@ class Trees:
 def id_keys(raw_ids: bytes | bytearray) -> np.ndarray:
     """First 8 bytes of each 20-byte id as uint64: compact, sortable, and unique in practice."""
     return np.frombuffer(bytes(raw_ids), dtype=np.uint8).reshape(-1, 20)[:, :8].copy().view("<u8").ravel()
-
-
-def is_blob(repo: pygit2.Repository, raw: bytes) -> bool:
-    try:
-        return repo.odb.read_header(pygit2.Oid(raw=raw))[0] == ObjectType.BLOB
-    except (KeyError, pygit2.GitError):
-        return False

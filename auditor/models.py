@@ -96,19 +96,6 @@ class BlobScan:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Occurrence:
-    """A commit introduces a secret at a path (SPEC §4)."""
-
-    detector: str
-    commit: str
-    path: str
-    line: int
-    blob: str
-    client_id: str
-    client_secret: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Finding:
     """An occurrence with its provenance and validity: one line of findings.jsonl."""
 
