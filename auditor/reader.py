@@ -17,7 +17,8 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 import pygit2
 
@@ -25,6 +26,7 @@ import pygit2
 _GIT_ENV = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | {"GIT_CONFIG_NOSYSTEM": "1"}
 
 Read = tuple[bytes, bytes | None, str | None]  # (id, content, error)
+T = TypeVar("T")
 
 
 class _Stalled(Exception):
@@ -94,12 +96,7 @@ class BlobReader:
 
     def sizes(self, raws: Sequence[bytes]) -> Iterator[tuple[bytes, int | None, str | None]]:
         """(id, size, error) from object headers."""
-        odb = self.repo.odb
-        for raw in raws:
-            try:
-                yield raw, odb.read_header(pygit2.Oid(raw=raw))[1], None
-            except (KeyError, pygit2.GitError, ValueError, OSError) as e:
-                yield raw, None, f"{type(e).__name__}: {e}"
+        return _each(raws, lambda oid: self.repo.odb.read_header(oid)[1])
 
     def read(self, items: Sequence[tuple[bytes, int]]) -> Iterator[Read]:
         """(id, content, error) for each (id, size from ``sizes``), in order."""
@@ -160,9 +157,13 @@ class BlobReader:
         return ok
 
     def _read_libgit2(self, raws: Sequence[bytes]) -> Iterator[Read]:
-        odb = self.repo.odb
-        for raw in raws:
-            try:
-                yield raw, odb.read(pygit2.Oid(raw=raw))[1], None
-            except (KeyError, pygit2.GitError, ValueError, OSError) as e:
-                yield raw, None, f"{type(e).__name__}: {e}"
+        return _each(raws, lambda oid: self.repo.odb.read(oid)[1])
+
+
+def _each(raws: Sequence[bytes], get: Callable[[pygit2.Oid], T]) -> Iterator[tuple[bytes, T | None, str | None]]:
+    """(id, get(id), None) per id, or (id, None, error) where libgit2 fails on it."""
+    for raw in raws:
+        try:
+            yield raw, get(pygit2.Oid(raw=raw)), None
+        except (KeyError, pygit2.GitError, ValueError, OSError) as e:
+            yield raw, None, f"{type(e).__name__}: {e}"

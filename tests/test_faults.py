@@ -16,7 +16,6 @@ import socket
 import subprocess
 import time
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,8 @@ import yaml
 from auditor.testing import TwilioStandIn, serve_in_thread
 
 from procs import (  # noqa: F401 - shared helpers, some used only here
-    BASE_ENV, Result, _cmd, _commit, _env, _git, _init, _kill_group, _pair, _read_results, _snippet,
+    _alive, _bulk_repo, _cmdline, _wait_for, BASE_ENV,
+    Result, _cmd, _commit, _env, _git, _init, _kill_group, _pair, _read_results, _snippet,
 )
 
 
@@ -465,26 +465,6 @@ def test_validation_garbage_then_a_real_answer_is_valid(tmp_path: Path) -> None:
 
 # -- a detection worker that dies -------------------------------------------------------------------------------
 
-def _bulk_repo(path: Path, commits: int, per_commit: int, pairs: int) -> None:
-    """``commits`` commits adding ``per_commit`` small distinct text files each, ``pairs`` of them with a secret."""
-    _init(path)
-    stride = commits * per_commit // pairs
-    proc = subprocess.Popen(["git", "-C", str(path), "fast-import", "--quiet"], stdin=subprocess.PIPE, env=_env())
-    assert proc.stdin is not None
-    write = proc.stdin.write
-    n = 0
-    for c in range(commits):
-        write(b"commit refs/heads/main\ncommitter T <t@example.com> %d +0000\ndata 7\ncommit\n" % (1600000000 + c))
-        for f in range(per_commit):
-            body = b"row %d of file %d in commit %d\n" % (n, f, c) * 4
-            if n % stride == stride // 2:
-                body += _snippet(_pair()).encode()
-            write(b"M 100644 inline d%03d/f%03d.txt\ndata %d\n%s\n" % (c, f, len(body), body))
-            n += 1
-    proc.stdin.close()
-    assert proc.wait() == 0
-
-
 @pytest.fixture(scope="module")
 def bulk_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("bulk") / "repo"
@@ -504,36 +484,10 @@ def _children(pid: int) -> list[int]:
     return [int(d) for d in os.listdir("/proc") if d.isdigit() and _ppid(int(d)) == pid]
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
-    except OSError:
-        return False
-
-
 def _workers(main_pid: int) -> list[int]:
     """Detection workers of a scan: children of the multiprocessing forkserver that the scan started."""
     servers = [c for c in _children(main_pid) if "forkserver" in _cmdline(c)]
     return [w for s in servers for w in _children(s) if _alive(w)]
-
-
-def _wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.005) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_detection_worker_killed_mid_scan(tmp_path: Path, bulk_repo: Path) -> None:
