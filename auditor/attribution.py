@@ -2,6 +2,8 @@
 
 Only trees on a path from a root to a matched blob are ever visited again: ancestors are found by walking the
 edge arrays upwards (numpy, sorted once), so a commit whose root holds no matched blob costs one set lookup.
+On a rerun the walk holds only the new trees' edges; the trees an earlier scan found containing stay containing
+(a tree's content never changes), and a new tree contains a match when a child is a match or a containing tree.
 """
 
 from __future__ import annotations
@@ -30,16 +32,17 @@ class Introduction:
 
 
 class Locator:
-    def __init__(self, trees: Trees, matched: Iterable[bytes]) -> None:
+    def __init__(self, trees: Trees, matched: Iterable[bytes], containing: Iterable[bytes] = ()) -> None:
         self.trees = trees
         self.matched = set(matched)
-        self.containing = self._ancestors()  # tree raw ids that hold a matched blob somewhere below
+        self.containing = set(containing)  # tree raw ids that hold a matched blob somewhere below
+        self.containing |= self._ancestors()
         self._relevant = self.containing | self.matched
         self._memo: dict[bytes, dict[bytes, bytes]] = {}
 
     def _ancestors(self) -> set[bytes]:
         t = self.trees
-        if not self.matched or not t.edge_parent:
+        if not (self.matched or self.containing) or not t.edge_parent:
             return set()
         child_keys = t.edge_keys()
         order = np.argsort(child_keys)
@@ -47,7 +50,7 @@ class Locator:
         parents = np.frombuffer(t.edge_parent, dtype=np.uint32)
         found = np.zeros(len(t.index), dtype=bool)
         tree_keys = id_keys(t.tree_ids)
-        frontier = id_keys(b"".join(self.matched))
+        frontier = id_keys(b"".join(self.matched | self.containing))
         while len(frontier):
             lo = np.searchsorted(sorted_keys, frontier, "left")
             hi = np.searchsorted(sorted_keys, frontier, "right")
@@ -91,14 +94,15 @@ class Locator:
             tree = sub
         return any(name == leaf for _, name, _ in self.trees.entries(tree))
 
-    def introductions(self, commits: Commits, scanned: Callable[[bytes], bool]) -> list[Introduction]:
+    def introductions(self, commits: Commits, scanned: Callable[[bytes], bool],
+                      only: Iterable[bytes] | None = None) -> list[Introduction]:
         """Every (commit, path) whose matched blob no parent has at that path, pure renames excepted.
 
         ``scanned(path)`` says whether detectors look at a path at all (the filename banlist): a rename
-        from or to a path no detector looks at is not a rename of a detected secret.
+        from or to a path no detector looks at is not a rename of a detected secret. ``only``: these commits.
         """
         out: list[Introduction] = []
-        for commit, root in commits.tree.items():
+        for commit, root in _pick(commits, only):
             here = self.matched_paths(root)
             if not here:
                 continue
@@ -124,10 +128,11 @@ class Locator:
                     out.append(Introduction(commit=commit, path=path, blob=blob, parent_blobs=before))
         return out
 
-    def removals(self, commits: Commits, secrets_of: Mapping[bytes, frozenset]) -> list[tuple[bytes, bytes, Any]]:
+    def removals(self, commits: Commits, secrets_of: Mapping[bytes, frozenset],
+                 only: Iterable[bytes] | None = None) -> list[tuple[bytes, bytes, Any]]:
         """(commit, path, secret) where a parent had the secret at path and the commit no longer does."""
         out = []
-        for commit, root in commits.tree.items():
+        for commit, root in _pick(commits, only):
             parent_maps = [self.matched_paths(commits.tree[p]) for p in commits.parents.get(commit, ())
                            if p in commits.tree]
             if not any(parent_maps):
@@ -144,6 +149,13 @@ class Locator:
                     lost.update((path, key) for key in gone)
             out.extend((commit, path, key) for path, key in lost)
         return out
+
+
+def _pick(commits: Commits, only: Iterable[bytes] | None) -> Iterable[tuple[bytes, bytes]]:
+    """(commit, root tree) of every commit, or of ``only`` those."""
+    if only is None:
+        return commits.tree.items()
+    return ((c, commits.tree[c]) for c in only)
 
 
 def introduced(intro: Introduction, secrets_of: Mapping[bytes, frozenset]) -> frozenset:

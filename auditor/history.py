@@ -102,6 +102,20 @@ class Trees:
         self.errors: list[str] = []
         self.symlinks = 0
         self.submodules = 0
+        self.seeded = 0  # trees walked by an earlier scan: never read again
+
+    def seed(self, tree_ids: bytes) -> None:
+        """Mark the trees an earlier complete scan walked: their blobs are scanned and their edges not needed."""
+        if self.index:
+            raise ValueError("seed a walk before it starts")
+        self.index = {tree_ids[i:i + 20]: n for n, i in enumerate(range(0, len(tree_ids), 20))}
+        self.tree_ids = bytearray(tree_ids)
+        self.seeded = len(self.index)
+
+    @property
+    def read(self) -> int:
+        """Trees read by this walk."""
+        return len(self.index) - self.seeded
 
     def _pack(self) -> None:
         if self._edge_buf:

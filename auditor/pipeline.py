@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import itertools
 import threading
 import time
 from collections import Counter, defaultdict
@@ -25,7 +26,7 @@ from auditor.history import Commits, Trees, list_commits, open_repository
 from auditor.models import BlobScan, Candidate, Finding, Resolved, Validity, redact, secret_sha256
 from auditor.pool import DetectionPool
 from auditor.progress import Stage
-from auditor.store import Store
+from auditor.store import RepoState, Store
 from auditor.validity import Validator, resolve_unchecked
 
 _DONE = object()
@@ -60,6 +61,8 @@ class RepoStats:
     blobs_scanned: int = 0
     bytes_scanned: int = 0
     blobs_skipped: Counter[str] = field(default_factory=Counter)
+    commits_new: int = 0  # commits attributed by this run (all of them unless an earlier scan did the rest)
+    trees_read: int = 0
     errors: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -104,6 +107,7 @@ class Scan:
         self.detectors = load_detectors(opts.detectors_dir)
         self.compiled = {d.id: CompiledDetector(d) for d in self.detectors}
         self.ruleset = ruleset_of(self.detectors, opts)
+        self._state_key = f"{self.ruleset}:{opts.max_blob_bytes}"  # a larger limit reads skipped blobs
         prepare_out(opts.out)
         self.store = Store(opts.out / "audit.sqlite")
         self.findings: list[Finding] = []
@@ -112,8 +116,10 @@ class Scan:
         self.validator: Validator | None = None
 
     # -- stage: detection, overlapped with validation ----------------------------------------------------
-    async def _detect(self, stats: RepoStats, trees: Trees, commits: Commits, skip: set[bytes],
-                      resolutions: dict[tuple, asyncio.Future[Resolved]]) -> dict[bytes, list[Candidate]]:
+    async def _detect(self, stats: RepoStats, trees: Trees, roots: list[bytes], skip: set[bytes],
+                      again: set[bytes], resolutions: dict[tuple, asyncio.Future[Resolved]]
+                      ) -> dict[bytes, list[Candidate]]:
+        """Scan ``again`` (matched blobs of an earlier scan), then every new blob under ``roots``."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         chosen: set[bytes] = set()
@@ -122,6 +128,8 @@ class Scan:
         compiled = list(self.compiled.values())
 
         def verdict(oid: bytes, name: bytes) -> str:
+            if oid in again:
+                return "known"
             if oid in skip:
                 previously.add(oid)
                 return "known"
@@ -144,7 +152,8 @@ class Scan:
 
         def produce() -> None:
             try:
-                for result in pool.scan(trees.blobs(iter(list(commits.tree.values())), verdict)):
+                blobs = itertools.chain(((oid, b"") for oid in again), trees.blobs(iter(roots), verdict))
+                for result in pool.scan(blobs):
                     if stop.is_set():
                         return
                     post(result)
@@ -222,8 +231,18 @@ class Scan:
         t1 = time.perf_counter()
         stats.seconds["enumeration"] = t1 - t0
         trees = Trees(repo)
+        state = None if commits.shallow else self.store.load_state(stats.repo, stats.path, self._state_key)
+        new, again = list(commits.tree), set()
+        if state is not None:  # walk and attribute only what the last complete scan did not see
+            trees.seed(state.trees)
+            new = [c for c in commits.tree if c not in state.commits]
+            # matched blobs are read again for their tokens (a rewritten history may have pruned some)
+            again = {b for b in state.matched if pygit2.Oid(raw=b) in repo.odb}
+        stats.commits_new = len(new)
         skip = self.store.scanned_blobs(self.ruleset)
-        by_blob = await self._detect(stats, trees, commits, skip, resolutions)
+        by_blob = await self._detect(stats, trees, list({commits.tree[c]: None for c in new}), skip, again,
+                                     resolutions)
+        stats.trees_read = trees.read
         t2 = time.perf_counter()
         stats.seconds["detection"] = t2 - t1
         val = Stage("validation", enabled=self.opts.progress and self.validator is not None, unit="secret")
@@ -235,12 +254,18 @@ class Scan:
             val.done(f"{len(pending):,} candidates resolved, {self.validator.requests:,} requests")
         t3 = time.perf_counter()
         stats.seconds["validation"] = t3 - t2
-        self._attribute(repo, stats, trees, commits, by_blob, {k: f.result() for k, f in resolutions.items()})
+        self._attribute(repo, stats, trees, commits, by_blob, {k: f.result() for k, f in resolutions.items()},
+                        state, new)
         stats.seconds["attribution"] = time.perf_counter() - t3
 
     def _attribute(self, repo: pygit2.Repository, stats: RepoStats, trees: Trees, commits: Commits,
-                   by_blob: dict[bytes, list[Candidate]], resolved: dict[tuple, Resolved]) -> None:
-        """Matched blobs → occurrences (SPEC §4) → findings with provenance; saved for this repo at once."""
+                   by_blob: dict[bytes, list[Candidate]], resolved: dict[tuple, Resolved],
+                   state: RepoState | None, new: list[bytes]) -> None:
+        """Matched blobs → occurrences (SPEC §4) → findings with provenance; saved for this repo at once.
+
+        With ``state`` only the ``new`` commits are attributed; the earlier commits' occurrences and removals
+        come from the store (a commit's parents, hence what it introduces, never change).
+        """
         secrets_of: dict[bytes, frozenset[tuple[str, str, str]]] = {}
         line_of: dict[tuple[bytes, tuple[str, str, str]], int] = {}
         check_of: dict[tuple[str, str, str], Resolved] = {}
@@ -254,31 +279,48 @@ class Scan:
                 line = next(p.line for p in c.pairs if p.client_secret == r.client_secret)
                 line_of[(blob, key)] = min(line, line_of.get((blob, key), line))
             secrets_of[blob] = frozenset(keys)
-        locator = Locator(trees, by_blob)
+        locator = Locator(trees, by_blob, state.containing if state else ())
         authors: dict[bytes, tuple[str, str]] = {}
-        rows = []
+        rows: list[tuple] = []
+
+        def add(commit: bytes, path: bytes, blob: bytes, key: tuple[str, str, str], line: int,
+                author: tuple[str, str]) -> None:
+            email, when = author
+            r = check_of[key]
+            f = Finding(detector=key[0], repo=stats.repo, commit=commit.hex(), path=path.decode("utf-8", "replace"),
+                        line=line, client_id=key[1], client_secret=key[2], secret_sha256=r.secret_sha256,
+                        validity=r.check.validity, scope=r.check.scope, account_status=r.check.account_status,
+                        account_type=r.check.account_type, author_email=email, author_time=when, blob=blob.hex())
+            self.findings.append(f)
+            rows.append((f.detector, f.commit, f.path, f.line, f.blob, f.client_id, redact(f.client_secret),
+                         f.secret_sha256, f.author_email, f.author_time))
+
         @functools.cache
         def scanned(path: bytes) -> bool:
             return any(d.allows_filename(path) for d in self.compiled.values())
 
-        for intro in locator.introductions(commits, scanned):
+        removals = []
+        if state is not None:
+            for row in self.store.occurrences(stats.repo):  # OCCURRENCE_COLUMNS
+                detector, commit_hex, path, line, blob_hex, _, _, sha, email, when = row
+                commit, blob = bytes.fromhex(commit_hex), bytes.fromhex(blob_hex)
+                if commit not in commits.tree:
+                    continue  # no longer reachable from any ref
+                key = next((k for k in secrets_of.get(blob, ()) if secret_sha256(k[1], k[2]) == sha), None)
+                if key is None:
+                    stats.errors.append(f"blob {blob_hex}: held a secret at {path} in {commit_hex} but could not "
+                                        "be read again; that occurrence is left out (rescan into a new --out)")
+                    continue
+                add(commit, path.encode("utf-8", "surrogateescape"), blob, key, line, (email, when))
+            removals = [r for r in self.store.removals(stats.repo) if bytes.fromhex(r[1]) in commits.tree]
+        for intro in locator.introductions(commits, scanned, new):
             for key in introduced(intro, secrets_of):
                 if not self.compiled[key[0]].allows_filename(intro.path):
                     continue
                 if intro.commit not in authors:
                     a = repo[pygit2.Oid(raw=intro.commit)].author
                     authors[intro.commit] = (a.email, _iso(a.time))
-                email, when = authors[intro.commit]
-                r = check_of[key]
-                f = Finding(detector=key[0], repo=stats.repo, commit=intro.commit.hex(),
-                            path=intro.path.decode("utf-8", "replace"), line=line_of[(intro.blob, key)],
-                            client_id=key[1], client_secret=key[2], secret_sha256=r.secret_sha256,
-                            validity=r.check.validity, scope=r.check.scope, account_status=r.check.account_status,
-                            account_type=r.check.account_type, author_email=email, author_time=when,
-                            blob=intro.blob.hex())
-                self.findings.append(f)
-                rows.append((f.detector, f.commit, f.path, f.line, f.blob, f.client_id,
-                             redact(f.client_secret), f.secret_sha256, f.author_email, f.author_time))
+                add(intro.commit, intro.path, intro.blob, key, line_of[(intro.blob, key)], authors[intro.commit])
         tips = []
         for tip, refs in commits.tips.items():
             for path, blob in locator.matched_paths(commits.tree[tip]).items():
@@ -287,12 +329,17 @@ class Scan:
                         tips.extend((secret_sha256(key[1], key[2]), ref, path.decode("utf-8", "replace"))
                                     for ref in refs)
         self.tips.extend((stats.repo, *t) for t in tips)
-        removals = [(key[0], commit.hex(), path.decode("utf-8", "replace"), secret_sha256(key[1], key[2]),
-                     _iso(commits.time[commit]))
-                    for commit, path, key in locator.removals(commits, secrets_of)
-                    if self.compiled[key[0]].allows_filename(path)]
+        removals += [(key[0], commit.hex(), path.decode("utf-8", "replace"), secret_sha256(key[1], key[2]),
+                      _iso(commits.time[commit]))
+                     for commit, path, key in locator.removals(commits, secrets_of, new)
+                     if self.compiled[key[0]].allows_filename(path)]
+        keep = None
+        if not (stats.errors or commits.shallow):  # a walk with unread objects is never built upon
+            keep = RepoState(path=stats.path, ruleset=self._state_key, trees=bytes(trees.tree_ids),
+                             containing=frozenset(locator.containing), matched=frozenset(by_blob),
+                             commits=frozenset())
         self.store.save_repo(stats.repo, stats.path, {c.hex(): _iso(t) for c, t in commits.time.items()},
-                             stats.shallow, rows, tips, removals)
+                             stats.shallow, rows, tips, removals, keep)
 
     # -- the whole run -------------------------------------------------------------------------------------
     async def run(self, repos: list[str]) -> None:

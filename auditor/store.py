@@ -6,12 +6,33 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
 from auditor.errors import OutputError
 from auditor.models import CheckResult, Validity
+
+OCCURRENCE_COLUMNS = ("detector, commit_id, path, line, blob, client_id, secret_redacted, secret_sha256, "
+                      "author_email, author_time")
+REMOVAL_COLUMNS = "detector, commit_id, path, secret_sha256, commit_time"
+
+
+@dataclass(frozen=True, slots=True)
+class RepoState:
+    """What a complete scan of one repository leaves for the next: it walks and attributes only what is new."""
+
+    path: str
+    ruleset: str
+    trees: bytes  # 20-byte raw ids, concatenated
+    containing: frozenset[bytes]
+    matched: frozenset[bytes]
+    commits: frozenset[bytes]  # raw ids of the commits attributed
+
+
+def _ids(raw: bytes) -> frozenset[bytes]:
+    return frozenset(raw[i:i + 20] for i in range(0, len(raw), 20))
 
 SCHEMA_VERSION = "1"
 
@@ -80,13 +101,42 @@ class Store:
                              result.account_type, result.checked_at or datetime.now(UTC).isoformat()))
 
     # -- results ---------------------------------------------------------------------------------------
+    def load_state(self, repo: str, path: str, ruleset: str) -> RepoState | None:
+        """The state of the last complete scan of ``repo`` at ``path`` under ``ruleset``, if any."""
+        row = self.db.execute("SELECT trees, containing, matched FROM repo_state WHERE repo = ? AND path = ? "
+                              "AND ruleset = ?", (repo, path, ruleset)).fetchone()
+        if row is None:
+            return None
+        commits = frozenset(bytes.fromhex(r[0]) for r in
+                            self.db.execute("SELECT commit_id FROM commits WHERE repo = ?", (repo,)))
+        return RepoState(path=path, ruleset=ruleset, trees=row[0], containing=_ids(row[1]), matched=_ids(row[2]),
+                         commits=commits)
+
+    def occurrences(self, repo: str) -> list[tuple]:
+        """The stored occurrence rows of ``repo`` (columns: OCCURRENCE_COLUMNS)."""
+        return self.db.execute(f"SELECT {OCCURRENCE_COLUMNS} FROM occurrences WHERE repo = ?",  # noqa: S608
+                               (repo,)).fetchall()
+
+    def removals(self, repo: str) -> list[tuple]:
+        """The stored removal rows of ``repo`` (columns: REMOVAL_COLUMNS)."""
+        return self.db.execute(f"SELECT {REMOVAL_COLUMNS} FROM removals WHERE repo = ?",  # noqa: S608
+                               (repo,)).fetchall()
+
     def save_repo(self, repo: str, path: str, commits: Mapping[str, str], shallow: bool,
-                  occurrences: Iterable[tuple], tips: Iterable[tuple], removals: Iterable[tuple] = ()) -> None:
-        """Replace one repository's results in one transaction, so a crash leaves the previous ones intact."""
+                  occurrences: Iterable[tuple], tips: Iterable[tuple], removals: Iterable[tuple] = (),
+                  state: RepoState | None = None) -> None:
+        """Replace one repository's results in one transaction, so a crash leaves the previous ones intact.
+
+        Without ``state`` (a partial walk, a shallow clone) the next scan of the repository starts afresh.
+        """
         now = datetime.now(UTC).isoformat(timespec="seconds")
         with self.transaction():
-            for table in ("commits", "occurrences", "tip_presence", "removals"):
+            for table in ("commits", "occurrences", "tip_presence", "removals", "repo_state"):
                 self.db.execute(f"DELETE FROM {table} WHERE repo = ?", (repo,))  # noqa: S608 - fixed names
+            if state is not None:
+                self.db.execute("INSERT INTO repo_state VALUES (?, ?, ?, ?, ?, ?)",
+                                (repo, state.path, state.ruleset, state.trees, b"".join(state.containing),
+                                 b"".join(state.matched)))
             self.db.execute("INSERT OR REPLACE INTO repos VALUES (?, ?, ?, ?, ?)",
                             (repo, path, len(commits), int(shallow), now))
             self.db.executemany("INSERT INTO commits VALUES (?, ?, ?)",

@@ -197,6 +197,9 @@ class Graph:
     def publish(self) -> None:
         for name, oid in self.branches.items():
             self.repo.references.create(f"refs/heads/{name}", oid, force=True)
+        for ref in list(self.repo.references):  # a deleted branch leaves its commits unreachable
+            if ref.startswith("refs/heads/") and ref[len("refs/heads/"):] not in self.branches:
+                self.repo.references.delete(ref)
 
 
 # weighted: merges need diverged branches, so branching, writing and merging come up most
@@ -215,10 +218,11 @@ def _build(g: Graph, data: st.DataObject, pairs: list[tuple[str, str]], max_comm
         files[path] = _content(pairs, which, next(nonce))
         history.append((path, files[path]))
 
-    root: dict[str, bytes] = {}
-    write(root, data.draw(st.sampled_from(PATHS), label="first path"), data.draw(subsets, label="first pairs"))
-    g.commit("main", root, [])
-    log.append(f"root {sorted(root)}")
+    if not g.made:
+        root: dict[str, bytes] = {}
+        write(root, data.draw(st.sampled_from(PATHS), label="first path"), data.draw(subsets, label="first pairs"))
+        g.commit("main", root, [])
+        log.append(f"root {sorted(root)}")
     while g.made < max_commits:
         op = data.draw(st.sampled_from(OPS), label="op")
         branch = data.draw(st.sampled_from(sorted(g.branches)), label="branch")
@@ -372,6 +376,27 @@ def test_random_commit_graphs_match_the_brute_force_reference(data: st.DataObjec
         expected = reference_occurrences(repo, pairs)
         got, summary = _scan(repo, Path(td) / "out")
         assert summary["commits_scanned"] == len(_git(repo, "rev-list", "--all").split())
+        assert got == expected, (f"operations: {log}\nmissing: {sorted(expected - got)}\n"
+                                 f"extra: {sorted(got - expected)}")
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data(), first=st.integers(2, 10), more=st.integers(1, 8))
+def test_a_rerun_after_more_commits_matches_the_reference(data: st.DataObject, first: int, more: int) -> None:
+    """An incremental rerun (same --out, new commits, deleted branches) equals SPEC §4 on the whole history."""
+    pairs = [_pair() for _ in range(3)]
+    with tempfile.TemporaryDirectory(prefix="auditor-graph-") as td:
+        repo, out = Path(td) / "repo.git", Path(td) / "out"
+        g = Graph(repo)
+        log = _build(g, data, pairs, first)
+        before = set(_git(repo, "rev-list", "--all").split())
+        _scan(repo, out)
+        log += ["-- rescan --", *_build(g, data, pairs, first + more)]
+        now = set(_git(repo, "rev-list", "--all").split())
+        expected = reference_occurrences(repo, pairs)
+        got, summary = _scan(repo, out)
+        assert summary["commits_scanned"] == len(now)
+        assert summary["repos"][0]["commits_new"] == len(now - before)
         assert got == expected, (f"operations: {log}\nmissing: {sorted(expected - got)}\n"
                                  f"extra: {sorted(got - expected)}")
 

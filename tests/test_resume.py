@@ -235,7 +235,11 @@ def test_a_rerun_after_new_commits_scans_only_the_new_blobs(tmp_path: Path) -> N
     s = rerun.summary
     assert s["commits_scanned"] == first.summary["commits_scanned"] + 10
     assert s["blobs_scanned"] <= len(new_blobs) + matched  # new blobs (+ the few that matched, re-read)
-    assert s["blobs_skipped"]["already_scanned"] >= first.summary["blobs_scanned"] - matched
+    # only what is new is walked and attributed: 10 commits, each with a new root tree and a new "new/" tree
+    assert first.summary["repos"][0]["commits_new"] == 40
+    assert first.summary["repos"][0]["trees_read"] > 40
+    assert s["repos"][0]["commits_new"] == 10
+    assert s["repos"][0]["trees_read"] == 20
     fresh = _scan(repo, tmp_path / "fresh", "--jobs", "2", "--show-secrets")
     assert _occ(rerun.findings) == _occ(fresh.findings)
     found = {(f["client_id"], f["client_secret"]) for f in rerun.findings}
@@ -245,6 +249,7 @@ def test_a_rerun_after_new_commits_scans_only_the_new_blobs(tmp_path: Path) -> N
 
     unchanged = _scan(repo, out, "--jobs", "2")
     assert unchanged.summary["blobs_scanned"] <= matched + 3 + 1
+    assert unchanged.summary["repos"][0]["commits_new"] == unchanged.summary["repos"][0]["trees_read"] == 0
     assert _occ(unchanged.findings) == _occ(fresh.findings)
 
 
