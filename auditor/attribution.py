@@ -1,9 +1,10 @@
-"""Matched blobs + the tree graph → where they sit in each commit, and which commits introduce what (SPEC §4).
+"""Matched blobs + each commit's first-parent changes → where they sit in every commit, and which commits introduce
+what (SPEC §4).
 
-Only trees on a path from a root to a matched blob are ever visited again: ancestors are found by walking the
-edge arrays upwards (numpy, sorted once), so a commit whose root holds no matched blob costs one set lookup.
-On a rerun the walk holds only the new trees' edges; the trees an earlier scan found containing stay containing
-(a tree's content never changes), and a new tree contains a match when a child is a match or a containing tree.
+A commit's matched paths are its first parent's with its own changes applied, so they follow from the changes
+without reading a tree; a commit that changes no matched path shares its parent's map (one dict for a whole run of
+commits), and compares with it by identity. Commits without recorded changes (attributed by an earlier scan, on a
+rerun) are listed from their trees instead, memoized per tree.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np  # comes with pandas; vectorized search over millions of tree edges
+import pygit2
 
-from auditor.history import MODE_SUBMODULE, MODE_SYMLINK, MODE_TREE, Commits, Trees, id_keys
+from auditor.changes import FILE, Change
+from auditor.history import TREE_ENTRY, Commits
+
+Paths = dict[bytes, bytes]  # path → matched blob
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -32,82 +36,108 @@ class Introduction:
 
 
 class Locator:
-    def __init__(self, trees: Trees, matched: Iterable[bytes], containing: Iterable[bytes] = ()) -> None:
-        self.trees = trees
+    def __init__(self, repo: pygit2.Repository, commits: Commits,
+                 records: Mapping[bytes, tuple[bytes | None, list[Change]]], matched: Iterable[bytes]) -> None:
+        self.repo = repo
+        self.commits = commits
+        self.records = records
         self.matched = set(matched)
-        self.containing = set(containing)  # tree raw ids that hold a matched blob somewhere below
-        self.containing |= self._ancestors()
-        self._relevant = self.containing | self.matched
-        self._memo: dict[bytes, dict[bytes, bytes]] = {}
+        self.errors: list[str] = []
+        self._maps: dict[bytes, Paths] = {}
+        self._listed: dict[bytes, Paths] = {}
 
-    def _ancestors(self) -> set[bytes]:
-        t = self.trees
-        if not (self.matched or self.containing) or not t.edge_parent:
-            return set()
-        child_keys = t.edge_keys()
-        order = np.argsort(child_keys)
-        sorted_keys = child_keys[order]
-        parents = np.frombuffer(t.edge_parent, dtype=np.uint32)
-        found = np.zeros(len(t.index), dtype=bool)
-        tree_keys = id_keys(t.tree_ids)
-        frontier = id_keys(b"".join(self.matched | self.containing))
-        while len(frontier):
-            lo = np.searchsorted(sorted_keys, frontier, "left")
-            hi = np.searchsorted(sorted_keys, frontier, "right")
-            lengths = hi - lo
-            edges = order[np.repeat(lo, lengths) + np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths,
-                                                                                        lengths)]
-            holders = np.unique(parents[edges])
-            holders = holders[~found[holders]]
-            found[holders] = True
-            frontier = tree_keys[holders]
-        ids = bytes(t.tree_ids)
-        return {ids[n * 20:n * 20 + 20] for n in np.flatnonzero(found).tolist()}
+    def paths(self, commit: bytes) -> Paths:
+        """path → matched blob in ``commit`` (regular files only)."""
+        maps, matched = self._maps, self.matched
+        stack = [commit]
+        while stack:
+            c = stack[-1]
+            if c in maps:
+                stack.pop()
+                continue
+            record = self.records.get(c)
+            if record is None:
+                maps[c] = self._list(self._tree_of(c))
+                stack.pop()
+                continue
+            parent, changes = record
+            if parent is not None and parent not in maps:
+                stack.append(parent)  # first-parent chains run deep: an explicit stack, not recursion
+                continue
+            stack.pop()
+            base = maps[parent] if parent is not None else {}
+            touched = [ch for ch in changes if ch[3] in matched or ch[4] in matched]
+            if not touched:
+                maps[c] = base
+                continue
+            here = dict(base)
+            for path, _, new_kind, _, new in touched:
+                if new_kind == FILE and new in matched:
+                    here[path] = new
+                else:
+                    here.pop(path, None)
+            maps[c] = here
+        return maps[commit]
 
-    def matched_paths(self, tree: bytes) -> dict[bytes, bytes]:
-        """path → matched blob under ``tree`` (empty when it holds none); memoized per tree."""
-        if tree not in self.containing:
+    def _tree_of(self, commit: bytes) -> bytes | None:
+        tree = self.commits.tree.get(commit)
+        if tree is None:
+            try:
+                tree = self.repo[pygit2.Oid(raw=commit)].tree_id.raw
+            except (KeyError, pygit2.GitError, ValueError, AttributeError):
+                return None
+        return tree
+
+    def _list(self, tree: bytes | None) -> Paths:
+        """Matched paths under ``tree``, read object by object (memoized per tree)."""
+        if tree is None:
             return {}
-        got = self._memo.get(tree)
+        got = self._listed.get(tree)
         if got is None:
             got = {}
-            relevant = self._relevant
-            for mode, name, oid in self.trees.entries(tree):
-                if oid not in relevant:
-                    continue
-                if mode == MODE_TREE:
-                    for sub, blob in self.matched_paths(oid).items():
+            try:
+                data = self.repo.odb.read(pygit2.Oid(raw=tree))[1]
+            except (KeyError, pygit2.GitError, ValueError) as e:
+                self.errors.append(f"tree {tree.hex()}: {type(e).__name__}: {e}")
+                data = b""
+            for mode, name, oid in TREE_ENTRY.findall(data):
+                if mode == b"40000":
+                    for sub, blob in self._list(oid).items():
                         got[name + b"/" + sub] = blob
-                elif mode not in (MODE_SYMLINK, MODE_SUBMODULE) and oid in self.matched:
+                elif mode.startswith(b"100") and oid in self.matched:
                     got[name] = oid
-            self._memo[tree] = got
+            self._listed[tree] = got
         return got
 
-    def _exists(self, tree: bytes, path: bytes) -> bool:
-        """Whether ``path`` names any entry under ``tree`` (a file may hold an unmatched blob now)."""
-        *dirs, leaf = path.split(b"/")
-        for part in dirs:
-            sub = next((oid for mode, name, oid in self.trees.entries(tree) if name == part and mode == MODE_TREE),
-                       None)
-            if sub is None:
-                return False
-            tree = sub
-        return any(name == leaf for _, name, _ in self.trees.entries(tree))
+    def _exists(self, commit: bytes, path: bytes) -> bool:
+        """Whether ``path`` names any entry of the commit (a file may hold an unmatched blob now)."""
+        tree = self._tree_of(commit)
+        try:
+            return tree is not None and path.decode("utf-8", "surrogateescape") in self.repo[pygit2.Oid(raw=tree)]
+        except (KeyError, pygit2.GitError, ValueError, UnicodeError):
+            return False
 
-    def introductions(self, commits: Commits, scanned: Callable[[bytes], bool],
-                      only: Iterable[bytes] | None = None) -> list[Introduction]:
+    def _around(self, commit: bytes) -> tuple[Paths, list[Paths]] | None:
+        """(the commit's map, its parents' maps), or None when they are one and the same map."""
+        here = self.paths(commit)
+        parent_maps = [self.paths(p) for p in self.commits.parents.get(commit, ()) if p in self.commits.tree]
+        if len(parent_maps) == 1 and parent_maps[0] is here:
+            return None
+        return here, parent_maps
+
+    def introductions(self, scanned: Callable[[bytes], bool], only: Iterable[bytes] | None = None
+                      ) -> list[Introduction]:
         """Every (commit, path) whose matched blob no parent has at that path, pure renames excepted.
 
         ``scanned(path)`` says whether detectors look at a path at all (the filename banlist): a rename
         from or to a path no detector looks at is not a rename of a detected secret. ``only``: these commits.
         """
         out: list[Introduction] = []
-        for commit, root in _pick(commits, only):
-            here = self.matched_paths(root)
-            if not here:
+        for commit in self.commits.tree if only is None else only:
+            around = self._around(commit)
+            if around is None or not around[0]:
                 continue
-            parent_maps = [self.matched_paths(commits.tree[p]) if p in commits.tree else {}
-                           for p in commits.parents.get(commit, ())]
+            here, parent_maps = around
             new: dict[bytes, list[bytes]] = {}
             for path, blob in here.items():
                 if scanned(path) and not any(m.get(path) == blob for m in parent_maps):
@@ -116,7 +146,7 @@ class Locator:
                 # A scanned parent path that held this very blob and is gone from the commit is a rename
                 # source: that many new paths are the file moved, not copied (a pure rename adds nothing).
                 sources = sorted({p for m in parent_maps for p, b in m.items()
-                                  if b == blob and p not in here and scanned(p) and not self._exists(root, p)})
+                                  if b == blob and p not in here and scanned(p) and not self._exists(commit, p)})
                 for source in sources:
                     if not paths:
                         break
@@ -128,16 +158,15 @@ class Locator:
                     out.append(Introduction(commit=commit, path=path, blob=blob, parent_blobs=before))
         return out
 
-    def removals(self, commits: Commits, secrets_of: Mapping[bytes, frozenset],
-                 only: Iterable[bytes] | None = None) -> list[tuple[bytes, bytes, Any]]:
+    def removals(self, secrets_of: Mapping[bytes, frozenset], only: Iterable[bytes] | None = None
+                 ) -> list[tuple[bytes, bytes, Any]]:
         """(commit, path, secret) where a parent had the secret at path and the commit no longer does."""
         out = []
-        for commit, root in _pick(commits, only):
-            parent_maps = [self.matched_paths(commits.tree[p]) for p in commits.parents.get(commit, ())
-                           if p in commits.tree]
-            if not any(parent_maps):
+        for commit in self.commits.tree if only is None else only:
+            around = self._around(commit)
+            if around is None or not any(around[1]):
                 continue
-            here = self.matched_paths(root)
+            here, parent_maps = around
             lost: set[tuple[bytes, Any]] = set()
             for m in parent_maps:
                 for path, blob in m.items():
@@ -149,13 +178,6 @@ class Locator:
                     lost.update((path, key) for key in gone)
             out.extend((commit, path, key) for path, key in lost)
         return out
-
-
-def _pick(commits: Commits, only: Iterable[bytes] | None) -> Iterable[tuple[bytes, bytes]]:
-    """(commit, root tree) of every commit, or of ``only`` those."""
-    if only is None:
-        return commits.tree.items()
-    return ((c, commits.tree[c]) for c in only)
 
 
 def introduced(intro: Introduction, secrets_of: Mapping[bytes, frozenset]) -> frozenset:

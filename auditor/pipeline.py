@@ -22,7 +22,8 @@ from auditor import sources
 from auditor.attribution import Locator, introduced
 from auditor.detectors import CompiledDetector, Detector, load_detectors
 from auditor.errors import OutputError
-from auditor.history import Commits, Trees, list_commits, open_repository
+from auditor.changes import BlobFeed, Changes
+from auditor.history import Commits, list_commits, open_repository
 from auditor.models import BlobScan, Candidate, Finding, Resolved, Validity, redact, secret_sha256
 from auditor.pool import DetectionPool
 from auditor.progress import Stage
@@ -62,7 +63,7 @@ class RepoStats:
     bytes_scanned: int = 0
     blobs_skipped: Counter[str] = field(default_factory=Counter)
     commits_new: int = 0  # commits attributed by this run (all of them unless an earlier scan did the rest)
-    trees_read: int = 0
+    changes_read: int = 0  # file changes (commit against first parent) read
     errors: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -116,10 +117,10 @@ class Scan:
         self.validator: Validator | None = None
 
     # -- stage: detection, overlapped with validation ----------------------------------------------------
-    async def _detect(self, stats: RepoStats, trees: Trees, roots: list[bytes], skip: set[bytes],
-                      again: set[bytes], resolutions: dict[tuple, asyncio.Future[Resolved]]
-                      ) -> dict[bytes, list[Candidate]]:
-        """Scan ``again`` (matched blobs of an earlier scan), then every new blob under ``roots``."""
+    async def _detect(self, stats: RepoStats, repo: pygit2.Repository, commits: Commits, new: list[bytes],
+                      skip: set[bytes], again: set[bytes], resolutions: dict[tuple, asyncio.Future[Resolved]]
+                      ) -> tuple[dict[bytes, list[Candidate]], BlobFeed]:
+        """Scan ``again`` (matched blobs of an earlier scan), then every new blob the ``new`` commits hold."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         chosen: set[bytes] = set()
@@ -139,6 +140,7 @@ class Scan:
             banned.add(oid)
             return "banned"
 
+        source, feed = Changes(repo, commits.parents), BlobFeed(verdict)
         pool = DetectionPool(stats.path, self.detectors, jobs=self.opts.jobs, max_bytes=self.opts.max_blob_bytes,
                              max_pairs=self.opts.max_pairs_per_sid)
         stop = threading.Event()
@@ -152,7 +154,7 @@ class Scan:
 
         def produce() -> None:
             try:
-                blobs = itertools.chain(((oid, b"") for oid in again), trees.blobs(iter(roots), verdict))
+                blobs = itertools.chain(((oid, b"") for oid in again), feed(source.records(new)))
                 for result in pool.scan(blobs):
                     if stop.is_set():
                         return
@@ -202,14 +204,14 @@ class Scan:
                                 "the batches in flight were scanned again")
         stats.blobs_skipped["filename"] += len(banned - chosen)
         stats.blobs_skipped["already_scanned"] += len(previously)
-        if trees.symlinks:
-            stats.blobs_skipped["symlink"] += trees.symlinks
-        if trees.submodules:
-            stats.blobs_skipped["submodule"] += trees.submodules
-        stats.errors.extend(trees.errors)
+        if feed.symlinks:
+            stats.blobs_skipped["symlink"] += len(feed.symlinks)
+        if feed.submodules:
+            stats.blobs_skipped["submodule"] += len(feed.submodules)
+        stats.errors.extend(source.errors)
         bar.done(f"{stats.blobs_scanned:,} blobs, {stats.bytes_scanned / 2**20:,.1f} MiB, "
                  f"{len(by_blob):,} with candidates")
-        return by_blob
+        return by_blob, feed
 
     def _resolve(self, c: Candidate) -> asyncio.Future[Resolved]:
         if self.validator is None:
@@ -230,19 +232,16 @@ class Scan:
         stats.errors.extend(commits.errors)
         t1 = time.perf_counter()
         stats.seconds["enumeration"] = t1 - t0
-        trees = Trees(repo)
         state = None if commits.shallow else self.store.load_state(stats.repo, stats.path, self._state_key)
         new, again = list(commits.tree), set()
-        if state is not None:  # walk and attribute only what the last complete scan did not see
-            trees.seed(state.trees)
+        if state is not None:  # read and attribute only the commits the last complete scan did not see
             new = [c for c in commits.tree if c not in state.commits]
             # matched blobs are read again for their tokens (a rewritten history may have pruned some)
             again = {b for b in state.matched if pygit2.Oid(raw=b) in repo.odb}
         stats.commits_new = len(new)
         skip = self.store.scanned_blobs(self.ruleset)
-        by_blob = await self._detect(stats, trees, list({commits.tree[c]: None for c in new}), skip, again,
-                                     resolutions)
-        stats.trees_read = trees.read
+        by_blob, feed = await self._detect(stats, repo, commits, new, skip, again, resolutions)
+        stats.changes_read = feed.changes
         t2 = time.perf_counter()
         stats.seconds["detection"] = t2 - t1
         val = Stage("validation", enabled=self.opts.progress and self.validator is not None, unit="secret")
@@ -254,11 +253,11 @@ class Scan:
             val.done(f"{len(pending):,} candidates resolved, {self.validator.requests:,} requests")
         t3 = time.perf_counter()
         stats.seconds["validation"] = t3 - t2
-        self._attribute(repo, stats, trees, commits, by_blob, {k: f.result() for k, f in resolutions.items()},
+        self._attribute(repo, stats, feed, commits, by_blob, {k: f.result() for k, f in resolutions.items()},
                         state, new)
         stats.seconds["attribution"] = time.perf_counter() - t3
 
-    def _attribute(self, repo: pygit2.Repository, stats: RepoStats, trees: Trees, commits: Commits,
+    def _attribute(self, repo: pygit2.Repository, stats: RepoStats, feed: BlobFeed, commits: Commits,
                    by_blob: dict[bytes, list[Candidate]], resolved: dict[tuple, Resolved],
                    state: RepoState | None, new: list[bytes]) -> None:
         """Matched blobs → occurrences (SPEC §4) → findings with provenance; saved for this repo at once.
@@ -279,7 +278,7 @@ class Scan:
                 line = next(p.line for p in c.pairs if p.client_secret == r.client_secret)
                 line_of[(blob, key)] = min(line, line_of.get((blob, key), line))
             secrets_of[blob] = frozenset(keys)
-        locator = Locator(trees, by_blob, state.containing if state else ())
+        locator = Locator(repo, commits, feed.records, by_blob)
         authors: dict[bytes, tuple[str, str]] = {}
         rows: list[tuple] = []
 
@@ -313,7 +312,7 @@ class Scan:
                     continue
                 add(commit, path.encode("utf-8", "surrogateescape"), blob, key, line, (email, when))
             removals = [r for r in self.store.removals(stats.repo) if bytes.fromhex(r[1]) in commits.tree]
-        for intro in locator.introductions(commits, scanned, new):
+        for intro in locator.introductions(scanned, new):
             for key in introduced(intro, secrets_of):
                 if not self.compiled[key[0]].allows_filename(intro.path):
                     continue
@@ -323,7 +322,7 @@ class Scan:
                 add(intro.commit, intro.path, intro.blob, key, line_of[(intro.blob, key)], authors[intro.commit])
         tips = []
         for tip, refs in commits.tips.items():
-            for path, blob in locator.matched_paths(commits.tree[tip]).items():
+            for path, blob in locator.paths(tip).items():
                 for key in secrets_of.get(blob, ()):
                     if self.compiled[key[0]].allows_filename(path):
                         tips.extend((secret_sha256(key[1], key[2]), ref, path.decode("utf-8", "replace"))
@@ -331,12 +330,12 @@ class Scan:
         self.tips.extend((stats.repo, *t) for t in tips)
         removals += [(key[0], commit.hex(), path.decode("utf-8", "replace"), secret_sha256(key[1], key[2]),
                       _iso(commits.time[commit]))
-                     for commit, path, key in locator.removals(commits, secrets_of, new)
+                     for commit, path, key in locator.removals(secrets_of, new)
                      if self.compiled[key[0]].allows_filename(path)]
+        stats.errors.extend(locator.errors)
         keep = None
         if not (stats.errors or commits.shallow):  # a walk with unread objects is never built upon
-            keep = RepoState(path=stats.path, ruleset=self._state_key, trees=bytes(trees.tree_ids),
-                             containing=frozenset(locator.containing), matched=frozenset(by_blob),
+            keep = RepoState(path=stats.path, ruleset=self._state_key, matched=frozenset(by_blob),
                              commits=frozenset())
         self.store.save_repo(stats.repo, stats.path, {c.hex(): _iso(t) for c, t in commits.time.items()},
                              stats.shallow, rows, tips, removals, keep)

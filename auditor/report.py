@@ -337,7 +337,7 @@ def write_outputs(out: Path, findings: list[Finding], repos: Sequence[RepoStats]
             for d in detectors},
         "repos": [{"repo": r.repo, "commits_scanned": r.commits_scanned, "shallow": r.shallow,
                    "blobs_scanned": r.blobs_scanned, "bytes_scanned": r.bytes_scanned,
-                   "commits_new": r.commits_new, "trees_read": r.trees_read,
+                   "commits_new": r.commits_new, "changes_read": r.changes_read,
                    **_rates(frame[frame["repo"] == r.repo], r.commits_scanned, validated=validated),
                    "errors": len(r.errors)} for r in repos],
         "shallow": any(r.shallow for r in repos),

@@ -73,10 +73,8 @@ CREATE TABLE IF NOT EXISTS removals (
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS repo_state (
-    repo       TEXT PRIMARY KEY,  -- repos.repo
-    path       TEXT NOT NULL,     -- the git directory it describes; another path starts afresh
-    ruleset    TEXT NOT NULL,     -- the detector set it was computed with; another set starts afresh
-    trees      BLOB NOT NULL,     -- raw 20-byte ids of every tree walked: a rerun never reads them again
-    containing BLOB NOT NULL,     -- raw ids of the walked trees that hold a matched blob somewhere below
-    matched    BLOB NOT NULL      -- raw ids of the blobs that matched: re-read on a rerun to recover tokens
+    repo    TEXT PRIMARY KEY,  -- repos.repo; its commits table lists the commits already attributed
+    path    TEXT NOT NULL,     -- the git directory it describes; another path starts afresh
+    ruleset TEXT NOT NULL,     -- the detector set (and blob size limit) it was computed with; another starts afresh
+    matched BLOB NOT NULL      -- raw 20-byte ids of the blobs that matched: re-read on a rerun to recover tokens
 );

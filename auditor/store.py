@@ -25,8 +25,6 @@ class RepoState:
 
     path: str
     ruleset: str
-    trees: bytes  # 20-byte raw ids, concatenated
-    containing: frozenset[bytes]
     matched: frozenset[bytes]
     commits: frozenset[bytes]  # raw ids of the commits attributed
 
@@ -103,14 +101,13 @@ class Store:
     # -- results ---------------------------------------------------------------------------------------
     def load_state(self, repo: str, path: str, ruleset: str) -> RepoState | None:
         """The state of the last complete scan of ``repo`` at ``path`` under ``ruleset``, if any."""
-        row = self.db.execute("SELECT trees, containing, matched FROM repo_state WHERE repo = ? AND path = ? "
+        row = self.db.execute("SELECT matched FROM repo_state WHERE repo = ? AND path = ? "
                               "AND ruleset = ?", (repo, path, ruleset)).fetchone()
         if row is None:
             return None
         commits = frozenset(bytes.fromhex(r[0]) for r in
                             self.db.execute("SELECT commit_id FROM commits WHERE repo = ?", (repo,)))
-        return RepoState(path=path, ruleset=ruleset, trees=row[0], containing=_ids(row[1]), matched=_ids(row[2]),
-                         commits=commits)
+        return RepoState(path=path, ruleset=ruleset, matched=_ids(row[0]), commits=commits)
 
     def occurrences(self, repo: str) -> list[tuple]:
         """The stored occurrence rows of ``repo`` (columns: OCCURRENCE_COLUMNS)."""
@@ -134,9 +131,8 @@ class Store:
             for table in ("commits", "occurrences", "tip_presence", "removals", "repo_state"):
                 self.db.execute(f"DELETE FROM {table} WHERE repo = ?", (repo,))  # noqa: S608 - fixed names
             if state is not None:
-                self.db.execute("INSERT INTO repo_state VALUES (?, ?, ?, ?, ?, ?)",
-                                (repo, state.path, state.ruleset, state.trees, b"".join(state.containing),
-                                 b"".join(state.matched)))
+                self.db.execute("INSERT INTO repo_state VALUES (?, ?, ?, ?)",
+                                (repo, state.path, state.ruleset, b"".join(state.matched)))
             self.db.execute("INSERT OR REPLACE INTO repos VALUES (?, ?, ?, ?, ?)",
                             (repo, path, len(commits), int(shallow), now))
             self.db.executemany("INSERT INTO commits VALUES (?, ?, ?)",

@@ -182,7 +182,7 @@ def test_git_daemon_url_is_mirrored_scanned_and_refetched(tmp_path: Path, origin
     assert (new_commit, "deploy/prod.env", 1, *new) in _occ(rerun.findings)
     assert origin.pairs["feature"] not in {(f["client_id"], f["client_secret"]) for f in rerun.findings}
     assert rerun.summary["commits_scanned"] == len(_git(origin.bare, "rev-list", "--all").split()) == 4
-    assert rerun.summary["blobs_skipped"]["already_scanned"] >= 1  # the store resumed: only new blobs scanned
+    assert rerun.summary["repos"][0]["commits_new"] == 1  # the store resumed: only the new commit read
     assert rerun.summary["blobs_scanned"] <= 1 + 3  # the new blob (+ the matched ones, re-read)
 
 

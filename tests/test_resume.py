@@ -235,11 +235,11 @@ def test_a_rerun_after_new_commits_scans_only_the_new_blobs(tmp_path: Path) -> N
     s = rerun.summary
     assert s["commits_scanned"] == first.summary["commits_scanned"] + 10
     assert s["blobs_scanned"] <= len(new_blobs) + matched  # new blobs (+ the few that matched, re-read)
-    # only what is new is walked and attributed: 10 commits, each with a new root tree and a new "new/" tree
+    # only what is new is read and attributed: 10 commits and their 14 file changes
     assert first.summary["repos"][0]["commits_new"] == 40
-    assert first.summary["repos"][0]["trees_read"] > 40
+    assert first.summary["repos"][0]["changes_read"] >= 4000
     assert s["repos"][0]["commits_new"] == 10
-    assert s["repos"][0]["trees_read"] == 20
+    assert s["repos"][0]["changes_read"] == 10 + 3 + 1
     fresh = _scan(repo, tmp_path / "fresh", "--jobs", "2", "--show-secrets")
     assert _occ(rerun.findings) == _occ(fresh.findings)
     found = {(f["client_id"], f["client_secret"]) for f in rerun.findings}
@@ -249,7 +249,7 @@ def test_a_rerun_after_new_commits_scans_only_the_new_blobs(tmp_path: Path) -> N
 
     unchanged = _scan(repo, out, "--jobs", "2")
     assert unchanged.summary["blobs_scanned"] <= matched + 3 + 1
-    assert unchanged.summary["repos"][0]["commits_new"] == unchanged.summary["repos"][0]["trees_read"] == 0
+    assert unchanged.summary["repos"][0]["commits_new"] == unchanged.summary["repos"][0]["changes_read"] == 0
     assert _occ(unchanged.findings) == _occ(fresh.findings)
 
 

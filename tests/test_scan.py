@@ -750,7 +750,7 @@ def test_rerun_on_the_same_store_is_incremental(git, tmp_path):
     assert rc2 == 1, err2
     assert findings2 == findings1
     # nothing new: no tree walked, no commit attributed, only the matched blob re-read (for its token)
-    assert summary2["repos"][0]["commits_new"] == summary2["repos"][0]["trees_read"] == 0
+    assert summary2["repos"][0]["commits_new"] == summary2["repos"][0]["changes_read"] == 0
     assert summary2["blobs_scanned"] == 1 < summary1["blobs_scanned"]
     assert summary2["commits_scanned"] == 1
 

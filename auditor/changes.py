@@ -1,0 +1,212 @@
+"""Commits → what each changed against its first parent (every file whose blob differs), the one stream that both
+enumeration (each blob of the history appears in some commit's changes) and attribution read.
+
+Why first-parent changes and not a walk of every tree: a commit's files are its first parent's plus its changes,
+so the changes name every (blob, path) of the history once per change instead of once per tree version, and
+where matched blobs sit in every commit follows from them without reading a tree again. ``git log --raw`` computes
+them in C, in its own process (the other core), skipping equal subtrees: 0.3 s for 20k synthetic commits, 2 s for
+numpy's 75k, where a Python walk of the trees takes 1.3 s and 4.9 s. Where git cannot run or read the repository
+(not installed, a missing or corrupt tree), the same changes are computed with pygit2, object by object, and what
+cannot be read is reported.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import IO
+
+import pygit2
+
+from auditor.history import TREE_ENTRY
+
+# Kinds of the two sides of a change.
+NONE, FILE, LINK, GITLINK = 0, 1, 2, 3
+Change = tuple[bytes, int, int, bytes | None, bytes | None]  # (path, old kind, new kind, old raw id, new raw id)
+Record = tuple[bytes, bytes | None, list[Change]]  # (commit raw id, first parent diffed against, changes)
+
+_GIT_ENV = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | {
+    "GIT_CONFIG_NOSYSTEM": "1", "GIT_NO_REPLACE_OBJECTS": "1"}
+_KINDS = {b"100": FILE, b"120": LINK, b"160": GITLINK}
+
+
+def _tokens(stream: IO[bytes]) -> Iterator[bytes]:
+    """The NUL-terminated tokens of a stream, read in large chunks."""
+    pending = b""
+    while chunk := stream.read(1 << 20):
+        parts = (pending + chunk).split(b"\0")
+        pending = parts.pop()
+        yield from parts
+    if pending:
+        yield pending
+
+
+def _kind(mode: bytes) -> int:
+    return _KINDS.get(mode[:3], NONE) if mode != b"000000" else NONE
+
+
+class Changes:
+    """``records(commits)`` yields one Record per commit; ``errors`` lists what could not be read."""
+
+    def __init__(self, repo: pygit2.Repository, parents: dict[bytes, tuple[bytes, ...]], *, use_git: bool = True):
+        self.repo = repo
+        self.parents = parents
+        self.git = shutil.which("git") if use_git else None
+        self.errors: list[str] = []
+        self._ids: dict[bytes, bytes] = {}  # hex → raw: one bytes object per blob, however often it changes
+
+    def _raw(self, hexid: bytes) -> bytes | None:
+        got = self._ids.get(hexid)
+        if got is None:
+            if not hexid.strip(b"0"):
+                return None
+            got = self._ids[hexid] = bytes.fromhex(hexid.decode())
+        return got
+
+    def records(self, commits: Sequence[bytes]) -> Iterator[Record]:
+        done: set[bytes] = set()
+        if self.git and commits:
+            for record in self._git_records(commits):
+                done.add(record[0])
+                yield record
+        for commit in commits:
+            if commit not in done:
+                yield self._pygit2_record(commit)
+
+    # -- git log --raw -------------------------------------------------------------------------------------
+    def _git_records(self, commits: Sequence[bytes]) -> Iterator[Record]:
+        """Complete records from git; after a failure, those before it (pygit2 does the rest)."""
+        try:
+            proc = subprocess.Popen(
+                [self.git or "git", "--git-dir", self.repo.path, "log", "--no-walk=unsorted", "--stdin", "-z",
+                 "--raw", "--no-abbrev", "--no-renames", "--no-ext-diff", "--no-textconv", "--root",
+                 "--diff-merges=first-parent", "--ignore-submodules=none", "--format=%x01%H %P"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_GIT_ENV)
+        except OSError:
+            return
+        try:
+            proc.stdin.write(b"".join(c.hex().encode() + b"\n" for c in commits))  # git reads all before output
+            proc.stdin.close()
+        except OSError:
+            pass
+        last: Record | None = None
+        for record in self._parse(_tokens(proc.stdout)):
+            if last is not None:
+                yield last
+            last = record
+        proc.stdout.close()
+        if last is not None and proc.wait() == 0:  # after a failure the last record may be cut short
+            yield last
+
+    def _parse(self, tokens: Iterator[bytes]) -> Iterator[Record]:
+        """NUL-separated tokens → records. A path is always the token after a change's metadata, so no path (a
+        hostile one may hold any byte but NUL) is ever read as a header or as metadata."""
+        raw = self._raw
+        record: Record | None = None
+        for token in tokens:
+            if token[:1] == b"\n":
+                token = token[1:]
+            if token[:1] == b":":
+                om, nm, oid, nid, _ = token[1:].split(b" ", 4)
+                path = next(tokens, None)
+                if record is None or path is None:
+                    return
+                record[2].append((path, _kind(om), _kind(nm), raw(oid), raw(nid)))
+            elif token[:1] == b"\x01":
+                if record is not None:
+                    yield record
+                ids = token[1:].split()
+                record = (bytes.fromhex(ids[0].decode()), bytes.fromhex(ids[1].decode()) if len(ids) > 1 else None,
+                          [])
+        if record is not None:
+            yield record
+
+    # -- pygit2, object by object ------------------------------------------------------------------------
+    def _pygit2_record(self, commit: bytes) -> Record:
+        tree = self._tree_of(commit)
+        parents = self.parents.get(commit, ())
+        parent = parents[0] if parents else None
+        base = self._tree_of(parent) if parent else None
+        if parent and base is None:
+            parent = None  # beyond a shallow boundary, or unreadable: git too diffs against nothing
+        out: list[Change] = []
+        if tree is not None:
+            self._diff(base, tree, b"", out)
+        return commit, parent, out
+
+    def _tree_of(self, commit: bytes) -> bytes | None:
+        try:
+            return self.repo[pygit2.Oid(raw=commit)].tree_id.raw
+        except (KeyError, pygit2.GitError, ValueError, AttributeError) as e:
+            self.errors.append(f"commit {commit.hex()}: {type(e).__name__}: {e}")
+            return None
+
+    def _entries(self, tree: bytes | None) -> dict[bytes, tuple[bytes, bytes]]:
+        if tree is None:
+            return {}
+        try:
+            data = self.repo.odb.read(pygit2.Oid(raw=tree))[1]
+        except (KeyError, pygit2.GitError, ValueError) as e:
+            self.errors.append(f"tree {tree.hex()}: {type(e).__name__}: {e}")
+            return {}
+        return {name: (mode, oid) for mode, name, oid in TREE_ENTRY.findall(data)}
+
+    def _diff(self, old: bytes | None, new: bytes | None, prefix: bytes, out: list[Change]) -> None:
+        mine, theirs = self._entries(new), self._entries(old)
+        for name in sorted(mine.keys() | theirs.keys()):
+            o, n = theirs.get(name), mine.get(name)
+            if o == n:
+                continue
+            o_tree = o[1] if o and o[0] == b"40000" else None
+            n_tree = n[1] if n and n[0] == b"40000" else None
+            if o_tree or n_tree:
+                self._diff(o_tree, n_tree, prefix + name + b"/", out)
+            o_file = o if o and not o_tree else None
+            n_file = n if n and not n_tree else None
+            if o_file or n_file:
+                out.append((prefix + name, _kind(o_file[0].rjust(6, b"0")) if o_file else NONE,
+                            _kind(n_file[0].rjust(6, b"0")) if n_file else NONE,
+                            self._ids.setdefault(o_file[1].hex().encode(), o_file[1]) if o_file else None,
+                            self._ids.setdefault(n_file[1].hex().encode(), n_file[1]) if n_file else None))
+
+
+class BlobFeed:
+    """Records → each blob once, with a name ``verdict(blob, name)`` calls "scan"; keeps the records.
+
+    Other verdicts: "known" (never yield it: e.g. already scanned) and "banned" (not under this name; the same
+    blob may still be wanted under another name, at another path or in another commit).
+    """
+
+    def __init__(self, verdict: Callable[[bytes, bytes], str]) -> None:
+        self.verdict = verdict
+        self.records: dict[bytes, tuple[bytes | None, list[Change]]] = {}
+        self.changes = 0
+        self.symlinks: set[bytes] = set()  # a link's target path is not file content
+        self.submodules: set[bytes] = set()
+
+    def __call__(self, records: Iterable[Record]) -> Iterator[tuple[bytes, bytes]]:
+        decided: set[bytes] = set()
+        banned: dict[bytes, bytes] = {}  # blob → the banned name it was last judged under
+        for commit, parent, changes in records:
+            self.records[commit] = (parent, changes)
+            self.changes += len(changes)
+            for path, _, kind, _, blob in changes:
+                if kind == FILE:
+                    if blob in decided:
+                        continue
+                    name = path.rpartition(b"/")[2]
+                    if banned.get(blob) == name:
+                        continue
+                    said = self.verdict(blob, name)
+                    if said == "banned":
+                        banned[blob] = name
+                        continue
+                    decided.add(blob)
+                    if said == "scan":
+                        yield blob, name
+                elif kind == LINK:
+                    self.symlinks.add(blob)
+                elif kind == GITLINK:
+                    self.submodules.add(blob)
