@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO
 
 import pygit2
@@ -48,14 +48,15 @@ def _kind(mode: bytes) -> int:
 
 
 class Changes:
-    """``records(commits)`` yields one Record per commit; ``errors`` lists what could not be read."""
+    """``records(...)`` yields one Record per commit; ``errors`` lists what could not be read."""
 
-    def __init__(self, repo: pygit2.Repository, parents: dict[bytes, tuple[bytes, ...]], *, use_git: bool = True):
+    def __init__(self, repo: pygit2.Repository, *, use_git: bool = True) -> None:
         self.repo = repo
-        self.parents = parents
         self.git = shutil.which("git") if use_git else None
+        self.parents: Mapping[bytes, tuple[bytes, ...]] = {}
         self.errors: list[str] = []
         self._ids: dict[bytes, bytes] = {}  # hex → raw: one bytes object per blob, however often it changes
+        self._proc: subprocess.Popen[bytes] | None = None
 
     def _raw(self, hexid: bytes) -> bytes | None:
         got = self._ids.get(hexid)
@@ -65,38 +66,63 @@ class Changes:
             got = self._ids[hexid] = bytes.fromhex(hexid.decode())
         return got
 
-    def records(self, commits: Sequence[bytes]) -> Iterator[Record]:
-        done: set[bytes] = set()
-        if self.git and commits:
-            for record in self._git_records(commits):
-                done.add(record[0])
-                yield record
+    def start(self, commits: Sequence[bytes] | None = None) -> None:
+        """Start git on ``commits``, or on every ref and HEAD when None: it then runs while pygit2 lists them."""
+        if not self.git or self._proc is not None:
+            return
+        which = ["--all"] if commits is None else ["--no-walk=unsorted", "--stdin"]
+        try:
+            self._proc = subprocess.Popen(
+                [self.git, "--git-dir", self.repo.path, "log", *which, "-z", "--raw", "--no-abbrev", "--no-renames",
+                 "--no-ext-diff", "--no-textconv", "--root", "--diff-merges=first-parent", "--ignore-submodules=none",
+                 "--format=%x01%H %P"],
+                stdin=subprocess.PIPE if commits is not None else subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL, env=_GIT_ENV)
+        except OSError:
+            self.git = None
+            return
+        if commits is not None:
+            try:
+                self._proc.stdin.write(b"".join(c.hex().encode() + b"\n" for c in commits))  # read before output
+                self._proc.stdin.close()
+            except OSError:
+                pass
+
+    def records(self, commits: Sequence[bytes], parents: Mapping[bytes, tuple[bytes, ...]]) -> Iterator[Record]:
+        """One record per commit of ``commits`` (``parents``: of every commit, for pygit2's diffs)."""
+        self.parents = parents
+        wanted, done = set(commits), set()
+        if commits:
+            self.start(commits)
+        if self._proc is not None:
+            for record in self._git_records(self._proc):
+                if record[0] in wanted and record[0] not in done:
+                    done.add(record[0])
+                    yield record
         for commit in commits:
             if commit not in done:
                 yield self._pygit2_record(commit)
 
+    def close(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
     # -- git log --raw -------------------------------------------------------------------------------------
-    def _git_records(self, commits: Sequence[bytes]) -> Iterator[Record]:
+    def _git_records(self, proc: subprocess.Popen[bytes]) -> Iterator[Record]:
         """Complete records from git; after a failure, those before it (pygit2 does the rest)."""
-        try:
-            proc = subprocess.Popen(
-                [self.git or "git", "--git-dir", self.repo.path, "log", "--no-walk=unsorted", "--stdin", "-z",
-                 "--raw", "--no-abbrev", "--no-renames", "--no-ext-diff", "--no-textconv", "--root",
-                 "--diff-merges=first-parent", "--ignore-submodules=none", "--format=%x01%H %P"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_GIT_ENV)
-        except OSError:
-            return
-        try:
-            proc.stdin.write(b"".join(c.hex().encode() + b"\n" for c in commits))  # git reads all before output
-            proc.stdin.close()
-        except OSError:
-            pass
         last: Record | None = None
-        for record in self._parse(_tokens(proc.stdout)):
-            if last is not None:
-                yield last
-            last = record
-        proc.stdout.close()
+        finished = False
+        try:
+            for record in self._parse(_tokens(proc.stdout)):
+                if last is not None:
+                    yield last
+                last = record
+            finished = True
+        finally:
+            if not finished:  # abandoned (interrupted): git must not outlive the scan
+                self.close()
+            proc.stdout.close()
         if last is not None and proc.wait() == 0:  # after a failure the last record may be cut short
             yield last
 

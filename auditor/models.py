@@ -52,6 +52,11 @@ class Candidate:
         """Candidates with the same key resolve to the same secret, whatever blob they came from."""
         return (self.detector, self.client_id, tuple(p.client_secret for p in self.pairs))
 
+    def ranked(self) -> list[Pair]:
+        if not self.pairs:
+            raise ValueError(f"candidate {self.client_id} of blob {self.blob} has no pairs")
+        return sorted(self.pairs, key=lambda p: p.rank)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CheckResult:
@@ -81,6 +86,13 @@ class Resolved:
     @property
     def secret_sha256(self) -> str:
         return secret_sha256(self.client_id, self.client_secret)
+
+
+def resolve_unchecked(candidate: Candidate) -> Resolved:
+    """--no-validate: the best-ranked pair, with no network at all."""
+    best = candidate.ranked()[0]
+    return Resolved(detector=candidate.detector, client_id=best.client_id, client_secret=best.client_secret,
+                    check=CheckResult.unchecked())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

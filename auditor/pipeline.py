@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import importlib
 import itertools
 import threading
 import time
@@ -14,21 +15,23 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pygit2
 
 from auditor import sources
 from auditor.attribution import Locator, introduced
 from auditor.detectors import CompiledDetector, Detector, load_detectors
-from auditor.errors import OutputError
 from auditor.changes import BlobFeed, Changes
+from auditor.errors import OutputError
 from auditor.history import Commits, list_commits, open_repository
-from auditor.models import BlobScan, Candidate, Finding, Resolved, Validity, redact, secret_sha256
+from auditor.models import BlobScan, Candidate, Finding, Resolved, Validity, redact, resolve_unchecked, secret_sha256
 from auditor.pool import DetectionPool
 from auditor.progress import Stage
 from auditor.store import RepoState, Store
-from auditor.validity import Validator, resolve_unchecked
+
+if TYPE_CHECKING:
+    from auditor.validity import Validator
 
 _DONE = object()
 
@@ -117,8 +120,9 @@ class Scan:
         self.validator: Validator | None = None
 
     # -- stage: detection, overlapped with validation ----------------------------------------------------
-    async def _detect(self, stats: RepoStats, repo: pygit2.Repository, commits: Commits, new: list[bytes],
-                      skip: set[bytes], again: set[bytes], resolutions: dict[tuple, asyncio.Future[Resolved]]
+    async def _detect(self, stats: RepoStats, pool: DetectionPool, source: Changes, commits: Commits,
+                      new: list[bytes], skip: set[bytes], again: set[bytes],
+                      resolutions: dict[tuple, asyncio.Future[Resolved]]
                       ) -> tuple[dict[bytes, list[Candidate]], BlobFeed]:
         """Scan ``again`` (matched blobs of an earlier scan), then every new blob the ``new`` commits hold."""
         loop = asyncio.get_running_loop()
@@ -140,9 +144,7 @@ class Scan:
             banned.add(oid)
             return "banned"
 
-        source, feed = Changes(repo, commits.parents), BlobFeed(verdict)
-        pool = DetectionPool(stats.path, self.detectors, jobs=self.opts.jobs, max_bytes=self.opts.max_blob_bytes,
-                             max_pairs=self.opts.max_pairs_per_sid)
+        feed = BlobFeed(verdict)
         stop = threading.Event()
 
         def post(item: object) -> None:
@@ -154,7 +156,7 @@ class Scan:
 
         def produce() -> None:
             try:
-                blobs = itertools.chain(((oid, b"") for oid in again), feed(source.records(new)))
+                blobs = itertools.chain(((oid, b"") for oid in again), feed(source.records(new, commits.parents)))
                 for result in pool.scan(blobs):
                     if stop.is_set():
                         return
@@ -227,20 +229,32 @@ class Scan:
         t0 = time.perf_counter()
         repo = open_repository(sources.resolve(arg))
         stats.path = repo.path
-        commits = list_commits(repo)
-        stats.commits_scanned, stats.shallow = len(commits), commits.shallow
-        stats.errors.extend(commits.errors)
-        t1 = time.perf_counter()
-        stats.seconds["enumeration"] = t1 - t0
-        state = None if commits.shallow else self.store.load_state(stats.repo, stats.path, self._state_key)
-        new, again = list(commits.tree), set()
-        if state is not None:  # read and attribute only the commits the last complete scan did not see
-            new = [c for c in commits.tree if c not in state.commits]
-            # matched blobs are read again for their tokens (a rewritten history may have pruned some)
-            again = {b for b in state.matched if pygit2.Oid(raw=b) in repo.odb}
-        stats.commits_new = len(new)
-        skip = self.store.scanned_blobs(self.ruleset)
-        by_blob, feed = await self._detect(stats, repo, commits, new, skip, again, resolutions)
+        state = None if repo.is_shallow else self.store.load_state(stats.repo, stats.path, self._state_key)
+        source = Changes(repo)
+        if state is None:
+            source.start()  # every commit's changes, computed by git while pygit2 lists the commits
+        # the workers start (forkserver, imports, repository, git) while the commits are listed
+        pool = DetectionPool(stats.path, self.detectors, jobs=self.opts.jobs, max_bytes=self.opts.max_blob_bytes,
+                             max_pairs=self.opts.max_pairs_per_sid, warm=True)
+        try:
+            commits = list_commits(repo)
+            stats.commits_scanned, stats.shallow = len(commits), commits.shallow
+            stats.errors.extend(commits.errors)
+            t1 = time.perf_counter()
+            stats.seconds["enumeration"] = t1 - t0
+            new, again = list(commits.tree), set()
+            if state is not None:  # read and attribute only the commits the last complete scan did not see
+                new = [c for c in commits.tree if c not in state.commits]
+                # matched blobs are read again for their tokens (a rewritten history may have pruned some)
+                again = {b for b in state.matched if pygit2.Oid(raw=b) in repo.odb}
+            stats.commits_new = len(new)
+            skip = self.store.scanned_blobs(self.ruleset)
+            by_blob, feed = await self._detect(stats, pool, source, commits, new, skip, again, resolutions)
+        except BaseException:
+            pool.terminate()
+            raise
+        finally:
+            source.close()
         stats.changes_read = feed.changes
         t2 = time.perf_counter()
         stats.seconds["detection"] = t2 - t1
@@ -351,6 +365,8 @@ class Scan:
         bases = {}
         if self.opts.twilio_api_url:
             bases = {d.id: self.opts.twilio_api_url for d in self.detectors if d.company.lower() == "twilio"}
+        from auditor.validity import Validator  # aiohttp: loaded only when validating
+
         async with Validator(self.detectors, base_urls=bases, concurrency=self.opts.validate_concurrency,
                              rate=self.opts.validate_rate, timeout=self.opts.validate_timeout, cache=cache,
                              on_result=self.store.save_check) as validator:
@@ -362,6 +378,9 @@ class Scan:
 def scan(repos: list[str], opts: ScanOptions) -> Outcome:
     """Run the pipeline and write the output files; KeyboardInterrupt propagates after state is saved."""
     started = time.perf_counter()
+    # pandas (a third of a second) loads while git and the workers read the history
+    loading = threading.Thread(target=importlib.import_module, args=("auditor.report",), daemon=True)
+    loading.start()
     run = Scan(opts)
     interrupted = False
     try:
@@ -370,7 +389,8 @@ def scan(repos: list[str], opts: ScanOptions) -> Outcome:
         interrupted = True
     finally:
         run.store.close()
-    from auditor import report  # pandas: loaded only once there are results to write
+    loading.join()
+    from auditor import report
 
     try:
         summary = report.write_outputs(

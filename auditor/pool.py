@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
 import sys
@@ -111,11 +112,13 @@ class DetectionPool:
     """
 
     def __init__(self, repo_path: str, detectors: Sequence[Detector], *, jobs: int | None = None,
-                 max_bytes: int = 0, max_pairs: int = 8) -> None:
+                 max_bytes: int = 0, max_pairs: int = 8, warm: bool = False) -> None:
         self.jobs = jobs or os.cpu_count() or 1
         self._initargs = (repo_path, tuple(detectors), max_bytes, max_pairs, os.getpid())
         self.restarts = 0
         self._pool = self._start()
+        if warm:  # the forkserver imports and preloads now, in its own process, not at the first batch
+            multiprocessing.forkserver.ensure_running()
 
     def _start(self) -> ProcessPoolExecutor:
         # forkserver: workers never inherit the parent's threads (tqdm, asyncio) or open repository handles;

@@ -38,19 +38,6 @@ _MISSING = object()
 OnResult = Callable[[str, str, str, CheckResult], None]
 
 
-def resolve_unchecked(candidate: Candidate) -> Resolved:
-    """--no-validate: the best-ranked pair, with no network at all."""
-    best = _ranked(candidate)[0]
-    return Resolved(detector=candidate.detector, client_id=best.client_id, client_secret=best.client_secret,
-                    check=CheckResult.unchecked())
-
-
-def _ranked(candidate: Candidate) -> list[Pair]:
-    if not candidate.pairs:
-        raise ValueError(f"candidate {candidate.client_id} of blob {candidate.blob} has no pairs")
-    return sorted(candidate.pairs, key=lambda p: p.rank)
-
-
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -197,7 +184,7 @@ class Validator:
     async def resolve(self, candidate: Candidate) -> Resolved:
         """SPEC §3: pairs in rank order until one is valid; if none is, the best pair with its own result."""
         first: tuple[Pair, CheckResult] | None = None
-        for pair in _ranked(candidate):
+        for pair in candidate.ranked():
             result = await self.check(candidate.detector, pair.client_id, pair.client_secret)
             if result.validity is Validity.VALID:
                 return Resolved(detector=candidate.detector, client_id=pair.client_id,

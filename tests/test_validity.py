@@ -20,7 +20,8 @@ import pytest
 from auditor.detectors import load_detectors
 from auditor.models import Candidate, CheckResult, Pair, Validity, secret_sha256
 from auditor.testing import TwilioStandIn, serve, serve_in_thread
-from auditor.validity import Validator, _proxy_for, resolve_unchecked, retry_after_seconds
+from auditor.models import resolve_unchecked
+from auditor.validity import Validator, _proxy_for, retry_after_seconds
 
 DET = "twilio_master_credentials"
 DETECTORS = load_detectors()
