@@ -88,17 +88,21 @@ class Changes:
             except OSError:
                 pass
 
-    def records(self, commits: Sequence[bytes], parents: Mapping[bytes, tuple[bytes, ...]]) -> Iterator[Record]:
-        """One record per commit of ``commits`` (``parents``: of every commit, for pygit2's diffs)."""
-        self.parents = parents
-        wanted, done = set(commits), set()
-        if commits:
-            self.start(commits)
+    def records(self, wanted: Callable[[], tuple[Sequence[bytes], Mapping[bytes, tuple[bytes, ...]]]]
+                ) -> Iterator[Record]:
+        """One record per wanted commit. ``wanted()`` → (the commits, the parents of every commit); called once
+        git started on every ref has said all it could (the list may still be being made meanwhile)."""
+        done: set[bytes] = set()
+        if self._proc is None:
+            commits, self.parents = wanted()
+            if commits:
+                self.start(commits)
         if self._proc is not None:
             for record in self._git_records(self._proc):
-                if record[0] in wanted and record[0] not in done:
+                if record[0] not in done:
                     done.add(record[0])
                     yield record
+        commits, self.parents = wanted()
         for commit in commits:
             if commit not in done:
                 yield self._pygit2_record(commit)

@@ -5,6 +5,7 @@ REPO → history (pygit2) → detection pool → validation queue → attributio
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import hashlib
 import importlib
@@ -12,6 +13,7 @@ import itertools
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +36,25 @@ if TYPE_CHECKING:
     from auditor.validity import Validator
 
 _DONE = object()
+
+
+def _in_thread(fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future:
+    """Run ``fn`` in a daemon thread; the future also says how long it took (``.seconds``)."""
+    fut: concurrent.futures.Future = concurrent.futures.Future()
+
+    def run() -> None:
+        t0 = time.perf_counter()
+        try:
+            result = fn(*args)
+        except BaseException as e:  # noqa: BLE001 - handed to whoever waits on the future
+            fut.seconds = time.perf_counter() - t0  # type: ignore[attr-defined]
+            fut.set_exception(e)
+        else:
+            fut.seconds = time.perf_counter() - t0  # type: ignore[attr-defined]
+            fut.set_result(result)
+
+    threading.Thread(target=run, name="auditor-commits", daemon=True).start()
+    return fut
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,11 +141,12 @@ class Scan:
         self.validator: Validator | None = None
 
     # -- stage: detection, overlapped with validation ----------------------------------------------------
-    async def _detect(self, stats: RepoStats, pool: DetectionPool, source: Changes, commits: Commits,
-                      new: list[bytes], skip: set[bytes], again: set[bytes],
+    async def _detect(self, stats: RepoStats, pool: DetectionPool, source: Changes,
+                      wanted: Callable[[], tuple[list[bytes], Mapping[bytes, tuple[bytes, ...]]]],
+                      skip: set[bytes], again: set[bytes],
                       resolutions: dict[tuple, asyncio.Future[Resolved]]
                       ) -> tuple[dict[bytes, list[Candidate]], BlobFeed]:
-        """Scan ``again`` (matched blobs of an earlier scan), then every new blob the ``new`` commits hold."""
+        """Scan ``again`` (matched blobs of an earlier scan), then every new blob the ``wanted`` commits hold."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         chosen: set[bytes] = set()
@@ -156,7 +178,7 @@ class Scan:
 
         def produce() -> None:
             try:
-                blobs = itertools.chain(((oid, b"") for oid in again), feed(source.records(new, commits.parents)))
+                blobs = itertools.chain(((oid, b"") for oid in again), feed(source.records(wanted)))
                 for result in pool.scan(blobs):
                     if stop.is_set():
                         return
@@ -237,27 +259,33 @@ class Scan:
         pool = DetectionPool(stats.path, self.detectors, jobs=self.opts.jobs, max_bytes=self.opts.max_blob_bytes,
                              max_pairs=self.opts.max_pairs_per_sid, warm=True)
         try:
-            commits = list_commits(repo)
-            stats.commits_scanned, stats.shallow = len(commits), commits.shallow
-            stats.errors.extend(commits.errors)
-            t1 = time.perf_counter()
-            stats.seconds["enumeration"] = t1 - t0
-            new, again = list(commits.tree), set()
+            # a first scan lists the commits in a thread: git's changes need no list, and the workers start now
+            listing = _in_thread(list_commits, repo)
+            new, again = None, set()
             if state is not None:  # read and attribute only the commits the last complete scan did not see
-                new = [c for c in commits.tree if c not in state.commits]
+                new = [c for c in listing.result().tree if c not in state.commits]
                 # matched blobs are read again for their tokens (a rewritten history may have pruned some)
                 again = {b for b in state.matched if pygit2.Oid(raw=b) in repo.odb}
-            stats.commits_new = len(new)
+
+            def wanted() -> tuple[list[bytes], dict[bytes, tuple[bytes, ...]]]:
+                commits = listing.result()
+                return (list(commits.tree) if new is None else new), commits.parents
+
             skip = self.store.scanned_blobs(self.ruleset)
-            by_blob, feed = await self._detect(stats, pool, source, commits, new, skip, again, resolutions)
+            by_blob, feed = await self._detect(stats, pool, source, wanted, skip, again, resolutions)
+            commits = listing.result()
         except BaseException:
             pool.terminate()
             raise
         finally:
             source.close()
+        stats.commits_scanned, stats.shallow = len(commits), commits.shallow
+        stats.errors.extend(commits.errors)
+        stats.commits_new = len(commits) if new is None else len(new)
         stats.changes_read = feed.changes
         t2 = time.perf_counter()
-        stats.seconds["detection"] = t2 - t1
+        stats.seconds["enumeration"] = listing.seconds  # type: ignore[attr-defined]
+        stats.seconds["detection"] = t2 - t0 - listing.seconds  # type: ignore[attr-defined]
         val = Stage("validation", enabled=self.opts.progress and self.validator is not None, unit="secret")
         pending = {k: f for k, f in resolutions.items() if not f.done()}
         for fut in asyncio.as_completed(list(pending.values())):

@@ -76,6 +76,12 @@ def main() -> int:
     timeit("regex IGNORECASE", lambda b: gate_icase.search(b), blobs, mib)
     timeit("re [aA][cC][0-9a-fA-F]{32}", lambda b: gate_re_class.search(b), blobs, mib)
     timeit("re IGNORECASE", lambda b: gate_re_icase.search(b), blobs, mib)
+    sid = regex.compile(rb"\bAC([0-9a-f]{32})\b")
+    sid_re = re.compile(rb"AC[0-9a-f]{32}")
+    timeit("regex client_id matcher \\bAC([0-9a-f]{32})\\b on raw bytes", lambda b: sid.search(b), blobs, mib)
+    timeit("re AC[0-9a-f]{32} on raw bytes", lambda b: sid_re.search(b), blobs, mib)
+    timeit("client_id matcher first, then the gate (auditor since 7/2)",
+           lambda b: sid.search(b) and gate_lower.search(b.lower()), blobs, mib)
     timeit("b'ac' in lower / b'AC' in b (prefilter only)", lambda b: b"AC" in b or b"ac" in b or b"Ac" in b
            or b"aC" in b, blobs, mib)
     t0 = time.perf_counter()

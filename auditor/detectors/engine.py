@@ -49,9 +49,13 @@ class CompiledDetector:
         self._whitelist = [(regex.compile(p.encode()), True) if p == p.lower() else
                            (regex.compile(p.encode(), regex.IGNORECASE), False) for p in (wl.patterns if wl else ())]
         self._matchers = {m.name: regex.compile(m.pattern.encode()) for m in detector.matchers}
+        # No candidate without a match of this one (the client_id of a pair, else the secret): searched first,
+        # on the raw bytes, it turns most blobs away at ~2.8 GiB/s, before the gate lower-cases anything.
+        self._anchor = self._matchers.get("client_id") or self._matchers.get("client_secret")
         self._keywords = tuple(k.lower().encode() for k in detector.pairing.keywords)
         self._min_distinct = detector.pairing.min_distinct_chars
         self._ext_cache: dict[str, bool] = {}
+        self.gates_lowered = any(on_lowered for _, on_lowered in self._whitelist)
 
     def allows_filename(self, name: bytes) -> bool:
         """FilenameBanlist: False when the extension or the basename is banned."""
@@ -63,6 +67,10 @@ class CompiledDetector:
             base = name.rsplit(b"/", 1)[-1].decode("utf-8", "replace")
             allowed = not any(p.search(base) for p in self._ban_name)
         return allowed
+
+    def could_match(self, data: bytes) -> bool:
+        """A necessary condition for any candidate: the anchor matcher finds something."""
+        return self._anchor is None or self._anchor.search(data) is not None
 
     def wants(self, data: bytes, lowered: bytes | None = None) -> bool:
         """ContentWhitelist: a blob is matched only if every gate pattern finds something (case-insensitive)."""
@@ -165,13 +173,17 @@ def detect(detectors: Iterable[CompiledDetector], data: bytes, blob: str, max_pa
     """Run pre-validators then matchers of every detector on one blob's content."""
     out: list[Candidate] = []
     binary: bool | None = None
-    lowered = data.lower()
+    lowered: bytes | None = None
     for d in detectors:
         if not d.check_binaries:
             if binary is None:
                 binary = is_binary(data)
             if binary:
                 continue
+        if not d.could_match(data):
+            continue
+        if lowered is None and d.gates_lowered:
+            lowered = data.lower()
         if d.wants(data, lowered):
             out.extend(d.candidates(data, blob, max_pairs))
     return out
