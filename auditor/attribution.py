@@ -49,6 +49,8 @@ class Locator:
     def paths(self, commit: bytes) -> Paths:
         """path → matched blob in ``commit`` (regular files only)."""
         maps, matched = self._maps, self.matched
+        if not matched:
+            return {}
         stack = [commit]
         while stack:
             c = stack[-1]
@@ -133,6 +135,8 @@ class Locator:
         from or to a path no detector looks at is not a rename of a detected secret. ``only``: these commits.
         """
         out: list[Introduction] = []
+        if not self.matched:  # most histories: nothing to locate
+            return out
         for commit in self.commits.tree if only is None else only:
             around = self._around(commit)
             if around is None or not around[0]:
@@ -161,7 +165,9 @@ class Locator:
     def removals(self, secrets_of: Mapping[bytes, frozenset], only: Iterable[bytes] | None = None
                  ) -> list[tuple[bytes, bytes, Any]]:
         """(commit, path, secret) where a parent had the secret at path and the commit no longer does."""
-        out = []
+        out: list[tuple[bytes, bytes, Any]] = []
+        if not self.matched:
+            return out
         for commit in self.commits.tree if only is None else only:
             around = self._around(commit)
             if around is None or not any(around[1]):
