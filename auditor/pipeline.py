@@ -255,9 +255,8 @@ class Scan:
         source = Changes(repo)
         if state is None:
             source.start()  # every commit's changes, computed by git while pygit2 lists the commits
-        # the workers start (forkserver, imports, repository, git) while the commits are listed
         pool = DetectionPool(stats.path, self.detectors, jobs=self.opts.jobs, max_bytes=self.opts.max_blob_bytes,
-                             max_pairs=self.opts.max_pairs_per_sid, warm=True)
+                             max_pairs=self.opts.max_pairs_per_sid)
         try:
             # a first scan lists the commits in a thread: git's changes need no list, and the workers start now
             listing = _in_thread(list_commits, repo)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import atexit
 import multiprocessing
-import multiprocessing.forkserver
 import os
 import signal
 import sys
@@ -112,13 +111,11 @@ class DetectionPool:
     """
 
     def __init__(self, repo_path: str, detectors: Sequence[Detector], *, jobs: int | None = None,
-                 max_bytes: int = 0, max_pairs: int = 8, warm: bool = False) -> None:
+                 max_bytes: int = 0, max_pairs: int = 8) -> None:
         self.jobs = jobs or os.cpu_count() or 1
         self._initargs = (repo_path, tuple(detectors), max_bytes, max_pairs, os.getpid())
         self.restarts = 0
         self._pool = self._start()
-        if warm:  # the forkserver imports and preloads now, in its own process, not at the first batch
-            multiprocessing.forkserver.ensure_running()
 
     def _start(self) -> ProcessPoolExecutor:
         # forkserver: workers never inherit the parent's threads (tqdm, asyncio) or open repository handles;
@@ -135,7 +132,9 @@ class DetectionPool:
         def submit(batch: list[tuple[bytes, bytes]], tries: int) -> None:
             try:
                 inflight[self._pool.submit(scan_batch, batch)] = (batch, tries)
-            except BrokenProcessPool:  # a worker died while idle: restart, the in-flight batches go again
+            # A worker died while idle: restart, the in-flight batches go again. (Submitting may also spawn a
+            # replacement worker while the pool is being torn down, which fails on its closed queue: OSError.)
+            except (BrokenProcessPool, OSError):
                 for lost, lost_tries in self._restart(inflight) + [(batch, tries)]:
                     inflight[self._pool.submit(scan_batch, lost)] = (lost, lost_tries)
 
