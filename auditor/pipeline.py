@@ -126,8 +126,6 @@ class Scan:
     """One run over one or more repositories, sharing a store, a validator and the detectors."""
 
     def __init__(self, opts: ScanOptions) -> None:
-        # Every tree is read once: libgit2's object cache would only hold a copy of the history in memory.
-        pygit2.settings.enable_caching(False)
         self.opts = opts
         self.detectors = load_detectors(opts.detectors_dir)
         self.compiled = {d.id: CompiledDetector(d) for d in self.detectors}

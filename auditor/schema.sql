@@ -7,11 +7,12 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 );
 
-CREATE TABLE IF NOT EXISTS blobs (
-    oid     BLOB PRIMARY KEY,  -- raw 20-byte blob id; content-addressed, so valid for every repository
-    ruleset TEXT NOT NULL,     -- hash of the detector set (and options) that scanned it; another set rescans it
-    matched INTEGER NOT NULL   -- 1 when it yielded candidates: re-read on every run, never skipped
-) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS scanned (
+    ruleset TEXT NOT NULL,  -- hash of the detector set (and options) that scanned them; another set rescans them
+    oids    BLOB NOT NULL,  -- raw 20-byte ids of the blobs one batch scanned, concatenated (content-addressed, so
+                            -- valid for every repository; a row per batch keeps 100k-blob scans to a few inserts)
+    matched BLOB NOT NULL   -- those of them that yielded candidates: re-read on every run, never skipped
+);
 
 CREATE TABLE IF NOT EXISTS checks (
     secret_sha256  TEXT PRIMARY KEY,  -- sha256("<client_id>:<client_secret>")

@@ -30,6 +30,7 @@ class RepoState:
 
 
 def _ids(raw: bytes) -> frozenset[bytes]:
+    """Concatenated 20-byte ids → the set of them."""
     return frozenset(raw[i:i + 20] for i in range(0, len(raw), 20))
 
 SCHEMA_VERSION = "1"
@@ -73,13 +74,19 @@ class Store:
     # -- incremental detection -------------------------------------------------------------------------
     def scanned_blobs(self, ruleset: str) -> set[bytes]:
         """Blobs already scanned by this ruleset that matched nothing: the next scan skips them."""
-        rows = self.db.execute("SELECT oid FROM blobs WHERE ruleset = ? AND matched = 0", (ruleset,))
-        return {r[0] for r in rows}
+        seen: set[bytes] = set()
+        matched: set[bytes] = set()
+        for oids, hits in self.db.execute("SELECT oids, matched FROM scanned WHERE ruleset = ?", (ruleset,)):
+            seen.update(_ids(oids))
+            matched.update(_ids(hits))
+        return seen - matched
 
     def mark_scanned(self, ruleset: str, oids: Iterable[bytes], matched: set[bytes]) -> None:
-        with self.transaction():
-            self.db.executemany("INSERT OR REPLACE INTO blobs VALUES (?, ?, ?)",
-                                ((o, ruleset, int(o in matched)) for o in oids))
+        oids = list(oids)
+        if oids:
+            with self.transaction():
+                self.db.execute("INSERT INTO scanned VALUES (?, ?, ?)",
+                                (ruleset, b"".join(oids), b"".join(o for o in oids if o in matched)))
 
     # -- validity cache --------------------------------------------------------------------------------
     def fresh_checks(self, max_age: timedelta | None) -> dict[str, CheckResult]:
