@@ -8,7 +8,6 @@ import asyncio
 import concurrent.futures
 import functools
 import hashlib
-import importlib
 import itertools
 import threading
 import time
@@ -404,9 +403,6 @@ class Scan:
 def scan(repos: list[str], opts: ScanOptions) -> Outcome:
     """Run the pipeline and write the output files; KeyboardInterrupt propagates after state is saved."""
     started = time.perf_counter()
-    # pandas (a third of a second) loads while git and the workers read the history
-    loading = threading.Thread(target=importlib.import_module, args=("auditor.report",), daemon=True)
-    loading.start()
     run = Scan(opts)
     interrupted = False
     try:
@@ -415,8 +411,7 @@ def scan(repos: list[str], opts: ScanOptions) -> Outcome:
         interrupted = True
     finally:
         run.store.close()
-    loading.join()
-    from auditor import report
+    from auditor import report  # pandas: loaded only once there are results to write
 
     try:
         summary = report.write_outputs(

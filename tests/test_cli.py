@@ -129,7 +129,7 @@ def test_console_script_and_python_m_agree(leaky, tmp_path):
     rc2, out2, err2, f2, s2 = run_scan(repo.path, tmp_path / "out-script", "--show-secrets",
                                        command=[str(AUDITOR_SCRIPT)])
     assert rc1 == rc2 == 1, (err1, err2)
-    assert findings_key(f1) == findings_key(f2) == expected
+    assert findings_key(f1) == findings_key(f2) == expected, (err1, err2)
     assert s1["occurrences"] == s2["occurrences"] == 3
     assert [line for line in out1.splitlines() if line.startswith("ALERT")] == \
         [line for line in out2.splitlines() if line.startswith("ALERT")]
