@@ -122,7 +122,7 @@ class Locator:
     def _around(self, commit: bytes) -> tuple[Paths, list[Paths]] | None:
         """(the commit's map, its parents' maps), or None when they are one and the same map."""
         here = self.paths(commit)
-        parent_maps = [self.paths(p) for p in self.commits.parents.get(commit, ()) if p in self.commits.tree]
+        parent_maps = [self.paths(p) for p in self.commits.parents.get(commit, ()) if p in self.commits]
         if len(parent_maps) == 1 and parent_maps[0] is here:
             return None
         return here, parent_maps

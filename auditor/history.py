@@ -33,21 +33,30 @@ def open_repository(path: str) -> pygit2.Repository:
 
 @dataclass(slots=True)
 class Commits:
-    """Every commit reachable from any ref or HEAD, exactly ``git rev-list --all``."""
+    """Every commit reachable from any ref or HEAD, exactly ``git rev-list --all``.
+
+    On a rerun the commits an earlier complete listing saw and that are all still reachable are only ``known``:
+    their trees, parents and times are not loaded again.
+    """
 
     tree: dict[bytes, bytes] = field(default_factory=dict)  # commit raw id → root tree raw id
     parents: dict[bytes, tuple[bytes, ...]] = field(default_factory=dict)
     time: dict[bytes, int] = field(default_factory=dict)  # commit raw id → committer time (Unix seconds)
     tips: dict[bytes, list[str]] = field(default_factory=dict)  # commit raw id → ref names pointing at it
+    known: frozenset[bytes] = frozenset()
     errors: list[str] = field(default_factory=list)
     shallow: bool = False
 
     def __len__(self) -> int:
-        return len(self.tree)
+        return len(self.tree) + len(self.known)
+
+    def __contains__(self, commit: bytes) -> bool:
+        return commit in self.tree or commit in self.known
 
 
-def list_commits(repo: pygit2.Repository) -> Commits:
-    out = Commits(shallow=repo.is_shallow)
+def ref_tips(repo: pygit2.Repository) -> dict[bytes, list[str]]:
+    """commit raw id → the refs (and HEAD) that point at it, peeled; refs to trees or blobs are left out."""
+    tips: dict[bytes, list[str]] = {}
     names = list(repo.references)
     if not repo.head_is_unborn:
         names.append("HEAD")
@@ -57,12 +66,30 @@ def list_commits(repo: pygit2.Repository) -> Commits:
             commit = ref.peel(pygit2.Commit)
         except (pygit2.GitError, KeyError, ValueError, pygit2.InvalidSpecError):
             continue  # a ref to a tree or blob, or a dangling symbolic ref: no commit to walk
-        out.tips.setdefault(commit.id.raw, []).append(name)
+        tips.setdefault(commit.id.raw, []).append(name)
+    return tips
+
+
+def list_commits(repo: pygit2.Repository, known_tips: frozenset[bytes] = frozenset(),
+                 known: frozenset[bytes] = frozenset()) -> Commits:
+    """Walk every commit of every ref; given an earlier listing (its tips and commits) whose tips are all still
+    reachable, walk only what is new (the earlier tips hidden) and keep the rest as ``known``."""
+    out = Commits(shallow=repo.is_shallow, tips=ref_tips(repo))
     if not out.tips:
         return out
     walker = repo.walk(None, pygit2.enums.SortMode.NONE)
     for raw in out.tips:
         walker.push(pygit2.Oid(raw=raw))
+    if known and _all_reachable(repo, known_tips, set(out.tips)):
+        try:
+            for raw in known_tips:
+                walker.hide(pygit2.Oid(raw=raw))
+            out.known = known
+        except (pygit2.GitError, KeyError, ValueError):  # an earlier tip is gone from the object store
+            walker = repo.walk(None, pygit2.enums.SortMode.NONE)
+            for raw in out.tips:
+                walker.push(pygit2.Oid(raw=raw))
+            out.known = frozenset()
     try:
         for c in walker:
             out.tree[c.id.raw] = c.tree_id.raw
@@ -71,3 +98,24 @@ def list_commits(repo: pygit2.Repository) -> Commits:
     except (pygit2.GitError, KeyError) as e:
         out.errors.append(f"history walk stopped early: {e}")
     return out
+
+
+def _all_reachable(repo: pygit2.Repository, old: frozenset[bytes], now: set[bytes], budget: int = 64) -> bool:
+    """Whether every earlier tip is a current tip or an ancestor of one (then no earlier commit was dropped);
+    after ``budget`` ancestry checks, say no: the full walk is then cheaper than proving it."""
+    heads = sorted(now, key=lambda h: h in old)  # moved refs first: the likely descendants
+    for tip in old - now:
+        found = False
+        for head in heads:
+            budget -= 1
+            if budget < 0:
+                return False
+            try:
+                if repo.descendant_of(pygit2.Oid(raw=head), pygit2.Oid(raw=tip)):
+                    found = True
+                    break
+            except (pygit2.GitError, KeyError, ValueError):
+                return False
+        if not found:
+            return False
+    return True

@@ -256,7 +256,7 @@ class Scan:
                              max_pairs=self.opts.max_pairs_per_sid)
         try:
             # a first scan lists the commits in a thread: git's changes need no list, and the workers start now
-            listing = _in_thread(list_commits, repo)
+            listing = _in_thread(list_commits, repo, *((state.tips, state.commits) if state else ()))
             new, again = None, set()
             if state is not None:  # read and attribute only the commits the last complete scan did not see
                 new = [c for c in listing.result().tree if c not in state.commits]
@@ -342,7 +342,7 @@ class Scan:
             for row in self.store.occurrences(stats.repo):  # OCCURRENCE_COLUMNS
                 detector, commit_hex, path, line, blob_hex, _, _, sha, email, when = row
                 commit, blob = bytes.fromhex(commit_hex), bytes.fromhex(blob_hex)
-                if commit not in commits.tree:
+                if commit not in commits:
                     continue  # no longer reachable from any ref
                 key = next((k for k in secrets_of.get(blob, ()) if secret_sha256(k[1], k[2]) == sha), None)
                 if key is None:
@@ -350,7 +350,7 @@ class Scan:
                                         "be read again; that occurrence is left out (rescan into a new --out)")
                     continue
                 add(commit, path.encode("utf-8", "surrogateescape"), blob, key, line, (email, when))
-            removals = [r for r in self.store.removals(stats.repo) if bytes.fromhex(r[1]) in commits.tree]
+            removals = [r for r in self.store.removals(stats.repo) if bytes.fromhex(r[1]) in commits]
         for intro in locator.introductions(scanned, new):
             for key in introduced(intro, secrets_of):
                 if not self.compiled[key[0]].allows_filename(intro.path):
@@ -375,9 +375,9 @@ class Scan:
         keep = None
         if not (stats.errors or commits.shallow):  # a walk with unread objects is never built upon
             keep = RepoState(path=stats.path, ruleset=self._state_key, matched=frozenset(by_blob),
-                             commits=frozenset())
+                             tips=frozenset(commits.tips), commits=commits.known.union(commits.tree))
         self.store.save_repo(stats.repo, stats.path, {c.hex(): _iso(t) for c, t in commits.time.items()},
-                             stats.shallow, rows, tips, removals, keep)
+                             stats.shallow, rows, tips, removals, keep, add_commits=bool(commits.known))
 
     # -- the whole run -------------------------------------------------------------------------------------
     async def run(self, repos: list[str]) -> None:

@@ -73,9 +73,12 @@ CREATE TABLE IF NOT EXISTS removals (
     PRIMARY KEY (repo, commit_id, path, secret_sha256)
 ) WITHOUT ROWID;
 
-CREATE TABLE IF NOT EXISTS repo_state (
-    repo    TEXT PRIMARY KEY,  -- repos.repo; its commits table lists the commits already attributed
+CREATE TABLE IF NOT EXISTS rescan_state (
+    repo    TEXT PRIMARY KEY,  -- repos.repo
     path    TEXT NOT NULL,     -- the git directory it describes; another path starts afresh
     ruleset TEXT NOT NULL,     -- the detector set (and blob size limit) it was computed with; another starts afresh
-    matched BLOB NOT NULL      -- raw 20-byte ids of the blobs that matched: re-read on a rerun to recover tokens
+    tips    BLOB NOT NULL,     -- raw 20-byte ids of the ref tips then: while all stay reachable, only what is new
+                               -- is walked
+    commits BLOB NOT NULL,     -- raw ids of every commit attributed (the commits table, as one value to load)
+    matched BLOB NOT NULL      -- raw ids of the blobs that matched: re-read on a rerun to recover tokens
 );

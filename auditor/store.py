@@ -26,6 +26,7 @@ class RepoState:
     path: str
     ruleset: str
     matched: frozenset[bytes]
+    tips: frozenset[bytes]  # raw ids of the ref tips it saw
     commits: frozenset[bytes]  # raw ids of the commits attributed
 
 
@@ -108,13 +109,11 @@ class Store:
     # -- results ---------------------------------------------------------------------------------------
     def load_state(self, repo: str, path: str, ruleset: str) -> RepoState | None:
         """The state of the last complete scan of ``repo`` at ``path`` under ``ruleset``, if any."""
-        row = self.db.execute("SELECT matched FROM repo_state WHERE repo = ? AND path = ? "
+        row = self.db.execute("SELECT matched, tips, commits FROM rescan_state WHERE repo = ? AND path = ? "
                               "AND ruleset = ?", (repo, path, ruleset)).fetchone()
         if row is None:
             return None
-        commits = frozenset(bytes.fromhex(r[0]) for r in
-                            self.db.execute("SELECT commit_id FROM commits WHERE repo = ?", (repo,)))
-        return RepoState(path=path, ruleset=ruleset, matched=_ids(row[0]), commits=commits)
+        return RepoState(path=path, ruleset=ruleset, matched=_ids(row[0]), tips=_ids(row[1]), commits=_ids(row[2]))
 
     def occurrences(self, repo: str) -> list[tuple]:
         """The stored occurrence rows of ``repo`` (columns: OCCURRENCE_COLUMNS)."""
@@ -128,22 +127,26 @@ class Store:
 
     def save_repo(self, repo: str, path: str, commits: Mapping[str, str], shallow: bool,
                   occurrences: Iterable[tuple], tips: Iterable[tuple], removals: Iterable[tuple] = (),
-                  state: RepoState | None = None) -> None:
+                  state: RepoState | None = None, add_commits: bool = False) -> None:
         """Replace one repository's results in one transaction, so a crash leaves the previous ones intact.
 
-        Without ``state`` (a partial walk, a shallow clone) the next scan of the repository starts afresh.
+        Without ``state`` (a partial walk, a shallow clone) the next scan of the repository starts afresh. With
+        ``add_commits`` the stored commits are all still reachable: ``commits`` holds only the new ones.
         """
         now = datetime.now(UTC).isoformat(timespec="seconds")
         with self.transaction():
-            for table in ("commits", "occurrences", "tip_presence", "removals", "repo_state"):
+            for table in ("occurrences", "tip_presence", "removals", "rescan_state",
+                          *(() if add_commits else ("commits",))):
                 self.db.execute(f"DELETE FROM {table} WHERE repo = ?", (repo,))  # noqa: S608 - fixed names
             if state is not None:
-                self.db.execute("INSERT INTO repo_state VALUES (?, ?, ?, ?)",
-                                (repo, state.path, state.ruleset, b"".join(state.matched)))
-            self.db.execute("INSERT OR REPLACE INTO repos VALUES (?, ?, ?, ?, ?)",
-                            (repo, path, len(commits), int(shallow), now))
-            self.db.executemany("INSERT INTO commits VALUES (?, ?, ?)",
+                self.db.execute("INSERT INTO rescan_state VALUES (?, ?, ?, ?, ?, ?)",
+                                (repo, state.path, state.ruleset, b"".join(state.tips), b"".join(state.commits),
+                                 b"".join(state.matched)))
+            self.db.executemany("INSERT OR IGNORE INTO commits VALUES (?, ?, ?)",
                                 ((repo, c, t) for c, t in commits.items()))
+            scanned = self.db.execute("SELECT count(*) FROM commits WHERE repo = ?", (repo,)).fetchone()[0]
+            self.db.execute("INSERT OR REPLACE INTO repos VALUES (?, ?, ?, ?, ?)",
+                            (repo, path, scanned, int(shallow), now))
             self.db.executemany("INSERT OR IGNORE INTO occurrences VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                 ((repo, *o) for o in occurrences))
             self.db.executemany("INSERT OR IGNORE INTO tip_presence VALUES (?, ?, ?, ?)",
