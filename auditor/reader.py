@@ -126,10 +126,11 @@ class BlobReader:
                     continue
                 if len(header) == 3 and header[0] == want and header[1] == b"blob":
                     size = int(header[2])
-                    data = cat.exactly(size + 1, time.monotonic() + self.PATIENCE + size / 2**25)
-                    if data[-1:] == b"\n":
+                    deadline = time.monotonic() + self.PATIENCE + size / 2**25
+                    data = cat.exactly(size, deadline)  # then its newline apart: no copy of the blob to drop it
+                    if cat.exactly(1, deadline) == b"\n":
                         self._git_works = True
-                        yield raw, data[:-1], None
+                        yield raw, data, None
                         continue
             except _Stalled:
                 pass
