@@ -6,6 +6,7 @@ What each commit changed is ``changes``' job; where matched blobs sit is ``attri
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 
 import pygit2
@@ -100,15 +101,17 @@ def list_commits(repo: pygit2.Repository, known_tips: frozenset[bytes] = frozens
     return out
 
 
-def _all_reachable(repo: pygit2.Repository, old: frozenset[bytes], now: set[bytes], budget: int = 64) -> bool:
+def _all_reachable(repo: pygit2.Repository, old: frozenset[bytes], now: set[bytes], budget: int = 64,
+                   seconds: float = 0.5) -> bool:
     """Whether every earlier tip is a current tip or an ancestor of one (then no earlier commit was dropped);
-    after ``budget`` ancestry checks, say no: the full walk is then cheaper than proving it."""
+    after ``budget`` ancestry checks or ``seconds``, say no: the full walk is then cheaper than proving it."""
     heads = sorted(now, key=lambda h: h in old)  # moved refs first: the likely descendants
+    deadline = time.monotonic() + seconds
     for tip in old - now:
         found = False
         for head in heads:
             budget -= 1
-            if budget < 0:
+            if budget < 0 or time.monotonic() > deadline:
                 return False
             try:
                 if repo.descendant_of(pygit2.Oid(raw=head), pygit2.Oid(raw=tip)):

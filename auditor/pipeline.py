@@ -37,6 +37,12 @@ if TYPE_CHECKING:
 _DONE = object()
 
 
+def _listed(repo: pygit2.Repository, *known: frozenset[bytes]) -> tuple[Commits, dict[str, str]]:
+    """The commits, and their rows for the store (hex id → ISO time), made off the critical path."""
+    commits = list_commits(repo, *known)
+    return commits, {c.hex(): _iso(t) for c, t in commits.time.items()}
+
+
 def _in_thread(fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future:
     """Run ``fn`` in a daemon thread; the future also says how long it took (``.seconds``)."""
     fut: concurrent.futures.Future = concurrent.futures.Future()
@@ -256,20 +262,20 @@ class Scan:
                              max_pairs=self.opts.max_pairs_per_sid)
         try:
             # a first scan lists the commits in a thread: git's changes need no list, and the workers start now
-            listing = _in_thread(list_commits, repo, *((state.tips, state.commits) if state else ()))
+            listing = _in_thread(_listed, repo, *((state.tips, state.commits) if state else ()))
             new, again = None, set()
             if state is not None:  # read and attribute only the commits the last complete scan did not see
-                new = [c for c in listing.result().tree if c not in state.commits]
+                new = [c for c in listing.result()[0].tree if c not in state.commits]
                 # matched blobs are read again for their tokens (a rewritten history may have pruned some)
                 again = {b for b in state.matched if pygit2.Oid(raw=b) in repo.odb}
 
             def wanted() -> tuple[list[bytes], dict[bytes, tuple[bytes, ...]]]:
-                commits = listing.result()
+                commits = listing.result()[0]
                 return (list(commits.tree) if new is None else new), commits.parents
 
             skip = self.store.scanned_blobs(self.ruleset)
             by_blob, feed = await self._detect(stats, pool, source, wanted, skip, again, resolutions)
-            commits = listing.result()
+            commits, commit_rows = listing.result()
         except BaseException:
             pool.terminate()
             raise
@@ -293,12 +299,12 @@ class Scan:
         t3 = time.perf_counter()
         stats.seconds["validation"] = t3 - t2
         self._attribute(repo, stats, feed, commits, by_blob, {k: f.result() for k, f in resolutions.items()},
-                        state, new)
+                        state, new, commit_rows)
         stats.seconds["attribution"] = time.perf_counter() - t3
 
     def _attribute(self, repo: pygit2.Repository, stats: RepoStats, feed: BlobFeed, commits: Commits,
                    by_blob: dict[bytes, list[Candidate]], resolved: dict[tuple, Resolved],
-                   state: RepoState | None, new: list[bytes]) -> None:
+                   state: RepoState | None, new: list[bytes] | None, commit_rows: dict[str, str]) -> None:
         """Matched blobs → occurrences (SPEC §4) → findings with provenance; saved for this repo at once.
 
         With ``state`` only the ``new`` commits are attributed; the earlier commits' occurrences and removals
@@ -376,7 +382,7 @@ class Scan:
         if not (stats.errors or commits.shallow):  # a walk with unread objects is never built upon
             keep = RepoState(path=stats.path, ruleset=self._state_key, matched=frozenset(by_blob),
                              tips=frozenset(commits.tips), commits=commits.known.union(commits.tree))
-        self.store.save_repo(stats.repo, stats.path, {c.hex(): _iso(t) for c, t in commits.time.items()},
+        self.store.save_repo(stats.repo, stats.path, commit_rows,
                              stats.shallow, rows, tips, removals, keep, add_commits=bool(commits.known))
 
     # -- the whole run -------------------------------------------------------------------------------------
