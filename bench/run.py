@@ -397,7 +397,8 @@ def summary_table(results: list[dict]) -> list[str]:
     L = ["## auditor against the targets", "",
          "Targets (issue 5): ≤ 1.5× the floor; faster than the diff baseline; peak memory ≤ 1 GiB on the "
          "100k-commit history; ≥ 170 % CPU while detection workers run; every planted pair found with its "
-         "introducing commit.", "",
+         "introducing commit. For each ✗: where the time goes and what would close it is in `bench/profile.md`.",
+         "",
          "| repository | commits | floor s | diff s | auditor s | × floor | × diff | peak PSS / RSS MiB | CPU % in "
          "detection | manifest | others % |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
