@@ -16,7 +16,7 @@ from typing import Any
 import pygit2
 
 from auditor.changes import FILE, Change
-from auditor.history import TREE_ENTRY, Commits
+from auditor.history import MODE_TREE, Commits, commit_tree, tree_entries
 
 Paths = dict[bytes, bytes]  # path → matched blob
 
@@ -82,13 +82,7 @@ class Locator:
         return maps[commit]
 
     def _tree_of(self, commit: bytes) -> bytes | None:
-        tree = self.commits.tree.get(commit)
-        if tree is None:
-            try:
-                tree = self.repo[pygit2.Oid(raw=commit)].tree_id.raw
-            except (KeyError, pygit2.GitError, ValueError, AttributeError):
-                return None
-        return tree
+        return self.commits.tree.get(commit) or commit_tree(self.repo, commit)
 
     def _list(self, tree: bytes | None) -> Paths:
         """Matched paths under ``tree``, read object by object (memoized per tree)."""
@@ -97,13 +91,8 @@ class Locator:
         got = self._listed.get(tree)
         if got is None:
             got = {}
-            try:
-                data = self.repo.odb.read(pygit2.Oid(raw=tree))[1]
-            except (KeyError, pygit2.GitError, ValueError) as e:
-                self.errors.append(f"tree {tree.hex()}: {type(e).__name__}: {e}")
-                data = b""
-            for mode, name, oid in TREE_ENTRY.findall(data):
-                if mode == b"40000":
+            for mode, name, oid in tree_entries(self.repo, tree, self.errors):
+                if mode == MODE_TREE:
                     for sub, blob in self._list(oid).items():
                         got[name + b"/" + sub] = blob
                 elif mode.startswith(b"100") and oid in self.matched:

@@ -12,7 +12,6 @@ cannot be read is reported.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -20,15 +19,13 @@ from typing import IO
 
 import pygit2
 
-from auditor.history import TREE_ENTRY
+from auditor.history import GIT_ENV, MODE_TREE, commit_tree, tree_entries
 
 # Kinds of the two sides of a change.
 NONE, FILE, LINK, GITLINK = 0, 1, 2, 3
 Change = tuple[bytes, int, int, bytes | None, bytes | None]  # (path, old kind, new kind, old raw id, new raw id)
 Record = tuple[bytes, bytes | None, list[Change]]  # (commit raw id, first parent diffed against, changes)
 
-_GIT_ENV = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | {
-    "GIT_CONFIG_NOSYSTEM": "1", "GIT_NO_REPLACE_OBJECTS": "1"}
 _KINDS = {b"100": FILE, b"120": LINK, b"160": GITLINK}
 
 
@@ -77,7 +74,7 @@ class Changes:
                  "--no-ext-diff", "--no-textconv", "--root", "--diff-merges=first-parent", "--ignore-submodules=none",
                  "--format=%x01%H %P"],
                 stdin=subprocess.PIPE if commits is not None else subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL, env=_GIT_ENV)
+                stderr=subprocess.DEVNULL, env=GIT_ENV)
         except OSError:
             self.git = None
             return
@@ -155,10 +152,10 @@ class Changes:
 
     # -- pygit2, object by object ------------------------------------------------------------------------
     def _pygit2_record(self, commit: bytes) -> Record:
-        tree = self._tree_of(commit)
+        tree = commit_tree(self.repo, commit, self.errors)
         parents = self.parents.get(commit, ())
         parent = parents[0] if parents else None
-        base = self._tree_of(parent) if parent else None
+        base = commit_tree(self.repo, parent, self.errors) if parent else None
         if parent and base is None:
             parent = None  # beyond a shallow boundary, or unreadable: git too diffs against nothing
         out: list[Change] = []
@@ -166,22 +163,10 @@ class Changes:
             self._diff(base, tree, b"", out)
         return commit, parent, out
 
-    def _tree_of(self, commit: bytes) -> bytes | None:
-        try:
-            return self.repo[pygit2.Oid(raw=commit)].tree_id.raw
-        except (KeyError, pygit2.GitError, ValueError, AttributeError) as e:
-            self.errors.append(f"commit {commit.hex()}: {type(e).__name__}: {e}")
-            return None
-
     def _entries(self, tree: bytes | None) -> dict[bytes, tuple[bytes, bytes]]:
         if tree is None:
             return {}
-        try:
-            data = self.repo.odb.read(pygit2.Oid(raw=tree))[1]
-        except (KeyError, pygit2.GitError, ValueError) as e:
-            self.errors.append(f"tree {tree.hex()}: {type(e).__name__}: {e}")
-            return {}
-        return {name: (mode, oid) for mode, name, oid in TREE_ENTRY.findall(data)}
+        return {name: (mode, oid) for mode, name, oid in tree_entries(self.repo, tree, self.errors)}
 
     def _diff(self, old: bytes | None, new: bytes | None, prefix: bytes, out: list[Change]) -> None:
         mine, theirs = self._entries(new), self._entries(old)
@@ -189,15 +174,14 @@ class Changes:
             o, n = theirs.get(name), mine.get(name)
             if o == n:
                 continue
-            o_tree = o[1] if o and o[0] == b"40000" else None
-            n_tree = n[1] if n and n[0] == b"40000" else None
+            o_tree = o[1] if o and o[0] == MODE_TREE else None
+            n_tree = n[1] if n and n[0] == MODE_TREE else None
             if o_tree or n_tree:
                 self._diff(o_tree, n_tree, prefix + name + b"/", out)
             o_file = o if o and not o_tree else None
             n_file = n if n and not n_tree else None
             if o_file or n_file:
-                out.append((prefix + name, _kind(o_file[0].rjust(6, b"0")) if o_file else NONE,
-                            _kind(n_file[0].rjust(6, b"0")) if n_file else NONE,
+                out.append((prefix + name, _kind(o_file[0]) if o_file else NONE, _kind(n_file[0]) if n_file else NONE,
                             self._ids.setdefault(o_file[1].hex().encode(), o_file[1]) if o_file else None,
                             self._ids.setdefault(n_file[1].hex().encode(), n_file[1]) if n_file else None))
 

@@ -5,6 +5,7 @@ What each commit changed is ``changes``' job; where matched blobs sit is ``attri
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,30 @@ from auditor.errors import RepositoryError
 
 # A raw tree object is a run of "<mode> <name>\0<20-byte id>".
 TREE_ENTRY = re.compile(rb"(\d+) ([^\0]*)\0(.{20})", re.S)
+MODE_TREE = b"40000"
+# For the git processes auditor starts: the repository is named explicitly, so inherited GIT_* variables must not
+# point git elsewhere, and replace refs must not swap the objects scanned.
+GIT_ENV = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | {
+    "GIT_CONFIG_NOSYSTEM": "1", "GIT_NO_REPLACE_OBJECTS": "1"}
+
+
+def commit_tree(repo: pygit2.Repository, commit: bytes, errors: list[str] | None = None) -> bytes | None:
+    """The root tree id of a commit, or None (said in ``errors``, if given) when it cannot be read."""
+    try:
+        return repo[pygit2.Oid(raw=commit)].tree_id.raw
+    except (KeyError, pygit2.GitError, ValueError, AttributeError) as e:
+        if errors is not None:
+            errors.append(f"commit {commit.hex()}: {type(e).__name__}: {e}")
+        return None
+
+
+def tree_entries(repo: pygit2.Repository, tree: bytes, errors: list[str]) -> list[tuple[bytes, bytes, bytes]]:
+    """(mode, name, raw id) of one tree, parsed from its raw bytes; [] (said in ``errors``) when unreadable."""
+    try:
+        return TREE_ENTRY.findall(repo.odb.read(pygit2.Oid(raw=tree))[1])
+    except (KeyError, pygit2.GitError, ValueError) as e:
+        errors.append(f"tree {tree.hex()}: {type(e).__name__}: {e}")
+        return []
 
 
 def open_repository(path: str) -> pygit2.Repository:

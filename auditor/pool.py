@@ -84,10 +84,11 @@ def scan_batch(batch: Sequence[tuple[bytes, bytes]]) -> BlobScan:
             continue
         nbytes += len(data)
         scanned.append(raw)
-        if _skip_binary and is_binary(data):
+        binary = is_binary(data) if _skip_binary else None
+        if binary:
             skipped["binary"] += 1
             continue
-        candidates.extend(detect(_detectors, data, raw.hex(), _max_pairs))
+        candidates.extend(detect(_detectors, data, raw.hex(), _max_pairs, binary))
     return BlobScan(blobs_scanned=len(scanned) - skipped["binary"], bytes_scanned=nbytes, skipped=dict(skipped),
                     errors=tuple(errors), candidates=tuple(candidates), scanned_oids=tuple(scanned))
 

@@ -12,7 +12,6 @@ git is restarted for the rest, and the object is never handed to libgit2 (which 
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import threading
@@ -22,8 +21,8 @@ from typing import TypeVar
 
 import pygit2
 
-# The repository is named explicitly; inherited GIT_* variables must not point git elsewhere.
-_GIT_ENV = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | {"GIT_CONFIG_NOSYSTEM": "1"}
+from auditor.history import GIT_ENV
+
 
 Read = tuple[bytes, bytes | None, str | None]  # (id, content, error)
 T = TypeVar("T")
@@ -39,7 +38,7 @@ class _CatFile:
 
     def __init__(self, git: str, git_dir: str) -> None:
         self.proc = subprocess.Popen([git, "--git-dir", git_dir, "cat-file", "--batch"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_GIT_ENV)
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=GIT_ENV)
         assert self.proc.stdout is not None and self.proc.stdin is not None
         self.out = self.proc.stdout
         self.deadline = 0.0  # 0: not waiting for anything
@@ -150,7 +149,7 @@ class BlobReader:
     def _git_opens_repository(self) -> bool:
         """Tell "git cannot read this repository" from "this object is corrupt"."""
         try:
-            ok = subprocess.run([self._git or "git", "--git-dir", self.repo.path, "count-objects"], env=_GIT_ENV,
+            ok = subprocess.run([self._git or "git", "--git-dir", self.repo.path, "count-objects"], env=GIT_ENV,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60).returncode == 0
         except (OSError, subprocess.TimeoutExpired):
             ok = False

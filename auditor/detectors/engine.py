@@ -169,10 +169,10 @@ class _Lines:
         return bisect.bisect_right(self._newlines, offset - 1) + 1
 
 
-def detect(detectors: Iterable[CompiledDetector], data: bytes, blob: str, max_pairs: int) -> list[Candidate]:
-    """Run pre-validators then matchers of every detector on one blob's content."""
+def detect(detectors: Iterable[CompiledDetector], data: bytes, blob: str, max_pairs: int,
+           binary: bool | None = None) -> list[Candidate]:
+    """Run pre-validators then matchers of every detector on one blob's content (``binary``: if already known)."""
     out: list[Candidate] = []
-    binary: bool | None = None
     lowered: bytes | None = None
     for d in detectors:
         if not d.check_binaries:
