@@ -71,7 +71,7 @@ def scan_batch(batch: Sequence[tuple[bytes, bytes]]) -> BlobScan:
     scanned: list[bytes] = []
     wanted: list[tuple[bytes, int]] = []
     nbytes = 0
-    for raw, size, error in _reader.sizes([raw for raw, _ in batch]):
+    for raw, size, error in _reader.sizes([raw for raw, _ in batch], _max_bytes):
         if error is not None:
             errors.append(f"blob {raw.hex()}: {error}")
         elif _max_bytes and size is not None and size > _max_bytes:

@@ -93,9 +93,38 @@ class BlobReader:
             self._cat.close()
             self._cat = None
 
-    def sizes(self, raws: Sequence[bytes]) -> Iterator[tuple[bytes, int | None, str | None]]:
-        """(id, size, error) from object headers."""
-        return _each(raws, lambda oid: self.repo.odb.read_header(oid)[1])
+    def sizes(self, raws: Sequence[bytes], limit: int = 0) -> list[tuple[bytes, int | None, str | None]]:
+        """(id, size, error) from object headers.
+
+        libgit2 also parses a loose object's bytes in a long-retired "pack-like" format, so a garbage loose object
+        can pass for any type and size: a header that is not a blob's is an error, and a size over ``limit``
+        (which would skip the blob unread) is confirmed by git, which knows no such format.
+        """
+        heads: list[tuple[bytes, int | None, str | None]] = []
+        for raw, head, error in _each(raws, self.repo.odb.read_header):
+            if head is not None and head[0] != pygit2.enums.ObjectType.BLOB:
+                head, error = None, f"corrupt object: its header says {head[0].name.lower()}, not blob"
+            heads.append((raw, head and head[1], error))
+        large = [raw for raw, size, _ in heads if limit and size is not None and size > limit]
+        if not large or not self._git:
+            return heads
+        told = self._git_sizes(large)
+        return [(raw, None, "corrupt object: git could not read it") if raw in told and told[raw] != size
+                else (raw, size, error) for raw, size, error in heads]
+
+    def _git_sizes(self, raws: Sequence[bytes]) -> dict[bytes, int | None]:
+        """Sizes as git reads them (None: git cannot read it); empty when git cannot run here."""
+        try:
+            out = subprocess.run([self._git or "git", "--git-dir", self.repo.path, "cat-file", "--batch-check"],
+                                 input=b"".join(raw.hex().encode() + b"\n" for raw in raws), env=GIT_ENV,
+                                 capture_output=True, timeout=60 + len(raws)).stdout.split(b"\n")
+        except (OSError, subprocess.TimeoutExpired):
+            return {}
+        told: dict[bytes, int | None] = {}
+        for raw, line in zip(raws, out):
+            fields = line.split()
+            told[raw] = int(fields[2]) if len(fields) == 3 and fields[1] == b"blob" else None
+        return told
 
     def read(self, items: Sequence[tuple[bytes, int]]) -> Iterator[Read]:
         """(id, content, error) for each (id, size from ``sizes``), in order."""

@@ -161,8 +161,14 @@ def _two_secret_repo(tmp_path: Path) -> tuple[Path, tuple[str, str], tuple[str, 
     return repo, a, b, blobs
 
 
+# libgit2 still reads a retired "pack-like" loose format: these bytes parse, in it, as headers of another type or
+# of a blob far over --max-blob-bytes (which would be skipped unread, silently); git reads neither.
+_PACKLIKE = {"garbage_says_commit": bytes([0x9F, 0x01]) + bytes(62),
+             "garbage_says_huge_blob": bytes([0xBF, 0xFF, 0xFF, 0xFF, 0x7F]) + bytes(59)}
+
+
 @pytest.mark.parametrize("fault", ["missing_blob", "truncated_blob", "garbage_blob", "bad_zlib_blob",
-                                   "missing_tree"])
+                                   "missing_tree", *_PACKLIKE])
 def test_missing_or_corrupt_object_is_counted_and_the_scan_goes_on(tmp_path: Path, fault: str) -> None:
     repo, a, b, blobs = _two_secret_repo(tmp_path)
     victim = blobs["sub" if fault == "missing_tree" else "plain1.txt"]
@@ -175,6 +181,8 @@ def test_missing_or_corrupt_object_is_counted_and_the_scan_goes_on(tmp_path: Pat
         path.write_bytes(data[: len(data) // 2])
     elif fault == "garbage_blob":
         path.write_bytes(secrets.token_bytes(64))
+    elif fault in _PACKLIKE:
+        path.write_bytes(_PACKLIKE[fault])
     else:  # valid zlib, wrong object: the header claims more bytes than there are
         path.write_bytes(zlib.compress(b"blob 999\0short"))
     r = _scan(repo, tmp_path / "out", "--show-secrets", timeout=10)
