@@ -83,12 +83,11 @@ class Commits:
 def ref_tips(repo: pygit2.Repository) -> dict[bytes, list[str]]:
     """commit raw id → the refs (and HEAD) that point at it, peeled; refs to trees or blobs are left out."""
     tips: dict[bytes, list[str]] = {}
-    names = list(repo.references)
+    named = [(ref.name, ref) for ref in repo.references.iterator()]  # one pass: numpy has 20k refs
     if not repo.head_is_unborn:
-        names.append("HEAD")
-    for name in names:
+        named.append(("HEAD", repo.head))
+    for name, ref in named:
         try:
-            ref = repo.lookup_reference(name) if name != "HEAD" else repo.head
             commit = ref.peel(pygit2.Commit)
         except (pygit2.GitError, KeyError, ValueError, pygit2.InvalidSpecError):
             continue  # a ref to a tree or blob, or a dangling symbolic ref: no commit to walk

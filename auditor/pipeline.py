@@ -113,6 +113,8 @@ def ruleset_of(detectors: tuple[Detector, ...], opts: ScanOptions) -> str:
 
 
 def _iso(ts: int) -> str:
+    """A git time as ISO 8601 UTC; a commit object may say any number, so years outside 1–9999 are clamped."""
+    ts = min(max(ts, -62135596800), 253402300799)
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 

@@ -174,7 +174,9 @@ def sections(f: ScanFrames, t: dict[str, pd.DataFrame]) -> list[Section]:
         Section("Per repository", ("Each repository's rates use its own commits; the last row pools them.",),
                 _rates_wide(t["per_repository"], "repo"), "repositories"),
         Section("Timeline of introductions", (
-            f"Occurrences introduced per {_UNITS[report.timeline_freq(f)]} (committer time), and commits made.",),
+            f"Occurrences introduced per {_UNITS[report.timeline_freq(f)]} (committer time), and commits made.",
+            *([f"{undated:,} commit(s) dated before 1970 or after the scan are left out of it (they count in "
+               "every rate)."] if (undated := int((~report.dated(f)[0]).sum())) else [])),
                 None, "timeline"),
         Section("Exposure time", (
             "From a secret's first introducing commit to the last commit that removed it (the first descendant "

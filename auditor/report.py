@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     from auditor.render import Report
 
 __all__ = ["MEASURES", "METHOD", "ScanFrames", "build", "by_directory", "by_extension", "by_presence", "by_validity",
-           "by_year", "export", "findings_frame", "headline", "lifecycle", "load", "per_million", "per_repository",
-           "rates", "redact", "references", "tables", "timeline", "timeline_freq", "top_paths",
+           "by_year", "dated", "export", "findings_frame", "headline", "lifecycle", "load", "per_million",
+           "per_repository", "rates", "redact", "references", "tables", "timeline", "timeline_freq", "top_paths",
            "write_outputs"]
 
 VALID = Validity.VALID.value
@@ -170,11 +170,25 @@ def by_year(f: ScanFrames, detector: str | None = None) -> pd.DataFrame:
     return with_rates(frame.sort_values("year").reset_index(drop=True), count="occurrences")
 
 
+def dated(f: ScanFrames) -> tuple[pd.Series, pd.Series]:
+    """Which commits and findings a timeline places: committer times from 1970 to a day after the scan. A commit
+    object may claim any time (skewed clocks, broken or hostile tools: years 1 and 9999 happen); the rest count
+    in every rate, but a time axis stretched over millennia would show nothing."""
+    end = f.repos["scanned_at"].max() if len(f.repos) else pd.NaT
+    end = (pd.Timestamp.now(tz="UTC") if pd.isna(end) else end) + pd.Timedelta(days=1)
+    start = pd.Timestamp("1970-01-01", tz="UTC")
+    return (f.commits["commit_time"].between(start, end).fillna(False),
+            f.findings["commit_time"].between(start, end).fillna(False))
+
+
 def timeline(f: ScanFrames, freq: str = "M") -> pd.DataFrame:
     """Per calendar period (``M`` month, ``W`` week, ``D`` day) from the first to the last commit: commits made,
-    occurrences (and valid ones) introduced, by committer time. ``period`` is the period's first day (UTC)."""
+    occurrences (and valid ones) introduced, by committer time. ``period`` is the period's first day (UTC).
+    Commits and findings ``dated`` outside 1970 … the scan are left out."""
     cols = {"period": "datetime64[s]", "commits": "int64", "occurrences": "int64", "valid_occurrences": "int64"}
-    times = pd.concat([f.commits["commit_time"], f.findings["commit_time"]]).dropna()
+    in_commits, in_findings = dated(f)
+    commits_f, findings_f = f.commits[in_commits], f.findings[in_findings]
+    times = pd.concat([commits_f["commit_time"], findings_f["commit_time"]]).dropna()
     if times.empty:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in cols.items()})
 
@@ -183,8 +197,8 @@ def timeline(f: ScanFrames, freq: str = "M") -> pd.DataFrame:
 
     span = pd.period_range(times.min().tz_localize(None), times.max().tz_localize(None), freq=freq)
     index = pd.Index(span.start_time.astype("datetime64[s]"), name="period")
-    commits = f.commits.groupby(start(f.commits["commit_time"])).size()
-    found = f.findings.assign(valid=_valid(f.findings))
+    commits = commits_f.groupby(start(commits_f["commit_time"])).size()
+    found = findings_f.assign(valid=_valid(findings_f))
     occ = found.groupby(start(found["commit_time"])).agg(occurrences=("commit", "size"),
                                                           valid_occurrences=("valid", "sum"))
     return (pd.DataFrame({"commits": commits.reindex(index, fill_value=0),
@@ -228,7 +242,7 @@ def tables(f: ScanFrames, *, top: int = 20) -> dict[str, pd.DataFrame]:
 
 def timeline_freq(f: ScanFrames) -> str:
     """Months, unless the history spans under about four of them: then weeks (or days under three weeks)."""
-    times = f.commits["commit_time"].dropna()
+    times = f.commits["commit_time"][dated(f)[0]].dropna()
     days = (times.max() - times.min()).days if len(times) else 0
     return "M" if days >= 120 else "W" if days >= 21 else "D"
 

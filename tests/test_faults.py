@@ -297,6 +297,34 @@ def test_non_utf8_path_and_latin1_contents(tmp_path: Path) -> None:
     (tmp_path / "out" / "findings.jsonl").read_bytes().decode("utf-8")  # the output itself is valid UTF-8
 
 
+@pytest.mark.parametrize("when", [99999999999999, -99999999999999, 2**63 - 1])
+def test_commit_times_no_calendar_can_hold(tmp_path: Path, when: int) -> None:
+    """A commit object may claim any time: the scan and the report go on, the time clamped to years 1–9999."""
+    repo = _init(tmp_path / "repo")
+    _commit(repo, {"plain.txt": "plain\n"})
+    pair = _pair()
+    blob = subprocess.run(["git", "-C", str(repo), "hash-object", "-w", "--stdin"], input=_snippet(pair).encode(),
+                          capture_output=True, env=_env(), check=True).stdout.decode().strip()
+    tree = subprocess.run(["git", "-C", str(repo), "mktree"], input=f"100644 blob {blob}\tconfig.py\n".encode(),
+                          capture_output=True, env=_env(), check=True).stdout.decode().strip()
+    head = _git(repo, "rev-parse", "HEAD").strip()
+    body = (f"tree {tree}\nparent {head}\nauthor A <a@example.com> {when} +0000\n"
+            f"committer A <a@example.com> {when} +0000\n\nout of time\n")
+    odd = subprocess.run(["git", "-C", str(repo), "hash-object", "-t", "commit", "-w", "--stdin", "--literally"],
+                         input=body.encode(), capture_output=True, env=_env(), check=True).stdout.decode().strip()
+    _git(repo, "update-ref", "refs/heads/main", odd)
+    out = tmp_path / "out"
+    r = _scan(repo, out, "--show-secrets")
+    _no_traceback(r)
+    assert r.rc == 1, r
+    [f] = r.findings
+    assert (f["commit"], f["client_id"], f["client_secret"]) == (odd, *pair)
+    assert f["author_time"] == ("9999-12-31T23:59:59Z" if when > 0 else "0001-01-01T00:00:00Z")
+    rep = subprocess.run([*_cmd(repo, out)[:3], "report", str(out)], capture_output=True, env=_env(), timeout=120)
+    assert rep.returncode == 0 and b"Traceback" not in rep.stderr, rep.stderr.decode()
+    assert "1 commit(s) dated before 1970 or after the scan are left out" in (out / "report.md").read_text()
+
+
 # -- unwritable --out, malformed detector files ------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["out_is_a_file", "parent_is_a_file", "store_is_a_directory",
