@@ -187,7 +187,7 @@ class Changes:
 
 
 class BlobFeed:
-    """Records → each blob once, with a name ``verdict(blob, name)`` calls "scan"; keeps the records.
+    """Records → the raw id of each blob once it has a name ``verdict(blob, name)`` calls "scan"; keeps the records.
 
     Other verdicts: "known" (never yield it: e.g. already scanned) and "banned" (not under this name; the same
     blob may still be wanted under another name, at another path or in another commit).
@@ -200,7 +200,7 @@ class BlobFeed:
         self.symlinks: set[bytes] = set()  # a link's target path is not file content
         self.submodules: set[bytes] = set()
 
-    def __call__(self, records: Iterable[Record]) -> Iterator[tuple[bytes, bytes]]:
+    def __call__(self, records: Iterable[Record]) -> Iterator[bytes]:
         decided: set[bytes] = set()
         banned: dict[bytes, bytes] = {}  # blob → the banned name it was last judged under
         for commit, parent, changes in records:
@@ -219,7 +219,7 @@ class BlobFeed:
                         continue
                     decided.add(blob)
                     if said == "scan":
-                        yield blob, name
+                        yield blob
                 elif kind == LINK:
                     self.symlinks.add(blob)
                 elif kind == GITLINK:

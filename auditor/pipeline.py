@@ -183,7 +183,7 @@ class Scan:
 
         def produce() -> None:
             try:
-                blobs = itertools.chain(((oid, b"") for oid in again), feed(source.records(wanted)))
+                blobs = itertools.chain(again, feed(source.records(wanted)))
                 for result in pool.scan(blobs):
                     if stop.is_set():
                         return

@@ -62,7 +62,7 @@ def _init(repo_path: str, detectors: Sequence[Detector], max_bytes: int, max_pai
     _skip_binary = all(not d.check_binaries for d in _detectors)
 
 
-def scan_batch(batch: Sequence[tuple[bytes, bytes]]) -> BlobScan:
+def scan_batch(batch: Sequence[bytes]) -> BlobScan:
     """Read and scan each blob of the batch; failures are counted, never raised."""
     assert _reader is not None, "scan_batch runs only in a pool worker"
     skipped: Counter[str] = Counter()
@@ -71,7 +71,7 @@ def scan_batch(batch: Sequence[tuple[bytes, bytes]]) -> BlobScan:
     scanned: list[bytes] = []
     wanted: list[tuple[bytes, int]] = []
     nbytes = 0
-    for raw, size, error in _reader.sizes([raw for raw, _ in batch], _max_bytes):
+    for raw, size, error in _reader.sizes(batch, _max_bytes):
         if error is not None:
             errors.append(f"blob {raw.hex()}: {error}")
         elif _max_bytes and size is not None and size > _max_bytes:
@@ -93,8 +93,8 @@ def scan_batch(batch: Sequence[tuple[bytes, bytes]]) -> BlobScan:
                     errors=tuple(errors), candidates=tuple(candidates), scanned_oids=tuple(scanned))
 
 
-def batched(items: Iterable[tuple[bytes, bytes]], size: int) -> Iterator[list[tuple[bytes, bytes]]]:
-    batch: list[tuple[bytes, bytes]] = []
+def batched(items: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
+    batch: list[bytes] = []
     for item in items:
         batch.append(item)
         if len(batch) >= size:
@@ -126,11 +126,12 @@ class DetectionPool:
         return ProcessPoolExecutor(self.jobs, mp_context=ctx,
                                    initializer=_init, initargs=self._initargs)
 
-    def scan(self, blobs: Iterable[tuple[bytes, bytes]], batch_size: int = 256) -> Iterator[BlobScan]:
-        """Submit batches as enumeration yields them, keeping a few per worker in flight (bounded memory)."""
-        inflight: dict[Future[BlobScan], tuple[list[tuple[bytes, bytes]], int]] = {}
+    def scan(self, blobs: Iterable[bytes], batch_size: int = 256) -> Iterator[BlobScan]:
+        """Submit batches of raw blob ids as enumeration yields them, keeping a few per worker in flight (bounded
+        memory)."""
+        inflight: dict[Future[BlobScan], tuple[list[bytes], int]] = {}
 
-        def submit(batch: list[tuple[bytes, bytes]], tries: int) -> None:
+        def submit(batch: list[bytes], tries: int) -> None:
             try:
                 inflight[self._pool.submit(scan_batch, batch)] = (batch, tries)
             # A worker died while idle: restart, the in-flight batches go again. (Submitting may also spawn a
@@ -142,7 +143,7 @@ class DetectionPool:
         def drain(block_until: int) -> Iterator[BlobScan]:
             while len(inflight) > block_until:
                 done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
-                broken: list[tuple[list[tuple[bytes, bytes]], int]] = []
+                broken: list[tuple[list[bytes], int]] = []
                 for f in done:
                     batch, tries = inflight.pop(f)
                     try:
@@ -157,7 +158,7 @@ class DetectionPool:
                             for item in batch:  # find the one blob that kills a worker
                                 submit([item], 2 if len(batch) > 1 else tries + 1)
                         else:
-                            raw = batch[0][0]
+                            raw = batch[0]
                             yield BlobScan(errors=(f"blob {raw.hex()}: a detection worker died scanning it; "
                                                    "not scanned",))
 
@@ -166,8 +167,7 @@ class DetectionPool:
             yield from drain(4 * self.jobs - 1)
         yield from drain(0)
 
-    def _restart(self, inflight: dict[Future[BlobScan], tuple[list[tuple[bytes, bytes]], int]]
-                 ) -> list[tuple[list[tuple[bytes, bytes]], int]]:
+    def _restart(self, inflight: dict[Future[BlobScan], tuple[list[bytes], int]]) -> list[tuple[list[bytes], int]]:
         """Replace a broken pool; every in-flight future of it fails too, so hand their batches back."""
         lost = list(inflight.values())
         inflight.clear()

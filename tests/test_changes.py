@@ -106,7 +106,7 @@ def test_every_blob_of_the_history_is_fed_once(history: Repo) -> None:
     repo = history.repo
     commits = list_commits(repo)
     feed = BlobFeed(lambda oid, name: "scan")
-    fed = [oid for oid, _ in feed(Changes(repo).records(lambda: (list(commits.tree), commits.parents)))]
+    fed = list(feed(Changes(repo).records(lambda: (list(commits.tree), commits.parents))))
     assert len(fed) == len(set(fed))
     reachable = set()
 
