@@ -142,8 +142,12 @@ def _print_result(summary: dict, alerts: list[Finding], show_secrets: bool, out:
             print(f"auditor: {repo['repo']} is a shallow clone: commits before its boundary were not scanned and "
                   "its boundary commits count as introducing what they hold; run `git fetch --unshallow` there "
                   "for a full audit", file=sys.stderr)
+        if repo.get("partial_clone"):
+            print(f"auditor: {repo['repo']} is a partial clone (cloned with --filter): objects it never fetched were "
+                  "not scanned (each is in errors) and nothing was fetched; clone it without --filter for a full "
+                  "audit", file=sys.stderr)
     if summary.get("error_count"):
-        print(f"auditor: {summary['error_count']} objects could not be read (see errors in summary.json)")
+        print(f"auditor: {summary['error_count']} objects or refs could not be read (see errors in summary.json)")
     seen = set()
     for f in alerts:
         if f.secret_sha256 in seen:

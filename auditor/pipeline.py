@@ -25,7 +25,7 @@ from auditor.attribution import Locator, introduced
 from auditor.detectors import CompiledDetector, Detector, load_detectors
 from auditor.changes import BlobFeed, Changes
 from auditor.errors import OutputError
-from auditor.history import Commits, list_commits, open_repository
+from auditor.history import Commits, author, list_commits, open_repository, partial_clone
 from auditor.models import BlobScan, Candidate, Finding, Resolved, Validity, redact, resolve_unchecked, secret_sha256
 from auditor.pool import DetectionPool
 from auditor.progress import Stage
@@ -88,6 +88,7 @@ class RepoStats:
     path: str = ""
     commits_scanned: int = 0
     shallow: bool = False
+    partial_clone: bool = False  # cloned with --filter: what was never fetched is not scanned (in errors)
     blobs_scanned: int = 0
     bytes_scanned: int = 0
     blobs_skipped: Counter[str] = field(default_factory=Counter)
@@ -257,11 +258,12 @@ class Scan:
         repo = open_repository(sources.resolve(arg))
         stats.path = repo.path
         state = None if repo.is_shallow else self.store.load_state(stats.repo, stats.path, self._state_key)
-        source = Changes(repo)
+        stats.partial_clone = partial_clone(repo)
+        source = Changes(repo, use_git=not stats.partial_clone)
         if state is None:
             source.start()  # every commit's changes, computed by git while pygit2 lists the commits
         pool = DetectionPool(stats.path, self.detectors, jobs=self.opts.jobs, max_bytes=self.opts.max_blob_bytes,
-                             max_pairs=self.opts.max_pairs_per_sid)
+                             max_pairs=self.opts.max_pairs_per_sid, use_git=not stats.partial_clone)
         try:
             # a first scan lists the commits in a thread: git's changes need no list, and the workers start now
             listing = _in_thread(_listed, repo, *((state.tips, state.commits) if state else ()))
@@ -303,6 +305,7 @@ class Scan:
         self._attribute(repo, stats, feed, commits, by_blob, {k: f.result() for k, f in resolutions.items()},
                         state, new, commit_rows)
         stats.seconds["attribution"] = time.perf_counter() - t3
+        stats.errors = list(dict.fromkeys(stats.errors))  # an unreadable object is met by several stages
 
     def _attribute(self, repo: pygit2.Repository, stats: RepoStats, feed: BlobFeed, commits: Commits,
                    by_blob: dict[bytes, list[Candidate]], resolved: dict[tuple, Resolved],
@@ -364,8 +367,8 @@ class Scan:
                 if not self.compiled[key[0]].allows_filename(intro.path):
                     continue
                 if intro.commit not in authors:
-                    a = repo[pygit2.Oid(raw=intro.commit)].author
-                    authors[intro.commit] = (a.email, _iso(a.time))
+                    email, when = author(repo, intro.commit)
+                    authors[intro.commit] = (email, _iso(when))
                 add(intro.commit, intro.path, intro.blob, key, line_of[(intro.blob, key)], authors[intro.commit])
         tips = []
         for tip, refs in commits.tips.items():

@@ -47,7 +47,8 @@ def _watch_parent(pid: int) -> None:
             pass
 
 
-def _init(repo_path: str, detectors: Sequence[Detector], max_bytes: int, max_pairs: int, parent: int) -> None:
+def _init(repo_path: str, detectors: Sequence[Detector], max_bytes: int, max_pairs: int, use_git: bool,
+          parent: int) -> None:
     global _reader, _detectors, _max_bytes, _max_pairs, _skip_binary
     # Ctrl-C goes to the parent, which stops the pool; workers must not each print a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -55,7 +56,7 @@ def _init(repo_path: str, detectors: Sequence[Detector], max_bytes: int, max_pai
     # alarms; every real failure of a task reaches the parent through its future.
     sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the worker
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-    _reader = BlobReader(pygit2.Repository(repo_path))
+    _reader = BlobReader(pygit2.Repository(repo_path), use_git=use_git)
     atexit.register(_reader.close)
     _detectors = [CompiledDetector(d) for d in detectors]
     _max_bytes, _max_pairs = max_bytes, max_pairs
@@ -112,9 +113,9 @@ class DetectionPool:
     """
 
     def __init__(self, repo_path: str, detectors: Sequence[Detector], *, jobs: int | None = None,
-                 max_bytes: int = 0, max_pairs: int = 8) -> None:
+                 max_bytes: int = 0, max_pairs: int = 8, use_git: bool = True) -> None:
         self.jobs = jobs or os.cpu_count() or 1
-        self._initargs = (repo_path, tuple(detectors), max_bytes, max_pairs, os.getpid())
+        self._initargs = (repo_path, tuple(detectors), max_bytes, max_pairs, use_git, os.getpid())
         self.restarts = 0
         self._pool = self._start()
 

@@ -93,6 +93,24 @@ def _cmd(repo: Path | str, out: Path, *args: str, validate: bool = False) -> lis
             *([] if validate else ["--no-validate"]), *args]
 
 
+def _scan(repo: Path | str, out: Path, *args: str, validate: bool = False, timeout: float = 120,
+          **env: str) -> Result:
+    """Run the CLI in its own process group; on timeout the whole group (workers included) is killed."""
+    proc = subprocess.Popen(_cmd(repo, out, *args, validate=validate), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=_env(**env), start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        raise AssertionError(f"the scan did not finish within {timeout} s (hung): {' '.join(proc.args)}") from None
+    finally:
+        if proc.poll() is None:
+            _kill_group(proc)
+    findings, summary = _read_results(out)
+    return Result(proc.returncode, stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace"),
+                  findings, summary)
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
     """SIGKILL the process group this test started (the scan, its forkserver and its workers)."""
     try:
