@@ -142,6 +142,11 @@ def _print_result(summary: dict, alerts: list[Finding], show_secrets: bool, out:
             print(f"auditor: {repo['repo']} is a shallow clone: commits before its boundary were not scanned and "
                   "its boundary commits count as introducing what they hold; run `git fetch --unshallow` there "
                   "for a full audit", file=sys.stderr)
+        if outside := repo.get("refs_outside_commits"):
+            names = ", ".join(sorted(outside)[:3]) + (", …" if len(outside) > 3 else "")
+            print(f"auditor: {repo['repo']}: {len(outside)} ref(s) point at a tree or blob, not a commit ({names}): "
+                  "what they hold is in no commit, so it is neither scanned nor counted; `git show REF` shows it",
+                  file=sys.stderr)
         if repo.get("partial_clone"):
             print(f"auditor: {repo['repo']} is a partial clone (cloned with --filter): objects it never fetched were "
                   "not scanned (each is in errors) and nothing was fetched; clone it without --filter for a full "

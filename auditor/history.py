@@ -98,6 +98,7 @@ class Commits:
     parents: dict[bytes, tuple[bytes, ...]] = field(default_factory=dict)
     time: dict[bytes, int] = field(default_factory=dict)  # commit raw id → committer time (Unix seconds)
     tips: dict[bytes, list[str]] = field(default_factory=dict)  # commit raw id → ref names pointing at it
+    outside: dict[str, str] = field(default_factory=dict)  # ref → "tree" / "blob": content in no commit
     known: frozenset[bytes] = frozenset()
     errors: list[str] = field(default_factory=list)
     shallow: bool = False
@@ -175,23 +176,21 @@ def _name(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def _peel(repo: pygit2.Repository, oid: bytes) -> tuple[bytes | None, str | None]:
-    """Follow tags from ``oid`` by their raw bytes: (commit, None), (None, None) for a tree or blob, or (None,
-    why) when an object on the way cannot be read."""
+def _peel(repo: pygit2.Repository, oid: bytes) -> tuple[bytes | None, str | None, str | None]:
+    """Follow tags from ``oid`` by their raw bytes: (object, "commit" / "tree" / "blob", None) where they end, or
+    (None, None, why) when an object on the way cannot be read."""
     for _ in range(64):
         try:
             kind, data = repo.odb.read(pygit2.Oid(raw=oid))
         except (KeyError, pygit2.GitError, ValueError) as e:
-            return None, f"object {oid.hex()} cannot be read ({type(e).__name__}: {e})"
-        if kind == pygit2.enums.ObjectType.COMMIT:
-            return oid, None
+            return None, None, f"object {oid.hex()} cannot be read ({type(e).__name__}: {e})"
         if kind != pygit2.enums.ObjectType.TAG:
-            return None, None
+            return oid, kind.name.lower(), None
         target = _oid(data[7:47]) if data.startswith(b"object ") else None
         if target is None:
-            return None, f"tag {oid.hex()} names no object"
+            return None, None, f"tag {oid.hex()} names no object"
         oid = target
-    return None, f"tag chain from {oid.hex()} is too long"
+    return None, None, f"tag chain from {oid.hex()} is too long"
 
 
 def _worktree_heads(repo: pygit2.Repository) -> list[tuple[str, bytes]]:
@@ -231,34 +230,29 @@ def _refs(repo: pygit2.Repository, errors: list[str]) -> list[tuple[str, object]
     return named
 
 
-def ref_tips(repo: pygit2.Repository, errors: list[str] | None = None) -> tuple[dict[bytes, list[str]], bool]:
-    """commit raw id → the refs (and HEADs) that point at it, peeled; refs to trees or blobs are left out. Also
-    whether a tip is a commit libgit2 cannot parse (then only ``read_commit`` can walk the history)."""
-    errors = [] if errors is None else errors
-    tips: dict[bytes, list[str]] = {}
-    unparsed = False
-    for name, ref in _refs(repo, errors):
+def _ref_tips(repo: pygit2.Repository, out: Commits) -> bool:
+    """Fill ``out.tips`` (commit → the refs and HEADs pointing at it, peeled) and ``out.outside``; return whether
+    a tip is a commit libgit2 cannot parse (then only ``read_commit`` can walk the history)."""
+    unpeeled: list[tuple[str, bytes]] = []
+    for name, ref in _refs(repo, out.errors):
         try:
-            commit = ref.peel(pygit2.Commit).id.raw  # type: ignore[attr-defined]
+            out.tips.setdefault(ref.peel(pygit2.Commit).id.raw, []).append(_name(name))  # type: ignore[attr-defined]
         except (pygit2.GitError, KeyError, ValueError, pygit2.InvalidSpecError):
             try:
-                target = ref.resolve().target.raw  # type: ignore[attr-defined]
+                unpeeled.append((name, ref.resolve().target.raw))  # type: ignore[attr-defined]
             except (pygit2.GitError, KeyError, ValueError, AttributeError):
                 continue  # a dangling symbolic ref: git ignores it too
-            commit, why = _peel(repo, target)
-            if why:
-                errors.append(f"ref {_name(name)}: {why}")
-            unparsed = unparsed or commit is not None
-            if commit is None:
-                continue
-        tips.setdefault(commit, []).append(_name(name))
-    for name, oid in _worktree_heads(repo):
-        commit, why = _peel(repo, oid)
+    unparsed = False
+    for name, oid in unpeeled + _worktree_heads(repo):  # a tree or blob, unreadable, or what libgit2 rejects
+        target, kind, why = _peel(repo, oid)
         if why:
-            errors.append(f"{name}: {why}")
-        if commit is not None:
-            tips.setdefault(commit, []).append(name)
-    return tips, unparsed
+            out.errors.append(f"ref {_name(name)}: {why}")
+        elif kind == "commit":
+            out.tips.setdefault(target, []).append(_name(name))  # type: ignore[arg-type]
+            unparsed = unparsed or (name, oid) in unpeeled
+        elif kind:
+            out.outside[_name(name)] = kind
+    return unparsed
 
 
 def list_commits(repo: pygit2.Repository, known_tips: frozenset[bytes] = frozenset(),
@@ -270,7 +264,7 @@ def list_commits(repo: pygit2.Repository, known_tips: frozenset[bytes] = frozens
     ``read_commit``, which reads what git reads, and what cannot be read at all is said in ``errors``.
     """
     out = Commits(shallow=repo.is_shallow)
-    out.tips, unparsed = ref_tips(repo, out.errors)
+    unparsed = _ref_tips(repo, out)
     if not out.tips:
         return out
     if known and _all_reachable(repo, known_tips, set(out.tips)):

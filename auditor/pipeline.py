@@ -89,6 +89,7 @@ class RepoStats:
     commits_scanned: int = 0
     shallow: bool = False
     partial_clone: bool = False  # cloned with --filter: what was never fetched is not scanned (in errors)
+    refs_outside_commits: dict[str, str] = field(default_factory=dict)  # ref → "tree" / "blob" it points at
     blobs_scanned: int = 0
     bytes_scanned: int = 0
     blobs_skipped: Counter[str] = field(default_factory=Counter)
@@ -286,6 +287,7 @@ class Scan:
         finally:
             source.close()
         stats.commits_scanned, stats.shallow = len(commits), commits.shallow
+        stats.refs_outside_commits = commits.outside
         stats.errors.extend(commits.errors)
         stats.commits_new = len(commits) if new is None else len(new)
         stats.changes_read = feed.changes

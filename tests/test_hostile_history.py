@@ -218,3 +218,19 @@ def test_a_repository_of_another_user_says_how_to_trust_it(tmp_path: Path) -> No
     assert r.rc == 2, r
     _no_traceback(r)
     assert "safe.directory" in r.stderr
+
+
+def test_refs_to_a_tree_or_blob_are_named_not_scanned(tmp_path: Path) -> None:
+    """An occurrence is a commit's (SPEC §4): content only a tag reaches is named in the summary, not counted."""
+    repo = _init(tmp_path / "repo")
+    pair = _pair()
+    _commit(repo, {"a.py": _snippet(pair)})
+    blob = _git(repo, "hash-object", "-w", "--stdin", input=_snippet(_pair()).encode()).strip()
+    _git(repo, "tag", "key-blob", blob)
+    _git(repo, "tag", "-a", "-m", "a tree", "key-tree", _tree_with(repo, "k.py", _snippet(_pair())))
+    r = _scan(repo, tmp_path / "out", "--show-secrets")
+    _no_traceback(r)
+    assert r.rc == 1 and _pairs(r) == {pair}, r
+    assert r.summary["repos"][0]["refs_outside_commits"] == {"refs/tags/key-blob": "blob",
+                                                             "refs/tags/key-tree": "tree"}
+    assert "2 ref(s) point at a tree or blob" in r.stderr
