@@ -1,7 +1,5 @@
 """``python -m auditor`` is the ``auditor`` command."""
 
-import sys
+from auditor.cli import entry
 
-from auditor.cli import main
-
-sys.exit(main())
+entry()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -178,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                        validate_rate=args.validate_rate, validate_timeout=args.validate_timeout)
     try:
         outcome = scan(args.repos, opts)
+        _print_result(outcome.summary, outcome.alerts, args.show_secrets, args.out)
     except AuditorError as e:
         print(f"auditor: error: {e}", file=sys.stderr)
         return int(e.exit_code)
@@ -185,9 +187,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"auditor: interrupted; what was scanned and checked is kept in {args.out}/audit.sqlite, "
               "rerun the same command to resume", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
-    alerts = outcome.alerts
-    _print_result(outcome.summary, alerts, args.show_secrets, args.out)
-    return int(ExitCode.ALERTS if alerts else ExitCode.OK)
+    return int(ExitCode.ALERTS if outcome.alerts else ExitCode.OK)
+
+
+def entry() -> None:
+    """The ``auditor`` command: once ``main`` has answered, a late Ctrl-C (while workers and git wind down) must not
+    turn a finished run into a traceback and a death by signal."""
+    try:
+        code = main()
+    except KeyboardInterrupt:  # while starting up, before the scan could keep anything
+        print("auditor: interrupted", file=sys.stderr)
+        code = int(ExitCode.INTERRUPTED)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if code == ExitCode.INTERRUPTED:  # CPython would end a run that met KeyboardInterrupt, even a caught one, by
+        sys.stdout.flush()            # killing itself with SIGINT at exit: SPEC §6 says 130
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

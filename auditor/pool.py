@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 import os
+from multiprocessing import forkserver
 import signal
 import sys
 import threading
@@ -124,6 +125,15 @@ class DetectionPool:
         # preloading this module makes each worker a fork of a process that has already imported it.
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload([__name__])
+        if threading.current_thread() is threading.main_thread():
+            # Ctrl-C reaches the whole process group: the scan's main process handles it (and stops the pool);
+            # a forkserver started ignoring SIGINT keeps ignoring it, as do the workers it forks, instead of
+            # printing tracebacks mid-import. (A restart from another thread finds the forkserver running.)
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                forkserver.ensure_running()
+            finally:
+                signal.signal(signal.SIGINT, previous)
         return ProcessPoolExecutor(self.jobs, mp_context=ctx,
                                    initializer=_init, initargs=self._initargs)
 

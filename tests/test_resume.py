@@ -178,6 +178,36 @@ def test_ctrl_c_mid_detection_exits_130_keeps_the_store_and_the_rerun_equals_a_f
     assert rerun.summary["commits_scanned"] == ref.summary["commits_scanned"]
 
 
+def test_ctrl_c_at_any_moment_is_130_or_a_finished_run_never_a_death_by_signal(tmp_path: Path) -> None:
+    """Ctrl-C sends SIGINT to the whole process group (the scan, its workers, git) at whatever moment: starting up,
+    scanning, writing, winding down. Each outcome is exit 130 with the resume message, or the run's own exit code
+    if it had already answered; never a traceback, never a death by the signal."""
+    repo = _init(tmp_path / "repo")
+    for i in range(30):
+        _commit(repo, {f"f{i}.py": _snippet(_pair()) if i % 5 == 0 else f"plain {i}\n"})
+    started = time.monotonic()
+    whole = _scan(repo, tmp_path / "whole")
+    span = time.monotonic() - started
+    assert whole.rc == 1, whole
+    outcomes = set()
+    for i in range(1, 12):  # not at 0: before Python installs its handler, SIGINT kills any Python program
+        proc = subprocess.Popen(_cmd(repo, tmp_path / f"out{i}"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=_env(), start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a shell does
+        time.sleep(span * i / 10)
+        try:
+            os.killpg(proc.pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+        r = _finish(proc, tmp_path / f"out{i}", timeout=60)
+        assert "Traceback" not in r.stderr, r.stderr
+        assert r.rc in (130, 1), r  # < 0: killed by the signal
+        if r.rc == 130:
+            assert "interrupted" in r.stderr, r
+        outcomes.add(r.rc)
+    assert 130 in outcomes, outcomes
+
+
 @pytest.mark.parametrize("moment", ["detection", "late"])
 def test_sigkill_of_the_scan_never_corrupts_the_store(tmp_path: Path, bulk: tuple[Path, Result],
                                                       moment: str) -> None:
