@@ -233,6 +233,8 @@ class Scan:
         if pool.restarts:
             stats.errors.append(f"a detection worker died {pool.restarts} time(s); the pool was restarted and "
                                 "the batches in flight were scanned again")
+        if pool.died_idle:
+            stats.errors.append("a detection worker died after its last batch; every batch was scanned")
         stats.blobs_skipped["filename"] += len(banned - chosen)
         stats.blobs_skipped["already_scanned"] += len(previously)
         if feed.symlinks:

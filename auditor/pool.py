@@ -118,6 +118,7 @@ class DetectionPool:
         self.jobs = jobs or os.cpu_count() or 1
         self._initargs = (repo_path, tuple(detectors), max_bytes, max_pairs, use_git, os.getpid())
         self.restarts = 0
+        self.died_idle = False  # a worker died with no batch in flight and no batch left to give: nothing lost
         self._pool = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
@@ -188,7 +189,9 @@ class DetectionPool:
         return lost
 
     def close(self) -> None:
+        procs = list((getattr(self._pool, "_processes", None) or {}).values())
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self.died_idle = any(p.exitcode not in (0, None) for p in procs)
 
     def terminate(self) -> None:
         procs = getattr(self._pool, "_processes", None) or {}

@@ -548,3 +548,28 @@ def test_a_worker_dying_between_batches_does_not_break_the_scan(tmp_path: Path) 
     errors = [e for r in results for e in r.errors]
     assert scanned == len(items), errors
     assert sum(len(r.candidates) for r in results) == 3
+
+
+def test_a_worker_dying_after_the_last_batch_is_reported(tmp_path: Path) -> None:
+    """Nothing is lost when a worker dies once every batch is done, and nothing fails either: closing the pool
+    still notices, so the summary says it."""
+    from auditor.detectors import load_detectors
+    from auditor.pool import DetectionPool
+
+    repo = tmp_path / "repo"
+    _bulk_repo(repo, commits=2, per_commit=100, pairs=1)
+    items = [bytes.fromhex(line.split(" ", 1)[0]) for line in _git(repo, "rev-list", "--all", "--objects").split("\n")
+             if line.endswith(".txt")]
+    before = set(multiprocessing.active_children())
+    pool = DetectionPool(str(repo / ".git"), load_detectors(), jobs=2)
+    try:
+        results = list(pool.scan(items, batch_size=64))
+        workers = [p for p in multiprocessing.active_children() if p not in before and p.is_alive()]
+        assert workers, "no worker process found"
+        os.kill(workers[0].pid, signal.SIGKILL)
+        _wait_for(lambda: not workers[0].is_alive(), 10, "the killed worker to die")
+        pool.close()
+    finally:
+        pool.terminate()
+    assert sum(r.blobs_scanned for r in results) == len(items)
+    assert pool.died_idle and not pool.restarts
