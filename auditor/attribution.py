@@ -16,7 +16,8 @@ from typing import Any
 import pygit2
 
 from auditor.changes import FILE, Change
-from auditor.history import MODE_TREE, Commits, commit_tree, tree_entries
+from auditor.history import Commits
+from auditor.objects import MODE_TREE, commit_tree, tree_entries
 
 Paths = dict[bytes, bytes]  # path → matched blob
 

@@ -19,7 +19,8 @@ from typing import IO
 
 import pygit2
 
-from auditor.history import GIT_ENV, MODE_TREE, commit_tree, tree_entries
+from auditor.objects import MODE_TREE, commit_tree, tree_entries
+from auditor.repository import GIT_ENV
 
 # Kinds of the two sides of a change.
 NONE, FILE, LINK, GITLINK = 0, 1, 2, 3

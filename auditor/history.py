@@ -1,89 +1,18 @@
 """A repository (pygit2) → the commits of ``git rev-list --all``: ids, root trees, parents, times and ref tips.
 
-What each commit changed is ``changes``' job; where matched blobs sit is ``attribution``'s.
+What each commit changed is ``changes``' job; where matched blobs sit is ``attribution``'s; raw objects are
+``objects``'.
 """
 
 from __future__ import annotations
 
-import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pygit2
 
-from auditor.errors import RepositoryError
-
-# A raw tree object is a run of "<mode> <name>\0<20-byte id>".
-TREE_ENTRY = re.compile(rb"(\d+) ([^\0]*)\0(.{20})", re.S)
-MODE_TREE = b"40000"
-# For the git processes auditor starts: the repository is named explicitly, so inherited GIT_* variables must not
-# point git elsewhere, replace refs must not swap the objects scanned, and a partial clone must not fetch (git ≥ 2.44).
-GIT_ENV = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | {
-    "GIT_CONFIG_NOSYSTEM": "1", "GIT_NO_REPLACE_OBJECTS": "1", "GIT_NO_LAZY_FETCH": "1"}
-
-
-def commit_tree(repo: pygit2.Repository, commit: bytes, errors: list[str] | None = None) -> bytes | None:
-    """The root tree id of a commit, or None (said in ``errors``, if given) when it cannot be read."""
-    try:
-        return repo[pygit2.Oid(raw=commit)].tree_id.raw
-    except (KeyError, pygit2.GitError, ValueError, AttributeError):
-        try:
-            tree = read_commit(repo, commit).tree  # libgit2 rejects some commits git reads
-            if tree is None:
-                raise ValueError("it names no tree") from None
-            return tree
-        except (KeyError, pygit2.GitError, ValueError) as e:
-            if errors is not None:
-                errors.append(f"commit {commit.hex()}: {type(e).__name__}: {e}")
-            return None
-
-
-def tree_entries(repo: pygit2.Repository, tree: bytes, errors: list[str]) -> list[tuple[bytes, bytes, bytes]]:
-    """(mode, name, raw id) of one tree, parsed from its raw bytes; [] (said in ``errors``) when unreadable."""
-    try:
-        kind, data = repo.odb.read(pygit2.Oid(raw=tree))
-        if kind != pygit2.enums.ObjectType.TREE:
-            raise ValueError(f"a {kind.name.lower()}, not a tree")
-        return TREE_ENTRY.findall(data)
-    except (KeyError, pygit2.GitError, ValueError) as e:
-        errors.append(f"tree {tree.hex()}: {type(e).__name__}: {e}")
-        return []
-
-
-def partial_clone(repo: pygit2.Repository) -> bool:
-    """Whether the repository was cloned with ``--filter``: git would fetch what it lacks from the remote
-    (network traffic in the middle of an audit), so only libgit2, which never fetches, may read it."""
-    try:
-        return any(e.name.lower() == "extensions.partialclone" or
-                   (e.name.lower().startswith("remote.") and e.name.lower().endswith(".promisor"))
-                   for e in repo.config) or any(Path(repo.path, "objects", "pack").glob("*.promisor"))
-    except (pygit2.GitError, OSError, ValueError):
-        return False
-
-
-def open_repository(path: str) -> pygit2.Repository:
-    """Open a bare or work-tree repository, or explain what was expected."""
-    try:
-        found = pygit2.discover_repository(path)
-    except Exception:  # noqa: BLE001 - pygit2 raises several kinds for an unreadable path
-        found = None
-    if not found:
-        raise RepositoryError(f"{path}: not a git repository. Pass the path of a clone (its work tree or its .git "
-                              "directory), a bare repository, or a remote URL.")
-    try:
-        return pygit2.Repository(found)
-    except pygit2.GitError as e:
-        said = str(e)
-        if "object format" in said:
-            hint = "SHA-256 repositories are not supported yet: libgit2, which reads the history, reads SHA-1 ones"
-        elif "not owned by current user" in said:
-            hint = (f"it belongs to another user: if you trust it, run `git config --global --add safe.directory "
-                    f"{found.rstrip('/').removesuffix('/.git')}` or scan it as its owner")
-        else:
-            hint = "check that it is readable"
-        raise RepositoryError(f"{path}: cannot open the repository ({said}). {hint[0].upper()}{hint[1:]}.") from None
+from auditor.objects import parse_oid, read_commit
 
 
 @dataclass(slots=True)
@@ -110,67 +39,6 @@ class Commits:
         return commit in self.tree or commit in self.known
 
 
-@dataclass(frozen=True, slots=True)
-class CommitHead:
-    """A commit's header as git reads it, parsed from the raw object: libgit2 rejects some commits git accepts
-    (an author without <>, a garbled time, CR line ends) and decodes names by an ``encoding`` header that may lie."""
-
-    tree: bytes | None
-    parents: tuple[bytes, ...]
-    time: int  # committer time, 0 where unreadable (as git)
-    author_email: str
-    author_time: int
-
-
-def _oid(text: bytes) -> bytes | None:
-    text = text.strip()
-    if len(text) != 40:
-        return None
-    try:
-        return bytes.fromhex(text.decode("ascii"))
-    except (UnicodeDecodeError, ValueError):
-        return None
-
-
-def _ident(value: bytes) -> tuple[str, int]:
-    """"Name <email> time zone" → (email, time); a missing or garbled part is empty or 0."""
-    lt, gt = value.find(b"<"), value.rfind(b">")
-    email = value[lt + 1:gt] if 0 <= lt < gt else b""
-    when = value[gt + 1:].split()[:1] if gt >= 0 else value.split()[-2:-1]
-    return email.decode("utf-8", "replace"), int(when[0]) if when and when[0].isdigit() else 0
-
-
-def read_commit(repo: pygit2.Repository, commit: bytes) -> CommitHead:
-    """The header of a commit object; KeyError/ValueError/GitError when it is missing or not a commit."""
-    kind, data = repo.odb.read(pygit2.Oid(raw=commit))
-    if kind != pygit2.enums.ObjectType.COMMIT:
-        raise ValueError(f"a {kind.name.lower()}, not a commit")
-    fields: dict[bytes, list[bytes]] = {}
-    for line in data.split(b"\n\n", 1)[0].split(b"\n"):
-        key, _, value = line.rstrip(b"\r").partition(b" ")
-        fields.setdefault(key, []).append(value)
-    email, author_time = _ident(fields.get(b"author", [b""])[0])
-    parents = tuple(p for p in map(_oid, fields.get(b"parent", [])) if p is not None)
-    return CommitHead(tree=_oid(fields.get(b"tree", [b""])[0]), parents=parents,
-                      time=_ident(fields.get(b"committer", [b""])[0])[1], author_email=email, author_time=author_time)
-
-
-def author(repo: pygit2.Repository, commit: bytes) -> tuple[str, int]:
-    """(email, time) of a commit's author, decoded by its ``encoding`` header, or as UTF-8 where that fails."""
-    try:
-        a = repo[pygit2.Oid(raw=commit)].author
-    except (KeyError, pygit2.GitError, ValueError, AttributeError):
-        try:
-            head = read_commit(repo, commit)
-        except (KeyError, pygit2.GitError, ValueError):
-            return "", 0
-        return head.author_email, head.author_time
-    try:
-        return a.email, a.time
-    except (ValueError, LookupError):  # undecodable by its encoding header, or an unknown encoding
-        return a.raw_email.decode("utf-8", "replace"), a.time
-
-
 def _name(name: str) -> str:
     """A ref name fit for outputs: git allows any bytes but NUL, pygit2 hands undecodable ones as surrogates."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
@@ -186,7 +54,7 @@ def _peel(repo: pygit2.Repository, oid: bytes) -> tuple[bytes | None, str | None
             return None, None, f"object {oid.hex()} cannot be read ({type(e).__name__}: {e})"
         if kind != pygit2.enums.ObjectType.TAG:
             return oid, kind.name.lower(), None
-        target = _oid(data[7:47]) if data.startswith(b"object ") else None
+        target = parse_oid(data[7:47]) if data.startswith(b"object ") else None
         if target is None:
             return None, None, f"tag {oid.hex()} names no object"
         oid = target
@@ -204,7 +72,7 @@ def _worktree_heads(repo: pygit2.Repository) -> list[tuple[str, bytes]]:
             (f"worktrees/{d.name}/HEAD", d / "HEAD") for d in sorted((common / "worktrees").glob("*"))]
         found = []
         for name, head in heads:
-            if head.parent != gitdir and head.is_file() and (oid := _oid(head.read_bytes())) is not None:
+            if head.parent != gitdir and head.is_file() and (oid := parse_oid(head.read_bytes())) is not None:
                 found.append((name, oid))
         return found
     except OSError:
@@ -293,7 +161,7 @@ def _walk_raw(repo: pygit2.Repository, out: Commits) -> None:
     """Every commit reachable from ``out.tips`` and not ``known``, read by ``read_commit``; a shallow clone's
     boundary commits have no parents, as in git."""
     try:
-        shallow = {o for line in Path(repo.path, "shallow").read_bytes().split() if (o := _oid(line))}
+        shallow = {o for line in Path(repo.path, "shallow").read_bytes().split() if (o := parse_oid(line))}
     except OSError:
         shallow = set()
     stack = list(out.tips)

@@ -25,7 +25,9 @@ from auditor.attribution import Locator, introduced
 from auditor.detectors import CompiledDetector, Detector, load_detectors
 from auditor.changes import BlobFeed, Changes
 from auditor.errors import OutputError
-from auditor.history import Commits, author, list_commits, open_repository, partial_clone
+from auditor.history import Commits, list_commits
+from auditor.objects import author
+from auditor.repository import open_repository, partial_clone
 from auditor.models import BlobScan, Candidate, Finding, Resolved, Validity, redact, resolve_unchecked, secret_sha256
 from auditor.pool import DetectionPool
 from auditor.progress import Stage

@@ -21,7 +21,7 @@ from typing import TypeVar
 
 import pygit2
 
-from auditor.history import GIT_ENV
+from auditor.repository import GIT_ENV
 
 
 Read = tuple[bytes, bytes | None, str | None]  # (id, content, error)

@@ -1,0 +1,49 @@
+"""Opening a repository, and how auditor runs git on one: the errors that say what to do, the environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pygit2
+
+from auditor.errors import RepositoryError
+
+# For the git processes auditor starts: the repository is named explicitly, so inherited GIT_* variables must not
+# point git elsewhere, replace refs must not swap the objects scanned, and a partial clone must not fetch (git ≥ 2.44).
+GIT_ENV = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | {
+    "GIT_CONFIG_NOSYSTEM": "1", "GIT_NO_REPLACE_OBJECTS": "1", "GIT_NO_LAZY_FETCH": "1"}
+
+
+def partial_clone(repo: pygit2.Repository) -> bool:
+    """Whether the repository was cloned with ``--filter``: git would fetch what it lacks from the remote
+    (network traffic in the middle of an audit), so only libgit2, which never fetches, may read it."""
+    try:
+        return any(e.name.lower() == "extensions.partialclone" or
+                   (e.name.lower().startswith("remote.") and e.name.lower().endswith(".promisor"))
+                   for e in repo.config) or any(Path(repo.path, "objects", "pack").glob("*.promisor"))
+    except (pygit2.GitError, OSError, ValueError):
+        return False
+
+
+def open_repository(path: str) -> pygit2.Repository:
+    """Open a bare or work-tree repository, or explain what was expected."""
+    try:
+        found = pygit2.discover_repository(path)
+    except Exception:  # noqa: BLE001 - pygit2 raises several kinds for an unreadable path
+        found = None
+    if not found:
+        raise RepositoryError(f"{path}: not a git repository. Pass the path of a clone (its work tree or its .git "
+                              "directory), a bare repository, or a remote URL.")
+    try:
+        return pygit2.Repository(found)
+    except pygit2.GitError as e:
+        said = str(e)
+        if "object format" in said:
+            hint = "SHA-256 repositories are not supported yet: libgit2, which reads the history, reads SHA-1 ones"
+        elif "not owned by current user" in said:
+            hint = (f"it belongs to another user: if you trust it, run `git config --global --add safe.directory "
+                    f"{found.rstrip('/').removesuffix('/.git')}` or scan it as its owner")
+        else:
+            hint = "check that it is readable"
+        raise RepositoryError(f"{path}: cannot open the repository ({said}). {hint[0].upper()}{hint[1:]}.") from None
