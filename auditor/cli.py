@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import signal
@@ -24,16 +25,26 @@ def _duration(text: str) -> float:
     return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
-def _positive(kind: type) -> object:
+def _positive(kind: type, least: float = 0, most: float = math.inf) -> object:
+    """A number above 0 (or at least ``least``) and at most ``most``: nan, inf and values no run could finish
+    with are refused at once, not mid-scan."""
     def parse(text: str) -> object:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+        if not (value >= least if least else value > 0) or not value <= most:
+            raise argparse.ArgumentTypeError(f"{text!r} must be " + (f"at least {least:g}" if least else "above 0")
+                                             + (f" and at most {most:g}" if most < math.inf else ""))
         return value
     return parse
+
+
+def _url(text: str) -> str:
+    if not re.match(r"https?://[^/\s]+", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http(s) URL: use e.g. https://api.twilio.com or "
+                                         "http://127.0.0.1:8080")
+    return text.rstrip("/")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,10 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, type=Path, help="output directory (created; holds the store too)")
     s.add_argument("--no-validate", dest="validate", action="store_false",
                    help="do not check candidates with the provider (no network at all)")
-    s.add_argument("--twilio-api-url", default=os.environ.get("AUDITOR_TWILIO_API_URL") or None, metavar="URL",
+    s.add_argument("--twilio-api-url", type=_url, default=os.environ.get("AUDITOR_TWILIO_API_URL") or None,
+                   metavar="URL",
                    help="base URL of Twilio's API (default https://api.twilio.com, or $AUDITOR_TWILIO_API_URL)")
     s.add_argument("--jobs", type=_positive(int), default=None, help="detection processes (default: CPU count)")
-    s.add_argument("--show-secrets", action="store_true", help="write tokens in clear in findings.jsonl")
+    s.add_argument("--show-secrets", action="store_true",
+                   help="write tokens in clear in findings.jsonl and secrets.jsonl")
     s.add_argument("--no-progress", dest="progress", action="store_false", help="no progress output on stderr")
     s.add_argument("--detectors", type=Path, default=None, metavar="DIR", help="directory of extra detector YAML")
     s.add_argument("--max-blob-bytes", type=_positive(int), default=64 * 1024 * 1024, metavar="N",
@@ -61,9 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="candidate secrets tried per client_id, best-ranked first (default 8)")
     s.add_argument("--validate-concurrency", type=_positive(int), default=8, metavar="N",
                    help="checks in flight at once (default 8)")
-    s.add_argument("--validate-rate", type=_positive(float), default=10.0, metavar="R",
+    s.add_argument("--validate-rate", type=_positive(float, 0.01, 1e6), default=10.0, metavar="R",
                    help="at most R requests per second to the provider (default 10)")
-    s.add_argument("--validate-timeout", type=_positive(float), default=10.0, metavar="S",
+    s.add_argument("--validate-timeout", type=_positive(float, 0, 3600), default=10.0, metavar="S",
                    help="seconds before a request counts as failed and is retried (default 10)")
     r = sub.add_parser("report", help="(re)build report.md, report.html, plots/ and frames/ of a scan directory")
     r.add_argument("dir", type=Path, metavar="DIR", help="a scan's --out directory (holds audit.sqlite)")
@@ -152,6 +165,10 @@ def _print_result(summary: dict, alerts: list[Finding], show_secrets: bool, out:
             print(f"auditor: {repo['repo']} is a partial clone (cloned with --filter): objects it never fetched were "
                   "not scanned (each is in errors) and nothing was fetched; clone it without --filter for a full "
                   "audit", file=sys.stderr)
+    if failed := summary.get("secrets_failed_to_check"):
+        print(f"auditor: {failed} of {summary['unique_secrets']} secrets could not be checked (failed_to_check: the "
+              "provider was unreachable, too slow or answered garbage), so none of them can alert; rerun the same "
+              "command to ask again", file=sys.stderr)
     if summary.get("error_count"):
         print(f"auditor: {summary['error_count']} objects or refs could not be read (see errors in summary.json)")
     seen = set()

@@ -360,6 +360,8 @@ def write_outputs(out: Path, findings: list[Finding], repos: Sequence[RepoStats]
         "errors": [e for r in repos for e in r.errors][:1000],
         "error_count": sum(len(r.errors) for r in repos),
         "interrupted": interrupted,
+        # unique secrets the provider could not be asked about (down, slow, garbage): neither valid nor invalid
+        "secrets_failed_to_check": int(frame.loc[frame["validity"] == "failed_to_check", "secret_sha256"].nunique()),
     }
     private_file(out / "summary.json")
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

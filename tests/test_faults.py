@@ -281,6 +281,18 @@ def test_non_utf8_path_and_latin1_contents(tmp_path: Path) -> None:
 
 # -- unwritable --out, malformed detector files ------------------------------------------------------------------
 
+@pytest.mark.parametrize("option", [("--validate-rate", "nan"), ("--validate-rate", "1e-9"),
+                                    ("--validate-timeout", "inf"), ("--validate-timeout", "nan"),
+                                    ("--twilio-api-url", "notaurl"), ("--twilio-api-url", "ftp://127.0.0.1/"),
+                                    ("--jobs", "0"), ("--max-blob-bytes", "-5")])
+def test_option_values_no_run_could_use_exit_2_before_scanning(tmp_path: Path, option: tuple[str, str]) -> None:
+    repo, _ = _one_secret_repo(tmp_path)
+    r = _scan(repo, tmp_path / "out", *option, validate=True)
+    assert r.rc == 2, r
+    _no_traceback(r)
+    assert option[0] in r.stderr and r.summary is None  # refused before anything ran
+
+
 @pytest.mark.parametrize("kind", ["out_is_a_file", "parent_is_a_file", "store_is_a_directory",
                                   "findings_is_a_directory", "read_only_dir"])
 def test_unwritable_out_exits_2_with_a_message(tmp_path: Path, kind: str) -> None:
@@ -399,6 +411,8 @@ def test_validation_endpoint_down(tmp_path: Path) -> None:
     assert r.rc == 0, r  # failed_to_check is not an alert
     assert [f["validity"] for f in r.findings] == ["failed_to_check"]
     assert r.summary["validation_requests"] >= 3  # retried before giving up
+    assert r.summary["secrets_failed_to_check"] == 1
+    assert "1 of 1 secrets could not be checked" in r.stderr  # exit 0, but never silently
     _no_plaintext(r, pair[1])
 
 
