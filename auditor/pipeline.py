@@ -9,6 +9,7 @@ import concurrent.futures
 import functools
 import hashlib
 import itertools
+import os
 import threading
 import time
 from collections import Counter, defaultdict
@@ -93,6 +94,7 @@ class RepoStats:
     shallow: bool = False
     partial_clone: bool = False  # cloned with --filter: what was never fetched is not scanned (in errors)
     refs_outside_commits: dict[str, str] = field(default_factory=dict)  # ref → "tree" / "blob" it points at
+    also_named: list[str] = field(default_factory=list)  # other REPO arguments naming the same repository
     blobs_scanned: int = 0
     bytes_scanned: int = 0
     blobs_skipped: Counter[str] = field(default_factory=Counter)
@@ -258,11 +260,14 @@ class Scan:
 
     # -- one repository ------------------------------------------------------------------------------------
     async def scan_repo(self, arg: str, resolutions: dict[tuple, asyncio.Future[Resolved]]) -> None:
-        stats = RepoStats(repo=sources.display(arg))  # never a URL's password in outputs
-        self.repos.append(stats)
         t0 = time.perf_counter()
         repo = open_repository(sources.resolve(arg))
-        stats.path = repo.path
+        same = next((r for r in self.repos if os.path.realpath(r.path) == os.path.realpath(repo.path)), None)
+        if same is not None:  # named twice (or as both a path and a subdirectory): scanned and counted once
+            same.also_named.append(sources.display(arg))
+            return
+        stats = RepoStats(repo=sources.display(arg), path=repo.path)  # never a URL's password in outputs
+        self.repos.append(stats)
         state = None if repo.is_shallow else self.store.load_state(stats.repo, stats.path, self._state_key)
         stats.partial_clone = partial_clone(repo)
         source = Changes(repo, use_git=not stats.partial_clone)

@@ -88,12 +88,13 @@ def _read_results(out: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | Non
     return findings, summary
 
 
-def _cmd(repo: Path | str, out: Path, *args: str, validate: bool = False) -> list[str]:
-    return [sys.executable, "-m", "auditor", "scan", str(repo), "--out", str(out), "--no-progress",
+def _cmd(repo: Path | str | list[Path | str], out: Path, *args: str, validate: bool = False) -> list[str]:
+    repos = [str(r) for r in repo] if isinstance(repo, list) else [str(repo)]
+    return [sys.executable, "-m", "auditor", "scan", *repos, "--out", str(out), "--no-progress",
             *([] if validate else ["--no-validate"]), *args]
 
 
-def _scan(repo: Path | str, out: Path, *args: str, validate: bool = False, timeout: float = 120,
+def _scan(repo: Path | str | list[Path | str], out: Path, *args: str, validate: bool = False, timeout: float = 120,
           **env: str) -> Result:
     """Run the CLI in its own process group; on timeout the whole group (workers included) is killed."""
     proc = subprocess.Popen(_cmd(repo, out, *args, validate=validate), stdout=subprocess.PIPE,

@@ -587,3 +587,16 @@ def test_a_worker_dying_after_the_last_batch_is_reported(tmp_path: Path) -> None
         pool.terminate()
     assert sum(r.blobs_scanned for r in results) == len(items)
     assert pool.died_idle and not pool.restarts
+
+
+def test_one_repository_named_twice_is_scanned_and_counted_once(tmp_path: Path) -> None:
+    repo, pair = _one_secret_repo(tmp_path)
+    once = _scan(repo, tmp_path / "once")
+    r = _scan([repo, repo / ".git", f"{repo}/"], tmp_path / "twice")
+    assert (once.rc, r.rc) == (1, 1), r
+    _no_traceback(r)
+    for key in ("commits_scanned", "blobs_scanned", "occurrences", "unique_secrets"):
+        assert r.summary[key] == once.summary[key], key
+    assert len(r.findings) == len(once.findings) == 1
+    assert len(r.summary["repos"]) == 1 and len(r.summary["repos"][0]["also_named"]) == 2
+    assert "scanned and counted once" in r.stderr
