@@ -168,6 +168,12 @@ def _print_result(summary: dict, alerts: list[Finding], show_secrets: bool, out:
             print(f"auditor: {repo['repo']} is a partial clone (cloned with --filter): objects it never fetched were "
                   "not scanned (each is in errors) and nothing was fetched; clone it without --filter for a full "
                   "audit", file=sys.stderr)
+    if earlier := summary.get("store_also_holds"):
+        them = f"{len(earlier)} other repositor{'y' if len(earlier) == 1 else 'ies'}"
+        print(f"auditor: {out}/audit.sqlite also holds {them} scanned into it before "
+              f"({', '.join(earlier[:3])}{', …' if len(earlier) > 3 else ''}): summary.json "
+              "and findings.jsonl cover this run, `auditor report` all of them; use a fresh --out to keep them apart",
+              file=sys.stderr)
     if failed := summary.get("secrets_failed_to_check"):
         print(f"auditor: {failed} of {summary['unique_secrets']} secrets could not be checked (failed_to_check: the "
               "provider was unreachable, too slow or answered garbage), so none of them can alert; rerun the same "

@@ -116,9 +116,12 @@ def read_store(store: Path, repos: Sequence[str] | None = None) -> dict[str, pd.
     except sqlite3.Error as e:
         raise UsageError(f"{store}: cannot read the store ({e}); rerun the scan into a fresh --out "
                          "directory.") from None
-    if repos is not None:
-        out = {name: frame[frame["repo"].isin(list(repos))].reset_index(drop=True) for name, frame in out.items()}
-    return out
+    return out if repos is None else restrict(out, repos)
+
+
+def restrict(tables: dict[str, pd.DataFrame], repos: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """The rows of ``repos`` only, in every table."""
+    return {name: frame[frame["repo"].isin(list(repos))].reset_index(drop=True) for name, frame in tables.items()}
 
 
 def load(path: str | Path, *, repos: Sequence[str] | None = None) -> ScanFrames:

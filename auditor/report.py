@@ -23,7 +23,7 @@ import pandas as pd
 from auditor import frames as _frames
 from auditor.detectors.spec import Detector
 from auditor.frames import (FINDING_DTYPES, ScanFrames, assemble, detectors_frame, exposures, findings_frame, load,
-                            read_store, typed)
+                            read_store, restrict, typed)
 from auditor.models import Finding, Validity, redact
 from auditor.stats import METHOD, per_million, rate_interval, with_rates
 from auditor.store import private_file
@@ -318,7 +318,9 @@ def write_outputs(out: Path, findings: list[Finding], repos: Sequence[RepoStats]
     _write_jsonl(out / "findings.jsonl", frame[list(FINDING_DTYPES)])
     names = [r.repo for r in repos]
     store = out / "audit.sqlite"
-    stored = read_store(store, names) if store.is_file() else {}
+    everything = read_store(store) if store.is_file() else {}
+    stored = restrict(everything, names)
+    earlier = sorted(set(everything["repos"]["repo"]) - set(names)) if everything else []
     scanned = stored.get("repos", typed([], _frames.REPO_DTYPES)).set_index("repo")["scanned_at"]
     repo_rows = typed(((r.repo, r.path, r.commits_scanned, r.shallow, scanned.get(r.repo)) for r in repos),
                       _frames.REPO_DTYPES)
@@ -361,6 +363,8 @@ def write_outputs(out: Path, findings: list[Finding], repos: Sequence[RepoStats]
         "errors": [e for r in repos for e in r.errors][:1000],
         "error_count": sum(len(r.errors) for r in repos),
         "interrupted": interrupted,
+        # repositories an earlier scan into the same --out left in the store: `auditor report` covers them too
+        "store_also_holds": earlier,
         # unique secrets the provider could not be asked about (down, slow, garbage): neither valid nor invalid
         "secrets_failed_to_check": int(frame.loc[frame["validity"] == "failed_to_check", "secret_sha256"].nunique()),
     }

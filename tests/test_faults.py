@@ -600,3 +600,14 @@ def test_one_repository_named_twice_is_scanned_and_counted_once(tmp_path: Path) 
     assert len(r.findings) == len(once.findings) == 1
     assert len(r.summary["repos"]) == 1 and len(r.summary["repos"][0]["also_named"]) == 2
     assert "scanned and counted once" in r.stderr
+
+
+def test_an_out_reused_for_another_repository_says_what_it_holds(tmp_path: Path) -> None:
+    first, _ = _one_secret_repo(tmp_path / "a")
+    second, _ = _one_secret_repo(tmp_path / "b")
+    out = tmp_path / "out"
+    assert _scan(first, out).summary["store_also_holds"] == []
+    r = _scan(second, out)
+    assert r.rc == 1, r
+    assert r.summary["store_also_holds"] == [str(first)]
+    assert "also holds 1 other repository" in r.stderr and "fresh --out" in r.stderr
