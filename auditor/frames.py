@@ -114,6 +114,8 @@ def read_store(store: Path, repos: Sequence[str] | None = None) -> dict[str, pd.
         with closing(sqlite3.connect(store.resolve().as_uri() + "?mode=ro", uri=True)) as db:
             out = {name: typed(db.execute(sql).fetchall(), _DTYPES[name]) for name, sql in _QUERIES.items()}
     except sqlite3.Error as e:
+        if "no such table" in str(e):
+            raise UsageError(f"{store}: not an auditor store ({e}). Pass the --out directory of a scan.") from None
         raise UsageError(f"{store}: cannot read the store ({e}); rerun the scan into a fresh --out "
                          "directory.") from None
     return out if repos is None else restrict(out, repos)

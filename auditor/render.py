@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -269,6 +270,13 @@ def _write(path: Path, data: bytes) -> None:
         fh.write(data)
 
 
+def _interrupted(directory: Path) -> bool:
+    try:
+        return bool(json.loads((directory / "summary.json").read_text(encoding="utf-8")).get("interrupted"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def build_report(directory: Path, *, top: int = 20) -> Report:
     """Load ``directory``'s store, write frames/, plots/, report.md and report.html; return what was written."""
     f = report.load(directory)
@@ -282,6 +290,11 @@ def build_report(directory: Path, *, top: int = 20) -> Report:
         plot_paths[name] = directory / "plots" / f"{name}.png"
         _write(plot_paths[name], data)
     secs = sections(f, t)
+    if _interrupted(directory):
+        secs.insert(0, Section("Incomplete", (
+            "The last scan into this directory was interrupted (summary.json says so): what follows is partial. "
+            "Rerun the same `auditor scan` command to complete it (it resumes), then `auditor report` again.",),
+            None, None))
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     title = f"auditor report — {', '.join(map(str, f.repos['repo'])) or 'no repository'}"
     intro = Section("About this report", (f"Built {stamp} from {directory / 'audit.sqlite'}.",), None, None, 3)

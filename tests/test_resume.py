@@ -13,6 +13,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,9 @@ def test_ctrl_c_mid_detection_exits_130_keeps_the_store_and_the_rerun_equals_a_f
     assert kept > 0  # what was scanned is kept …
     assert kept < ref.summary["blobs_scanned"]  # … and it really was a partial scan
     _integrity(out)
+    rep = subprocess.run([sys.executable, "-m", "auditor", "report", str(out)], capture_output=True, env=_env())
+    assert rep.returncode == 0, rep.stderr
+    assert "## Incomplete" in (out / "report.md").read_text()  # a report of a partial scan says so
     unmatched = _count(out, SCANNED) - _count(out, MATCHED)
     rerun = _scan(repo, out, "--jobs", "2")
     assert rerun.rc == 1, rerun
