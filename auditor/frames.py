@@ -214,8 +214,8 @@ def secrets_frame(findings: pd.DataFrame, tips: pd.DataFrame, removals: pd.DataF
     tip_scan = (tips.merge(repos[["repo", "scanned_at"]], on="repo").groupby("secret_sha256")["scanned_at"].max())
     last_removal = removals.groupby("secret_sha256")["commit_time"].max()
     ordered = findings.sort_values(["author_time", "commit_time", "commit", "path"], kind="stable")
-    secrets = (ordered.groupby("secret_sha256", sort=False)
-               .agg(detector=("detector", "first"), client_id=("client_id", "first"),
+    secrets = (ordered.groupby(["secret_sha256", "detector"], sort=False)  # a secret is (detector, pair): SPEC §4
+               .agg(client_id=("client_id", "first"),
                     client_secret=("client_secret", "first"), validity=("validity", "first"),
                     scope=("scope", "first"), account_status=("account_status", "first"),
                     account_type=("account_type", "first"),

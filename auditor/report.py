@@ -48,6 +48,16 @@ def _valid(f: pd.DataFrame) -> pd.Series:
     return (f["validity"] == VALID).fillna(False)
 
 
+def _secrets(f: pd.DataFrame) -> int:
+    """Unique secrets: (detector, client_id, client_secret) (SPEC §4), so two detectors matching one pair are two."""
+    return len(f[["detector", "secret_sha256"]].drop_duplicates())
+
+
+def _with_secret(f: pd.DataFrame) -> pd.DataFrame:
+    """``f`` with a ``secret`` column, one value per unique secret, for counting them by group."""
+    return f.assign(secret=f["detector"].astype("string") + ":" + f["secret_sha256"].astype("string"))
+
+
 # measure → (counts it from a findings frame, needs validation). Say which rate is which (SPEC §4).
 MEASURES: dict[str, tuple[Callable[[pd.DataFrame], int], bool]] = {
     "occurrences": (len, False),
@@ -55,8 +65,8 @@ MEASURES: dict[str, tuple[Callable[[pd.DataFrame], int], bool]] = {
     "valid_live_occurrences": (lambda f: int((_valid(f) & (f["scope"] == "live").fillna(False)).sum()), True),
     "valid_test_occurrences": (lambda f: int((_valid(f) & (f["scope"] == "test").fillna(False)).sum()), True),
     "commits_with_occurrences": (lambda f: len(f[["repo", "commit"]].drop_duplicates()), False),
-    "unique_secrets": (lambda f: int(f["secret_sha256"].nunique()), False),
-    "valid_unique_secrets": (lambda f: int(f.loc[_valid(f), "secret_sha256"].nunique()), True),
+    "unique_secrets": (_secrets, False),
+    "valid_unique_secrets": (lambda f: _secrets(f[_valid(f)]), True),
 }
 RATE_COLUMNS = {"count": "Int64", "commits": "int64"}
 
@@ -118,10 +128,10 @@ def _of(found: pd.DataFrame, detector: str | None) -> pd.DataFrame:
 
 def _count_by(f: ScanFrames, found: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Occurrences, valid ones and unique secrets by ``keys``; rate of occurrences per million commits scanned."""
-    grouped = (found.assign(valid=_valid(found))
+    grouped = (_with_secret(found).assign(valid=_valid(found))
                .groupby(keys, dropna=False, sort=False)
                .agg(occurrences=("commit", "size"), valid_occurrences=("valid", "sum"),
-                    unique_secrets=("secret_sha256", "nunique"))
+                    unique_secrets=("secret", "nunique"))
                .reset_index()
                .astype({"occurrences": "int64", "valid_occurrences": "Int64", "unique_secrets": "int64"}))
     if not f.validated:
@@ -157,11 +167,11 @@ def by_presence(f: ScanFrames, detector: str | None = None) -> pd.DataFrame:
 
 def by_year(f: ScanFrames, detector: str | None = None) -> pd.DataFrame:
     """Per year of the introducing commit (committer time): occurrences per million commits *of that year*."""
-    found = _of(f.findings, detector)
+    found = _with_secret(_of(f.findings, detector))
     commits = f.commits.groupby(f.commits["commit_time"].dt.year.rename("year")).size().rename("commits")
     occ = found.groupby(found["commit_time"].dt.year.rename("year")).agg(
         occurrences=("commit", "size"), valid_occurrences=("validity", lambda v: int((v == VALID).sum())),
-        unique_secrets=("secret_sha256", "nunique"))
+        unique_secrets=("secret", "nunique"))
     frame = (pd.concat([commits, occ], axis=1).fillna(0).reset_index()
              .astype({"year": "int64", "commits": "int64", "occurrences": "int64", "valid_occurrences": "Int64",
                       "unique_secrets": "int64"}))
@@ -210,8 +220,8 @@ def timeline(f: ScanFrames, freq: str = "M") -> pd.DataFrame:
 def top_paths(f: ScanFrames, n: int = 20) -> pd.DataFrame:
     """The ``n`` (repository, path) pairs with the most occurrences; whether a secret still sits there at a tip."""
     at_tip = set(zip(f.tips["repo"], f.tips["path"], strict=True))
-    grouped = (f.findings.groupby(["repo", "path"])
-               .agg(occurrences=("commit", "size"), unique_secrets=("secret_sha256", "nunique"),
+    grouped = (_with_secret(f.findings).groupby(["repo", "path"])
+               .agg(occurrences=("commit", "size"), unique_secrets=("secret", "nunique"),
                     first_introduced=("commit_time", "min"), last_introduced=("commit_time", "max"))
                .reset_index())
     still = [(r, p) in at_tip for r, p in zip(grouped["repo"], grouped["path"], strict=True)]
@@ -366,7 +376,7 @@ def write_outputs(out: Path, findings: list[Finding], repos: Sequence[RepoStats]
         # repositories an earlier scan into the same --out left in the store: `auditor report` covers them too
         "store_also_holds": earlier,
         # unique secrets the provider could not be asked about (down, slow, garbage): neither valid nor invalid
-        "secrets_failed_to_check": int(frame.loc[frame["validity"] == "failed_to_check", "secret_sha256"].nunique()),
+        "secrets_failed_to_check": _secrets(frame[frame["validity"] == "failed_to_check"]),
     }
     private_file(out / "summary.json")
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

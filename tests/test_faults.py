@@ -359,6 +359,9 @@ def test_a_valid_custom_detector_file_loads(tmp_path: Path) -> None:
     r = _scan(repo, tmp_path / "out", "--detectors", str(dets))
     assert r.rc == 1, r
     assert {f["detector"] for f in r.findings} >= {"custom_twilio_copy"}
+    # a secret is (detector, client_id, client_secret) (SPEC §4): two detectors matching one pair make two
+    assert len(r.findings) == 2 and r.summary["unique_secrets"] == 2
+    assert len((tmp_path / "out" / "secrets.jsonl").read_text().splitlines()) == 2
 
 
 @pytest.mark.parametrize(("change", "field"), [
