@@ -156,6 +156,9 @@ def _print_result(summary: dict, alerts: list[Finding], show_secrets: bool, out:
             print(f"auditor: {repo['repo']} is a shallow clone: commits before its boundary were not scanned and "
                   "its boundary commits count as introducing what they hold; run `git fetch --unshallow` there "
                   "for a full audit", file=sys.stderr)
+        if repo.get("out_in_work_tree"):
+            print(f"auditor: {out} is inside the work tree of {repo['repo']}: add it to .gitignore (or choose a "
+                  "directory outside) so its files, which name every finding, are never committed", file=sys.stderr)
         if repo.get("also_named"):
             print(f"auditor: {', '.join(repo['also_named'])} named the repository {repo['repo']} again: scanned and "
                   "counted once", file=sys.stderr)

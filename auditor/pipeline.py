@@ -95,6 +95,7 @@ class RepoStats:
     partial_clone: bool = False  # cloned with --filter: what was never fetched is not scanned (in errors)
     refs_outside_commits: dict[str, str] = field(default_factory=dict)  # ref → "tree" / "blob" it points at
     also_named: list[str] = field(default_factory=list)  # other REPO arguments naming the same repository
+    out_in_work_tree: bool = False  # --out lies in this repository's work tree: its files could get committed
     blobs_scanned: int = 0
     bytes_scanned: int = 0
     blobs_skipped: Counter[str] = field(default_factory=Counter)
@@ -267,6 +268,8 @@ class Scan:
             same.also_named.append(sources.display(arg))
             return
         stats = RepoStats(repo=sources.display(arg), path=repo.path)  # never a URL's password in outputs
+        stats.out_in_work_tree = bool(repo.workdir) and Path(self.opts.out).resolve().is_relative_to(
+            Path(repo.workdir).resolve())
         self.repos.append(stats)
         state = None if repo.is_shallow else self.store.load_state(stats.repo, stats.path, self._state_key)
         stats.partial_clone = partial_clone(repo)

@@ -363,7 +363,7 @@ def write_outputs(out: Path, findings: list[Finding], repos: Sequence[RepoStats]
             for d in detectors},
         "repos": [{"repo": r.repo, "commits_scanned": r.commits_scanned, "shallow": r.shallow,
                    "partial_clone": r.partial_clone, "refs_outside_commits": r.refs_outside_commits,
-                   "also_named": r.also_named,
+                   "also_named": r.also_named, "out_in_work_tree": r.out_in_work_tree,
                    "blobs_scanned": r.blobs_scanned, "bytes_scanned": r.bytes_scanned,
                    "commits_new": r.commits_new, "changes_read": r.changes_read,
                    **_rates(frame[frame["repo"] == r.repo], r.commits_scanned, validated=validated),

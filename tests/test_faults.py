@@ -614,3 +614,12 @@ def test_an_out_reused_for_another_repository_says_what_it_holds(tmp_path: Path)
     assert r.rc == 1, r
     assert r.summary["store_also_holds"] == [str(first)]
     assert "also holds 1 other repository" in r.stderr and "fresh --out" in r.stderr
+
+
+def test_an_out_inside_the_work_tree_is_warned_about(tmp_path: Path) -> None:
+    repo, _ = _one_secret_repo(tmp_path)
+    inside = _scan(repo, repo / "audit-out")
+    outside = _scan(repo, tmp_path / "out")
+    assert (inside.rc, outside.rc) == (1, 1)
+    assert inside.summary["repos"][0]["out_in_work_tree"] is True and ".gitignore" in inside.stderr
+    assert outside.summary["repos"][0]["out_in_work_tree"] is False and ".gitignore" not in outside.stderr
