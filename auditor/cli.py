@@ -169,8 +169,8 @@ def _print_result(summary: dict, alerts: list[Finding], show_secrets: bool, out:
                   file=sys.stderr)
         if repo.get("partial_clone"):
             print(f"auditor: {repo['repo']} is a partial clone (cloned with --filter): objects it never fetched were "
-                  "not scanned (each is in errors) and nothing was fetched; clone it without --filter for a full "
-                  "audit", file=sys.stderr)
+                  f"not scanned ({repo['errors']} in errors) and nothing was fetched; clone it without --filter for a "
+                  "full audit", file=sys.stderr)
     if earlier := summary.get("store_also_holds"):
         them = f"{len(earlier)} other repositor{'y' if len(earlier) == 1 else 'ies'}"
         print(f"auditor: {out}/audit.sqlite also holds {them} scanned into it before "

@@ -272,12 +272,12 @@ class Scan:
             Path(repo.workdir).resolve())
         self.repos.append(stats)
         state = None if repo.is_shallow else self.store.load_state(stats.repo, stats.path, self._state_key)
-        stats.partial_clone = partial_clone(repo)
-        source = Changes(repo, use_git=not stats.partial_clone)
+        stats.partial_clone, fetches = partial_clone(repo)
+        source = Changes(repo, use_git=not fetches)
         if state is None:
             source.start()  # every commit's changes, computed by git while pygit2 lists the commits
         pool = DetectionPool(stats.path, self.detectors, jobs=self.opts.jobs, max_bytes=self.opts.max_blob_bytes,
-                             max_pairs=self.opts.max_pairs_per_sid, use_git=not stats.partial_clone)
+                             max_pairs=self.opts.max_pairs_per_sid, use_git=not fetches)
         try:
             # a first scan lists the commits in a thread: git's changes need no list, and the workers start now
             listing = _in_thread(_listed, repo, *((state.tips, state.commits) if state else ()))

@@ -15,15 +15,17 @@ GIT_ENV = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | {
     "GIT_CONFIG_NOSYSTEM": "1", "GIT_NO_REPLACE_OBJECTS": "1", "GIT_NO_LAZY_FETCH": "1"}
 
 
-def partial_clone(repo: pygit2.Repository) -> bool:
-    """Whether the repository was cloned with ``--filter``: git would fetch what it lacks from the remote
-    (network traffic in the middle of an audit), so only libgit2, which never fetches, may read it."""
+def partial_clone(repo: pygit2.Repository) -> tuple[bool, bool]:
+    """(whether the repository is a partial clone — cloned with ``--filter``, objects missing by design —, whether
+    git would fetch what it lacks from a promisor remote). A fetching one is read by libgit2 only, which never
+    fetches: an audit makes no network call."""
     try:
-        return any(e.name.lower() == "extensions.partialclone" or
-                   (e.name.lower().startswith("remote.") and e.name.lower().endswith(".promisor"))
-                   for e in repo.config) or any(Path(repo.path, "objects", "pack").glob("*.promisor"))
+        fetches = any(e.name.lower() == "extensions.partialclone" or
+                      (e.name.lower().startswith("remote.") and e.name.lower().endswith(".promisor"))
+                      for e in repo.config)
+        return fetches or any(Path(repo.path, "objects", "pack").glob("*.promisor")), fetches
     except (pygit2.GitError, OSError, ValueError):
-        return False
+        return False, False
 
 
 def open_repository(path: str) -> pygit2.Repository:
