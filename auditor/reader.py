@@ -12,6 +12,7 @@ git is restarted for the rest, and the object is never handed to libgit2 (which 
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import subprocess
 import threading
@@ -40,6 +41,10 @@ class _CatFile:
         self.proc = subprocess.Popen([git, "--git-dir", git_dir, "cat-file", "--batch"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=GIT_ENV)
         assert self.proc.stdout is not None and self.proc.stdin is not None
+        try:  # 1 MiB instead of 64 KiB: a sixteenth of the wake-ups between git and this worker
+            fcntl.fcntl(self.proc.stdout.fileno(), 1031, 1 << 20)  # F_SETPIPE_SZ (Linux)
+        except OSError:
+            pass
         self.out = self.proc.stdout
         self.deadline = 0.0  # 0: not waiting for anything
         threading.Thread(target=self._watch, daemon=True).start()
