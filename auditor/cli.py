@@ -33,7 +33,7 @@ def _positive(kind: type, least: float = 0, most: float = math.inf) -> object:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not (value >= least if least else value > 0) or not value <= most:
+        if not (value > 0 and least <= value <= most):  # nan fails every comparison
             raise argparse.ArgumentTypeError(f"{text!r} must be " + (f"at least {least:g}" if least else "above 0")
                                              + (f" and at most {most:g}" if most < math.inf else ""))
         return value

@@ -98,9 +98,8 @@ def _refs(repo: pygit2.Repository, errors: list[str]) -> list[tuple[str, object]
     return named
 
 
-def _ref_tips(repo: pygit2.Repository, out: Commits) -> bool:
-    """Fill ``out.tips`` (commit → the refs and HEADs pointing at it, peeled) and ``out.outside``; return whether
-    a tip is a commit libgit2 cannot parse (then only ``read_commit`` can walk the history)."""
+def _ref_tips(repo: pygit2.Repository, out: Commits) -> None:
+    """Fill ``out.tips`` (commit → the refs and HEADs pointing at it, peeled) and ``out.outside``."""
     unpeeled: list[tuple[str, bytes]] = []
     for name, ref in _refs(repo, out.errors):
         try:
@@ -110,17 +109,14 @@ def _ref_tips(repo: pygit2.Repository, out: Commits) -> bool:
                 unpeeled.append((name, ref.resolve().target.raw))  # type: ignore[attr-defined]
             except (pygit2.GitError, KeyError, ValueError, AttributeError):
                 continue  # a dangling symbolic ref: git ignores it too
-    unparsed = False
     for name, oid in unpeeled + _worktree_heads(repo):  # a tree or blob, unreadable, or what libgit2 rejects
         target, kind, why = _peel(repo, oid)
         if why:
             out.errors.append(f"ref {_name(name)}: {why}")
         elif kind == "commit":
             out.tips.setdefault(target, []).append(_name(name))  # type: ignore[arg-type]
-            unparsed = unparsed or (name, oid) in unpeeled
         elif kind:
             out.outside[_name(name)] = kind
-    return unparsed
 
 
 def list_commits(repo: pygit2.Repository, known_tips: frozenset[bytes] = frozenset(),
@@ -128,31 +124,30 @@ def list_commits(repo: pygit2.Repository, known_tips: frozenset[bytes] = frozens
     """Walk every commit of every ref; given an earlier listing (its tips and commits) whose tips are all still
     reachable, walk only what is new (the earlier tips hidden) and keep the rest as ``known``.
 
-    libgit2's walker stops at the first commit it cannot parse; the history is then walked again with
-    ``read_commit``, which reads what git reads, and what cannot be read at all is said in ``errors``.
+    libgit2's walker stops at the first commit it cannot parse (a tip included); the history is then walked again
+    with ``read_commit``, which reads what git reads, and what cannot be read at all is said in ``errors``.
     """
     out = Commits(shallow=repo.is_shallow)
-    unparsed = _ref_tips(repo, out)
+    _ref_tips(repo, out)
     if not out.tips:
         return out
     if known and _all_reachable(repo, known_tips, set(out.tips)):
         out.known = known
-    if not unparsed:
-        try:
-            walker = repo.walk(None, pygit2.enums.SortMode.NONE)
-            for raw in out.tips:
-                walker.push(pygit2.Oid(raw=raw))
-            for raw in known_tips if out.known else ():
-                walker.hide(pygit2.Oid(raw=raw))
-            for c in walker:
-                cid = c.id.raw
-                out.tree[cid] = c.tree_id.raw
-                out.parents[cid] = tuple(p.raw for p in c.parent_ids)
-                out.time[cid] = c.commit_time
-            return out
-        except (pygit2.GitError, KeyError, ValueError):
-            for listed in (out.tree, out.parents, out.time):
-                listed.clear()
+    try:
+        walker = repo.walk(None, pygit2.enums.SortMode.NONE)
+        for raw in out.tips:
+            walker.push(pygit2.Oid(raw=raw))
+        for raw in known_tips if out.known else ():
+            walker.hide(pygit2.Oid(raw=raw))
+        for c in walker:
+            cid = c.id.raw
+            out.tree[cid] = c.tree_id.raw
+            out.parents[cid] = tuple(p.raw for p in c.parent_ids)
+            out.time[cid] = c.commit_time
+        return out
+    except (pygit2.GitError, KeyError, ValueError):
+        for listed in (out.tree, out.parents, out.time):
+            listed.clear()
     _walk_raw(repo, out)
     return out
 

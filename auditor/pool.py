@@ -10,13 +10,13 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 import os
-from multiprocessing import forkserver
 import signal
 import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import forkserver
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 

@@ -42,8 +42,8 @@ class _CatFile:
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=GIT_ENV)
         assert self.proc.stdout is not None and self.proc.stdin is not None
         try:  # 1 MiB instead of 64 KiB: a sixteenth of the wake-ups between git and this worker
-            fcntl.fcntl(self.proc.stdout.fileno(), 1031, 1 << 20)  # F_SETPIPE_SZ (Linux)
-        except OSError:
+            fcntl.fcntl(self.proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
+        except (OSError, AttributeError):  # not Linux
             pass
         self.out = self.proc.stdout
         self.deadline = 0.0  # 0: not waiting for anything
@@ -109,7 +109,7 @@ class BlobReader:
         for raw, head, error in _each(raws, self.repo.odb.read_header):
             if head is not None and head[0] != pygit2.enums.ObjectType.BLOB:
                 head, error = None, f"corrupt object: its header says {head[0].name.lower()}, not blob"
-            heads.append((raw, head and head[1], error))
+            heads.append((raw, head[1] if head else None, error))
         large = [raw for raw, size, _ in heads if limit and size is not None and size > limit]
         if not large or not self._git:
             return heads

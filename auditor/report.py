@@ -48,14 +48,14 @@ def _valid(f: pd.DataFrame) -> pd.Series:
     return (f["validity"] == VALID).fillna(False)
 
 
-def _secrets(f: pd.DataFrame) -> int:
-    """Unique secrets: (detector, client_id, client_secret) (SPEC §4), so two detectors matching one pair are two."""
-    return len(f[["detector", "secret_sha256"]].drop_duplicates())
-
-
 def _with_secret(f: pd.DataFrame) -> pd.DataFrame:
-    """``f`` with a ``secret`` column, one value per unique secret, for counting them by group."""
+    """``f`` with a ``secret`` column, one value per unique secret — (detector, client_id, client_secret), SPEC §4:
+    two detectors matching one pair are two — for counting them, also by group."""
     return f.assign(secret=f["detector"].astype("string") + ":" + f["secret_sha256"].astype("string"))
+
+
+def _secrets(f: pd.DataFrame) -> int:
+    return int(_with_secret(f)["secret"].nunique())
 
 
 # measure → (counts it from a findings frame, needs validation). Say which rate is which (SPEC §4).
