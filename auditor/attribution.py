@@ -1,5 +1,10 @@
-"""Matched blobs + each commit's first-parent changes → where they sit in every commit, and which commits introduce
-what (SPEC §4).
+"""SPEC §4, all of it: matched blobs + each commit's first-parent changes → where they sit in every commit
+(``locate``, reads git) → which commits introduce, still hold and remove which secret (``attribute``, pure).
+
+The cut between the two is validation: which secret a blob holds is known only once its candidates are resolved
+(the first valid pair in rank order), so ``locate`` runs beside the repository and returns plain values
+(``Provenance``: introductions, tip placements, transitions away from matched blobs), and ``attribute`` turns
+them into occurrences wherever the resolutions are (the client of a corpus, the end of a local run).
 
 A commit's matched paths are its first parent's with its own changes applied, so they follow from the changes
 without reading a tree; a commit that changes no matched path shares its parent's map (one dict for a whole run of
@@ -9,15 +14,16 @@ rerun) are listed from their trees instead, memoized per tree.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pygit2
 
-from auditor.changes import FILE, Change
-from auditor.history import Commits
-from auditor.objects import MODE_TREE, commit_tree, tree_entries
+from auditor.detectors.engine import DetectorSet
+from auditor.git.changes import FILE, Change
+from auditor.git.history import Commits, iso
+from auditor.git.objects import MODE_TREE, author, commit_tree, tree_entries
+from auditor.models import Candidate, Finding, OccurrenceRow, RemovalRow, Resolved, SecretKey, TipRow, redact
 
 Paths = dict[bytes, bytes]  # path → matched blob
 
@@ -34,6 +40,37 @@ class Introduction:
     path: bytes
     blob: bytes
     parent_blobs: tuple[bytes | None, ...]  # one per parent: its blob at path, if that blob matched
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transition:
+    """In ``commit``, ``path`` no longer holds a parent's matched ``blob`` (it holds ``now``, or nothing matched)."""
+
+    commit: bytes
+    path: bytes
+    blob: bytes
+    now: bytes | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TipPlacement:
+    """At the tip commit that ``refs`` name, ``blob`` (a matched one) sits at ``path``."""
+
+    refs: tuple[str, ...]
+    path: bytes
+    blob: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Provenance:
+    """Where one repository's matched blobs sit, as plain values: all ``attribute`` needs besides resolutions."""
+
+    introductions: tuple[Introduction, ...] = ()
+    authors: dict[bytes, tuple[str, str]] = field(default_factory=dict)  # introducing commit → (email, ISO time)
+    tips: tuple[TipPlacement, ...] = ()
+    transitions: tuple[Transition, ...] = ()
+    times: dict[bytes, str] = field(default_factory=dict)  # transition commit → ISO committer time
+    errors: tuple[str, ...] = ()
 
 
 class Locator:
@@ -69,7 +106,7 @@ class Locator:
                 continue
             stack.pop()
             base = maps[parent] if parent is not None else {}
-            touched = [ch for ch in changes if ch[3] in matched or ch[4] in matched]
+            touched = [ch for ch in changes if ch.old in matched or ch.new in matched]
             if not touched:
                 maps[c] = base
                 continue
@@ -152,10 +189,9 @@ class Locator:
                     out.append(Introduction(commit=commit, path=path, blob=blob, parent_blobs=before))
         return out
 
-    def removals(self, secrets_of: Mapping[bytes, frozenset], only: Iterable[bytes] | None = None
-                 ) -> list[tuple[bytes, bytes, Any]]:
-        """(commit, path, secret) where a parent had the secret at path and the commit no longer does."""
-        out: list[tuple[bytes, bytes, Any]] = []
+    def transitions(self, only: Iterable[bytes] | None = None) -> list[Transition]:
+        """Every (commit, path) where a parent's matched blob is no longer the commit's blob there."""
+        out: list[Transition] = []
         if not self.matched:
             return out
         for commit in self.commits.tree if only is None else only:
@@ -163,23 +199,124 @@ class Locator:
             if around is None or not any(around[1]):
                 continue
             here, parent_maps = around
-            lost: set[tuple[bytes, Any]] = set()
             for m in parent_maps:
                 for path, blob in m.items():
                     now = here.get(path)
-                    if now == blob:
-                        continue
-                    gone = secrets_of.get(blob, frozenset()) - secrets_of.get(now, frozenset()) if now else \
-                        secrets_of.get(blob, frozenset())
-                    lost.update((path, key) for key in gone)
-            out.extend((commit, path, key) for path, key in lost)
+                    if now != blob:
+                        out.append(Transition(commit=commit, path=path, blob=blob, now=now))
         return out
 
 
-def introduced(intro: Introduction, secrets_of: Mapping[bytes, frozenset]) -> frozenset:
+def introduced(intro: Introduction, secrets_of: Mapping[bytes, frozenset[SecretKey]]) -> frozenset[SecretKey]:
     """The secrets the commit introduces at the path: in its blob, in no parent's blob there."""
     mine = secrets_of.get(intro.blob, frozenset())
     for parent_blob in intro.parent_blobs:
         if parent_blob is not None and mine:
             mine = mine - secrets_of.get(parent_blob, frozenset())
     return mine
+
+
+# -- the git side --------------------------------------------------------------------------------------------------
+def locate(repo: pygit2.Repository, commits: Commits, records: Mapping[bytes, tuple[bytes | None, list[Change]]],
+           matched: Iterable[bytes], detectors: DetectorSet, only: Sequence[bytes] | None) -> Provenance:
+    """Where the matched blobs sit in every commit (``only`` these commits, on a rerun), read from git."""
+    locator = Locator(repo, commits, records, matched)
+    intros = locator.introductions(detectors.scans, only)
+    authors: dict[bytes, tuple[str, str]] = {}
+    for intro in intros:
+        if intro.commit not in authors:
+            email, when = author(repo, intro.commit)
+            authors[intro.commit] = (email, iso(when))
+    tips = tuple(TipPlacement(refs=tuple(refs), path=path, blob=blob)
+                 for tip, refs in commits.tips.items() for path, blob in locator.paths(tip).items())
+    transitions = locator.transitions(only)
+    return Provenance(introductions=tuple(intros), authors=authors, tips=tips, transitions=tuple(transitions),
+                      times={t.commit: iso(commits.time[t.commit]) for t in transitions},
+                      errors=tuple(locator.errors))
+
+
+# -- the pure side ---------------------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class Attribution:
+    """One repository's occurrences (SPEC §4) with provenance and validity, and what the store keeps of them."""
+
+    findings: list[Finding] = field(default_factory=list)
+    occurrences: list[OccurrenceRow] = field(default_factory=list)
+    tips: list[TipRow] = field(default_factory=list)
+    removals: list[RemovalRow] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def secrets_by_blob(by_blob: Mapping[bytes, Sequence[Candidate]], resolved: Mapping[tuple, Resolved]
+                    ) -> tuple[dict[bytes, frozenset[SecretKey]], dict[tuple[bytes, SecretKey], int],
+                               dict[SecretKey, Resolved]]:
+    """Each matched blob's secrets once its candidates are resolved; the line of each; each secret's check."""
+    secrets_of: dict[bytes, frozenset[SecretKey]] = {}
+    line_of: dict[tuple[bytes, SecretKey], int] = {}
+    check_of: dict[SecretKey, Resolved] = {}
+    for blob, cands in by_blob.items():
+        keys = set()
+        for c in cands:
+            r = resolved[c.checks_key]
+            key = r.key
+            keys.add(key)
+            check_of[key] = r
+            line = next(p.line for p in c.pairs if p.client_secret == r.client_secret)
+            line_of[(blob, key)] = min(line, line_of.get((blob, key), line))
+        secrets_of[blob] = frozenset(keys)
+    return secrets_of, line_of, check_of
+
+
+def attribute(repo: str, by_blob: Mapping[bytes, Sequence[Candidate]], resolved: Mapping[tuple, Resolved],
+              provenance: Provenance, detectors: DetectorSet, *, reachable: Callable[[bytes], bool],
+              stored: Sequence[OccurrenceRow] = (), stored_removals: Sequence[RemovalRow] = ()) -> Attribution:
+    """Resolved candidates + provenance → occurrences, tip presence and removals of one repository.
+
+    ``stored``: the occurrences an earlier scan attributed (a rerun attributes only new commits); those of commits
+    no longer ``reachable`` are dropped.
+    """
+    secrets_of, line_of, check_of = secrets_by_blob(by_blob, resolved)
+    out = Attribution()
+
+    def add(commit: bytes, path: bytes, blob: bytes, key: SecretKey, line: int, email: str, when: str) -> None:
+        r = check_of[key]
+        f = Finding(detector=key.detector, repo=repo, commit=commit.hex(), path=path.decode("utf-8", "replace"),
+                    line=line, client_id=key.client_id, client_secret=key.client_secret, secret_sha256=r.secret_sha256,
+                    validity=r.check.validity, scope=r.check.scope, account_status=r.check.account_status,
+                    account_type=r.check.account_type, author_email=email, author_time=when, blob=blob.hex())
+        out.findings.append(f)
+        out.occurrences.append(OccurrenceRow(f.detector, f.commit, f.path, f.line, f.blob, f.client_id,
+                                             redact(f.client_secret), f.secret_sha256, f.author_email,
+                                             f.author_time))
+
+    for row in stored:
+        commit, blob = bytes.fromhex(row.commit), bytes.fromhex(row.blob)
+        if not reachable(commit):
+            continue  # no longer reachable from any ref
+        key = next((k for k in secrets_of.get(blob, ()) if k.sha256 == row.secret_sha256), None)
+        if key is None:
+            out.errors.append(f"blob {row.blob}: held a secret at {row.path} in {row.commit} but could not be read "
+                              "again; that occurrence is left out (rescan into a new --out)")
+            continue
+        add(commit, row.path.encode("utf-8", "surrogateescape"), blob, key, row.line, row.author_email,
+            row.author_time)
+    for intro in provenance.introductions:
+        for key in introduced(intro, secrets_of):
+            if detectors.allows(key.detector, intro.path):
+                email, when = provenance.authors[intro.commit]
+                add(intro.commit, intro.path, intro.blob, key, line_of[(intro.blob, key)], email, when)
+    for placed in provenance.tips:
+        for key in secrets_of.get(placed.blob, ()):
+            if detectors.allows(key.detector, placed.path):
+                out.tips.extend(TipRow(key.sha256, ref, placed.path.decode("utf-8", "replace"))
+                                for ref in placed.refs)
+    out.removals = [r for r in stored_removals if reachable(bytes.fromhex(r.commit))]
+    lost: dict[tuple[bytes, bytes, SecretKey], None] = {}
+    for t in provenance.transitions:
+        gone = secrets_of.get(t.blob, frozenset()) - (secrets_of.get(t.now, frozenset()) if t.now else frozenset())
+        for key in gone:
+            if detectors.allows(key.detector, t.path):
+                lost[(t.commit, t.path, key)] = None
+    out.removals += [RemovalRow(key.detector, commit.hex(), path.decode("utf-8", "replace"), key.sha256,
+                                provenance.times[commit]) for commit, path, key in lost]
+    return out

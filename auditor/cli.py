@@ -10,10 +10,15 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from auditor.errors import AuditorError, ExitCode
-from auditor.models import Finding, redact
+from auditor.models import Finding, ScanOptions, Summary, redact
+from auditor.outdir import OutDir
+
+if TYPE_CHECKING:
+    from auditor.demo import DemoResult
+    from auditor.report.render import Report
 
 T = TypeVar("T")
 
@@ -106,22 +111,22 @@ def _guarded(what: str, work: Callable[[], T]) -> T | int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    def work():  # type: ignore[no-untyped-def]
-        from auditor.report import build
+    def work() -> Report:
+        from auditor.report.render import build_report
 
-        return build(args.dir, top=args.top)
+        return build_report(args.dir, top=args.top)
 
     built = _guarded("report", work)
     if isinstance(built, int):
         return built
     for line in built.lines():
         print(line)
-    print(f"auditor: report in {built.html} and {built.markdown}; frames (CSV, Parquet) in {args.dir / 'frames'}")
+    print(f"auditor: report in {built.html} and {built.markdown}; frames (CSV, Parquet) in {OutDir(args.dir).frames}")
     return int(ExitCode.OK)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    def work():  # type: ignore[no-untyped-def]
+    def work() -> DemoResult:
         from auditor import demo
 
         return demo.run(args.out, commits=args.commits, seed=args.seed, progress=sys.stderr.isatty())
@@ -137,52 +142,52 @@ def _demo(args: argparse.Namespace) -> int:
           f"test-scoped, {a['suspended']} suspended, {a['invalid']} invalid")
     print(f"auditor demo: the scan found {result.found} of {len(m.planted)} planted occurrences"
           f"{f' and {result.unexpected} others' if result.unexpected else ''}; "
-          f"{result.summary.get('valid_unique_secrets') or 0} valid secrets would raise alerts")
+          f"{result.summary.valid_unique_secrets or 0} valid secrets would raise alerts")
     for line in result.report.lines():
         print(f"  {line}")
     print("auditor demo: the sample history is planted densely on purpose, so its rates are far above real ones")
     print(f"auditor demo: report in {result.report.html} (open it in a browser) and {result.report.markdown}; "
-          f"frames in {result.directory / 'frames'}; done in {result.seconds:.1f} s")
+          f"frames in {OutDir(result.directory).frames}; done in {result.seconds:.1f} s")
     return int(ExitCode.OK)
 
 
-def _print_result(summary: dict, alerts: list[Finding], show_secrets: bool, out: Path) -> None:
-    rate = summary["occurrences_per_million_commits"]
-    print(f"auditor: {summary['commits_scanned']:,} commits, {summary['blobs_scanned']:,} blobs, "
-          f"{summary['occurrences']} occurrences of {summary['unique_secrets']} secrets "
+def _print_result(summary: Summary, alerts: list[Finding], show_secrets: bool, out: Path) -> None:
+    rate = summary.rate
+    print(f"auditor: {summary.commits_scanned:,} commits, {summary.blobs_scanned:,} blobs, "
+          f"{summary.occurrences} occurrences of {summary.unique_secrets} secrets "
           f"({'n/a' if rate is None else f'{rate:g}'} per million commits); results in {out}")
-    for repo in summary.get("repos", []):
-        if repo.get("shallow"):
-            print(f"auditor: {repo['repo']} is a shallow clone: commits before its boundary were not scanned and "
+    for repo in summary.repos:
+        if repo.shallow:
+            print(f"auditor: {repo.repo} is a shallow clone: commits before its boundary were not scanned and "
                   "its boundary commits count as introducing what they hold; run `git fetch --unshallow` there "
                   "for a full audit", file=sys.stderr)
-        if repo.get("out_in_work_tree"):
-            print(f"auditor: {out} is inside the work tree of {repo['repo']}: add it to .gitignore (or choose a "
+        if repo.out_in_work_tree:
+            print(f"auditor: {out} is inside the work tree of {repo.repo}: add it to .gitignore (or choose a "
                   "directory outside) so its files, which name every finding, are never committed", file=sys.stderr)
-        if repo.get("also_named"):
-            print(f"auditor: {', '.join(repo['also_named'])} named the repository {repo['repo']} again: scanned and "
+        if repo.also_named:
+            print(f"auditor: {', '.join(repo.also_named)} named the repository {repo.repo} again: scanned and "
                   "counted once", file=sys.stderr)
-        if outside := repo.get("refs_outside_commits"):
+        if outside := repo.refs_outside_commits:
             names = ", ".join(sorted(outside)[:3]) + (", …" if len(outside) > 3 else "")
-            print(f"auditor: {repo['repo']}: {len(outside)} ref(s) point at a tree or blob, not a commit ({names}): "
+            print(f"auditor: {repo.repo}: {len(outside)} ref(s) point at a tree or blob, not a commit ({names}): "
                   "what they hold is in no commit, so it is neither scanned nor counted; `git show REF` shows it",
                   file=sys.stderr)
-        if repo.get("partial_clone"):
-            print(f"auditor: {repo['repo']} is a partial clone (cloned with --filter): objects it never fetched were "
-                  f"not scanned ({repo['errors']} in errors) and nothing was fetched; clone it without --filter for a "
+        if repo.partial_clone:
+            print(f"auditor: {repo.repo} is a partial clone (cloned with --filter): objects it never fetched were "
+                  f"not scanned ({repo.errors} in errors) and nothing was fetched; clone it without --filter for a "
                   "full audit", file=sys.stderr)
-    if earlier := summary.get("store_also_holds"):
+    if earlier := summary.store_also_holds:
         them = f"{len(earlier)} other repositor{'y' if len(earlier) == 1 else 'ies'}"
-        print(f"auditor: {out}/audit.sqlite also holds {them} scanned into it before "
+        print(f"auditor: {OutDir(out).store} also holds {them} scanned into it before "
               f"({', '.join(earlier[:3])}{', …' if len(earlier) > 3 else ''}): summary.json "
               "and findings.jsonl cover this run, `auditor report` all of them; use a fresh --out to keep them apart",
               file=sys.stderr)
-    if failed := summary.get("secrets_failed_to_check"):
-        print(f"auditor: {failed} of {summary['unique_secrets']} secrets could not be checked (failed_to_check: the "
+    if failed := summary.secrets_failed_to_check:
+        print(f"auditor: {failed} of {summary.unique_secrets} secrets could not be checked (failed_to_check: the "
               "provider was unreachable, too slow or answered garbage), so none of them can alert; rerun the same "
               "command to ask again", file=sys.stderr)
-    if summary.get("error_count"):
-        print(f"auditor: {summary['error_count']} objects or refs could not be read (see errors in summary.json)")
+    if summary.error_count:
+        print(f"auditor: {summary.error_count} objects or refs could not be read (see errors in summary.json)")
     seen = set()
     for f in alerts:
         if f.secret_sha256 in seen:
@@ -199,9 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         return _report(args)
     if args.command == "demo":
         return _demo(args)
-    from auditor.pipeline import ScanOptions, scan  # after parsing: --help stays fast
+    from auditor.pipeline import scan  # after parsing: --help stays fast
 
-    opts = ScanOptions(out=args.out, validate=args.validate, twilio_api_url=args.twilio_api_url, jobs=args.jobs,
+    api_urls = {"twilio": args.twilio_api_url} if args.twilio_api_url else {}
+    opts = ScanOptions(out=args.out, validate=args.validate, api_urls=api_urls, jobs=args.jobs,
                        show_secrets=args.show_secrets, progress=args.progress, detectors_dir=args.detectors,
                        max_blob_bytes=args.max_blob_bytes, recheck=args.recheck, recheck_after=args.recheck_after,
                        max_pairs_per_sid=args.max_pairs_per_sid, validate_concurrency=args.validate_concurrency,
@@ -213,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"auditor: error: {e}", file=sys.stderr)
         return int(e.exit_code)
     except KeyboardInterrupt:
-        print(f"auditor: interrupted; what was scanned and checked is kept in {args.out}/audit.sqlite, "
+        print(f"auditor: interrupted; what was scanned and checked is kept in {OutDir(args.out).store}, "
               "rerun the same command to resume", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
     return int(ExitCode.ALERTS if outcome.alerts else ExitCode.OK)

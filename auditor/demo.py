@@ -1,6 +1,6 @@
 """An output directory in; a sample history with planted fake credentials, its scan and its report out.
 
-Needs nothing from outside: auditor.synth builds the history (random hex, never real credentials), the bundled
+Needs nothing from outside: auditor.testing.history builds the history (random hex, never real credentials), the bundled
 Twilio stand-in (auditor.testing) answers the validity checks on 127.0.0.1 — some planted pairs live, one
 test-scoped, one suspended, the rest invalid — and the report is written from the store like any scan's.
 """
@@ -11,13 +11,13 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from auditor import synth
+from auditor.testing import history as synth
 from auditor.errors import UsageError
-from auditor.pipeline import ScanOptions, scan
-from auditor.render import Report
-from auditor.report import build
+from auditor.models import ScanOptions, Summary
+from auditor.outdir import OutDir
+from auditor.pipeline import scan
+from auditor.report.render import Report, build_report
 from auditor.testing import TwilioStandIn, serve_in_thread
 
 MARKER = ".auditor-demo"  # a directory holding it was made by the demo, so a rerun may replace its contents
@@ -29,7 +29,7 @@ class DemoResult:
     directory: Path
     repo: Path
     manifest: synth.Manifest
-    summary: dict[str, Any]
+    summary: Summary
     report: Report
     answers: dict[str, int]  # what the stand-in was told: live / test / suspended / invalid pairs
     found: int  # planted occurrences the scan reported
@@ -43,8 +43,9 @@ def _prepare(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("made by `auditor demo`; a rerun replaces this directory's contents\n")
     shutil.rmtree(out / "repo", ignore_errors=True)
-    for name in ("audit.sqlite", "audit.sqlite-wal", "audit.sqlite-shm"):
-        (out / name).unlink(missing_ok=True)  # a fresh store: the demo shows a first scan
+    layout = OutDir(out)
+    for path in (layout.store, *layout.store_sidecars):
+        path.unlink(missing_ok=True)  # a fresh store: the demo shows a first scan
 
 
 def run(out: Path, *, commits: int = 2000, seed: int = 2024, progress: bool = False) -> DemoResult:
@@ -60,9 +61,9 @@ def run(out: Path, *, commits: int = 2000, seed: int = 2024, progress: bool = Fa
     standin = TwilioStandIn(valid=set(pairs[:LIVE]), test={pairs[LIVE]}, suspended={pairs[LIVE + 1]})
     answers = {"live": LIVE, "test": 1, "suspended": 1, "invalid": len(pairs) - LIVE - 2}
     with serve_in_thread(standin) as base:
-        outcome = scan([str(repo)], ScanOptions(out=out, validate=True, twilio_api_url=base, progress=progress,
+        outcome = scan([str(repo)], ScanOptions(out=out, validate=True, api_urls={"twilio": base}, progress=progress,
                                                 validate_rate=200.0, validate_timeout=5.0))
-    built = build(out)
+    built = build_report(out)
     planted = manifest.occurrences()
     reported = {(f.commit, f.path, f.client_id, f.client_secret) for f in outcome.findings}
     return DemoResult(directory=out, repo=repo, manifest=manifest, summary=outcome.summary, report=built,

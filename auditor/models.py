@@ -1,10 +1,15 @@
-"""Values that cross pipeline stages: frozen, slotted, keyword-only dataclasses and the Validity enum; no I/O."""
+"""Values that cross pipeline stages: frozen, slotted, keyword-only dataclasses, named tuples and the Validity enum;
+no I/O. A field that holds a secret is ``repr=False`` (or redacted in ``__repr__``): no token reaches a traceback
+or a log line."""
 
 from __future__ import annotations
 
 import enum
 import hashlib
+from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
 
 
 class Validity(enum.StrEnum):
@@ -21,6 +26,21 @@ def secret_sha256(client_id: str, client_secret: str) -> str:
     return hashlib.sha256(f"{client_id}:{client_secret}".encode()).hexdigest()
 
 
+class SecretKey(NamedTuple):
+    """A secret (SPEC §4): two detectors matching one pair are two secrets."""
+
+    detector: str
+    client_id: str
+    client_secret: str
+
+    @property
+    def sha256(self) -> str:
+        return secret_sha256(self.client_id, self.client_secret)
+
+    def __repr__(self) -> str:
+        return f"SecretKey(detector={self.detector!r}, client_id={self.client_id!r}, client_secret=<redacted>)"
+
+
 def redact(value: str) -> str:
     """``ce2337ad…ef`` style: enough to recognise a token, not enough to use it."""
     if len(value) <= 8:
@@ -33,7 +53,7 @@ class Pair:
     """One ranked (client_id, client_secret) combination found in a blob; rank 0 is the best."""
 
     client_id: str
-    client_secret: str
+    client_secret: str = field(repr=False)
     rank: int
     line: int  # 1-based line where the client_id first appears in the blob
 
@@ -48,8 +68,8 @@ class Candidate:
     pairs: tuple[Pair, ...]  # best first, at most --max-pairs-per-sid
 
     @property
-    def key(self) -> tuple[str, str, tuple[str, ...]]:
-        """Candidates with the same key resolve to the same secret, whatever blob they came from."""
+    def checks_key(self) -> tuple[str, str, tuple[str, ...]]:
+        """Candidates with the same checks_key resolve to the same secret, whatever blob they came from."""
         return (self.detector, self.client_id, tuple(p.client_secret for p in self.pairs))
 
     def ranked(self) -> list[Pair]:
@@ -80,12 +100,16 @@ class Resolved:
 
     detector: str
     client_id: str
-    client_secret: str
+    client_secret: str = field(repr=False)
     check: CheckResult
 
     @property
     def secret_sha256(self) -> str:
         return secret_sha256(self.client_id, self.client_secret)
+
+    @property
+    def key(self) -> SecretKey:
+        return SecretKey(self.detector, self.client_id, self.client_secret)
 
 
 def resolve_unchecked(candidate: Candidate) -> Resolved:
@@ -117,7 +141,7 @@ class Finding:
     path: str
     line: int
     client_id: str
-    client_secret: str  # plaintext in memory; redacted at the output edge unless --show-secrets
+    client_secret: str = field(repr=False)  # plaintext in memory; redacted at the output edge unless --show-secrets
     secret_sha256: str
     validity: Validity
     scope: str | None
@@ -126,3 +150,190 @@ class Finding:
     author_email: str
     author_time: str
     blob: str
+
+
+# -- rows the store keeps (their field order is the store's column order) --------------------------------------
+class OccurrenceRow(NamedTuple):
+    """An occurrence as the store keeps it: never a token in clear."""
+
+    detector: str
+    commit: str  # hex
+    path: str
+    line: int
+    blob: str  # hex
+    client_id: str
+    secret_redacted: str
+    secret_sha256: str
+    author_email: str
+    author_time: str  # ISO 8601 UTC
+
+
+class TipRow(NamedTuple):
+    """A secret still present at a ref's tip."""
+
+    secret_sha256: str
+    ref: str
+    path: str
+
+
+class RemovalRow(NamedTuple):
+    """A commit after which a path no longer holds a secret a parent had there."""
+
+    detector: str
+    commit: str  # hex
+    path: str
+    secret_sha256: str
+    commit_time: str  # ISO 8601 UTC
+
+
+@dataclass(frozen=True, slots=True)
+class RepoState:
+    """What a complete scan of one repository leaves for the next: it walks and attributes only what is new."""
+
+    path: str
+    ruleset: str
+    matched: frozenset[bytes]
+    tips: frozenset[bytes]  # raw ids of the ref tips it saw
+    commits: frozenset[bytes]  # raw ids of the commits attributed
+
+
+
+# -- run-level values --------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScanOptions:
+    """What a run was asked to do (the CLI's scan options)."""
+
+    out: Path
+    validate: bool = True
+    api_urls: dict[str, str] = field(default_factory=dict)  # company (lower case) → API base its checks ask
+    jobs: int | None = None
+    show_secrets: bool = False
+    progress: bool = True
+    detectors_dir: Path | None = None
+    max_blob_bytes: int = 64 * 1024 * 1024
+    recheck: bool = False
+    recheck_after: float = 24 * 3600.0  # seconds
+    max_pairs_per_sid: int = 8
+    validate_concurrency: int = 8
+    validate_rate: float = 10.0
+    validate_timeout: float = 10.0
+
+
+@dataclass(slots=True)
+class RepoStats:
+    """What one repository's scan measured, for summary.json."""
+
+    repo: str
+    path: str = ""
+    commits_scanned: int = 0
+    shallow: bool = False
+    partial_clone: bool = False  # cloned with --filter: what was never fetched is not scanned (in errors)
+    refs_outside_commits: dict[str, str] = field(default_factory=dict)  # ref → "tree" / "blob" it points at
+    also_named: list[str] = field(default_factory=list)  # other REPO arguments naming the same repository
+    out_in_work_tree: bool = False  # --out lies in this repository's work tree: its files could get committed
+    blobs_scanned: int = 0
+    bytes_scanned: int = 0
+    blobs_skipped: Counter[str] = field(default_factory=Counter)
+    commits_new: int = 0  # commits attributed by this run (all of them unless an earlier scan did the rest)
+    changes_read: int = 0  # file changes (commit against first parent) read
+    errors: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def summary(self, rates: dict[str, Any]) -> RepoSummary:
+        return RepoSummary(repo=self.repo, commits_scanned=self.commits_scanned, shallow=self.shallow,
+                           partial_clone=self.partial_clone, refs_outside_commits=dict(self.refs_outside_commits),
+                           also_named=tuple(self.also_named), out_in_work_tree=self.out_in_work_tree,
+                           blobs_scanned=self.blobs_scanned, bytes_scanned=self.bytes_scanned,
+                           commits_new=self.commits_new, changes_read=self.changes_read, measures=rates,
+                           errors=len(self.errors))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RepoSummary:
+    """One repository's row of summary.json's ``repos``."""
+
+    repo: str
+    commits_scanned: int
+    shallow: bool
+    partial_clone: bool
+    refs_outside_commits: dict[str, str]
+    also_named: tuple[str, ...]
+    out_in_work_tree: bool
+    blobs_scanned: int
+    bytes_scanned: int
+    commits_new: int
+    changes_read: int
+    measures: dict[str, Any]  # counts, rates per million commits and their intervals
+    errors: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"repo": self.repo, "commits_scanned": self.commits_scanned, "shallow": self.shallow,
+                "partial_clone": self.partial_clone, "refs_outside_commits": self.refs_outside_commits,
+                "also_named": list(self.also_named), "out_in_work_tree": self.out_in_work_tree,
+                "blobs_scanned": self.blobs_scanned, "bytes_scanned": self.bytes_scanned,
+                "commits_new": self.commits_new, "changes_read": self.changes_read, **self.measures,
+                "errors": self.errors}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Summary:
+    """summary.json as a value: what the CLI prints from and what the file holds (``as_json``)."""
+
+    commits_scanned: int
+    blobs_scanned: int
+    bytes_scanned: int
+    blobs_skipped: dict[str, int]
+    measures: dict[str, Any]  # counts, rates per million commits and their intervals, pooled
+    confidence_interval_method: str
+    validated: bool
+    validation_requests: int
+    validation_unique: int
+    detectors: dict[str, dict[str, Any]]
+    repos: tuple[RepoSummary, ...]
+    seconds: dict[str, float]
+    errors: tuple[str, ...]
+    error_count: int
+    interrupted: bool
+    store_also_holds: tuple[str, ...]  # repositories an earlier scan into the same --out left in the store
+    secrets_failed_to_check: int  # unique secrets the provider could not be asked about: neither valid nor invalid
+
+    @property
+    def occurrences(self) -> int:
+        return int(self.measures["occurrences"])
+
+    @property
+    def unique_secrets(self) -> int:
+        return int(self.measures["unique_secrets"])
+
+    @property
+    def valid_unique_secrets(self) -> int | None:
+        return self.measures["valid_unique_secrets"]
+
+    @property
+    def rate(self) -> float | None:
+        """Occurrences per million commits (the vendors' figure); None when no commit was scanned."""
+        return self.measures["occurrences_per_million_commits"]
+
+    @property
+    def shallow(self) -> bool:
+        return any(r.shallow for r in self.repos)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"commits_scanned": self.commits_scanned, "blobs_scanned": self.blobs_scanned,
+                "bytes_scanned": self.bytes_scanned, "blobs_skipped": self.blobs_skipped, **self.measures,
+                "confidence_interval_method": self.confidence_interval_method, "validated": self.validated,
+                "validation_requests": self.validation_requests, "validation_unique": self.validation_unique,
+                "detectors": self.detectors, "repos": [r.as_json() for r in self.repos], "shallow": self.shallow,
+                "seconds": self.seconds, "errors": list(self.errors), "error_count": self.error_count,
+                "interrupted": self.interrupted, "store_also_holds": list(self.store_also_holds),
+                "secrets_failed_to_check": self.secrets_failed_to_check}
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a run gives its caller: every finding, the summary, and the findings the exit code counts."""
+
+    findings: list[Finding]
+    summary: Summary
+    alerts: list[Finding] = field(default_factory=list)  # what the exit code counts (SPEC §5)
+    interrupted: bool = False

@@ -3,31 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
 from auditor.errors import OutputError
-from auditor.models import CheckResult, Validity
+from auditor.models import CheckResult, OccurrenceRow, RemovalRow, RepoState, TipRow, Validity
+from auditor.outdir import private_file
 
-OCCURRENCE_COLUMNS = ("detector, commit_id, path, line, blob, client_id, secret_redacted, secret_sha256, "
-                      "author_email, author_time")
-REMOVAL_COLUMNS = "detector, commit_id, path, secret_sha256, commit_time"
-
-
-@dataclass(frozen=True, slots=True)
-class RepoState:
-    """What a complete scan of one repository leaves for the next: it walks and attributes only what is new."""
-
-    path: str
-    ruleset: str
-    matched: frozenset[bytes]
-    tips: frozenset[bytes]  # raw ids of the ref tips it saw
-    commits: frozenset[bytes]  # raw ids of the commits attributed
+# The columns of OccurrenceRow and RemovalRow, in their field order ("commit" is a keyword in SQL).
+OCCURRENCE_COLUMNS = ", ".join("commit_id" if f == "commit" else f for f in OccurrenceRow._fields)
+REMOVAL_COLUMNS = ", ".join("commit_id" if f == "commit" else f for f in RemovalRow._fields)
 
 
 def _ids(raw: bytes) -> frozenset[bytes]:
@@ -35,13 +23,6 @@ def _ids(raw: bytes) -> frozenset[bytes]:
     return frozenset(raw[i:i + 20] for i in range(0, len(raw), 20))
 
 SCHEMA_VERSION = "1"
-
-
-def private_file(path: Path) -> None:
-    """Create ``path`` readable by the owner only, before anything secret is written to it."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-    os.close(fd)
-    os.chmod(path, 0o600)
 
 
 class Store:
@@ -115,18 +96,18 @@ class Store:
             return None
         return RepoState(path=path, ruleset=ruleset, matched=_ids(row[0]), tips=_ids(row[1]), commits=_ids(row[2]))
 
-    def occurrences(self, repo: str) -> list[tuple]:
-        """The stored occurrence rows of ``repo`` (columns: OCCURRENCE_COLUMNS)."""
-        return self.db.execute(f"SELECT {OCCURRENCE_COLUMNS} FROM occurrences WHERE repo = ?",  # noqa: S608
-                               (repo,)).fetchall()
+    def occurrences(self, repo: str) -> list[OccurrenceRow]:
+        """The stored occurrences of ``repo``."""
+        return [OccurrenceRow._make(r) for r in self.db.execute(
+            f"SELECT {OCCURRENCE_COLUMNS} FROM occurrences WHERE repo = ?", (repo,))]  # noqa: S608
 
-    def removals(self, repo: str) -> list[tuple]:
-        """The stored removal rows of ``repo`` (columns: REMOVAL_COLUMNS)."""
-        return self.db.execute(f"SELECT {REMOVAL_COLUMNS} FROM removals WHERE repo = ?",  # noqa: S608
-                               (repo,)).fetchall()
+    def removals(self, repo: str) -> list[RemovalRow]:
+        """The stored removals of ``repo``."""
+        return [RemovalRow._make(r) for r in self.db.execute(
+            f"SELECT {REMOVAL_COLUMNS} FROM removals WHERE repo = ?", (repo,))]  # noqa: S608
 
     def save_repo(self, repo: str, path: str, commits: Mapping[str, str], shallow: bool,
-                  occurrences: Iterable[tuple], tips: Iterable[tuple], removals: Iterable[tuple] = (),
+                  occurrences: Iterable[OccurrenceRow], tips: Iterable[TipRow], removals: Iterable[RemovalRow] = (),
                   state: RepoState | None = None, add_commits: bool = False) -> None:
         """Replace one repository's results in one transaction, so a crash leaves the previous ones intact.
 

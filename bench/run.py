@@ -7,7 +7,7 @@
     .venv/bin/python bench/run.py --render s20k numpy+numpy --out bench/RESULTS.md   # from stored results
 
 REPO is a local repository (bare or not; never written to) or ``synth:20k`` / ``synth:100k`` (generated once
-into bench/work/repos/ by ``python -m auditor.synth`` with --files 3000 --pairs 20 --seed 1). Per repository,
+into bench/work/repos/ by ``python -m auditor.testing.history`` with --files 3000 --pairs 20 --seed 1). Per repository,
 each repetition runs floor, diff baseline and auditor back to back (interleaved, after one untimed warm-up read),
 then the peers. Raw results (every repetition, CPU timelines of auditor) go to bench/work/results/<label>.json;
 the Markdown table to --out. See bench/README.md for the method.
@@ -55,7 +55,7 @@ def synth(path: Path, params: dict, quiet: bool = False) -> Path:
             shutil.rmtree(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         log(f"generating {path} {params}")
-        subprocess.run([PY, "-m", "auditor.synth", str(path), *[x for k, v in params.items()
+        subprocess.run([PY, "-m", "auditor.testing.history", str(path), *[x for k, v in params.items()
                                                                   for x in (f"--{k}", str(v))],
                         "--manifest", str(manifest)], check=True, cwd=ROOT,
                        stdout=subprocess.DEVNULL if quiet else None)
@@ -109,7 +109,7 @@ class Target:
         self.missing = peers.missing_objects(self.path, self.dir / "missing.txt")
         self.manifest = None
         if self.manifest_path:
-            from auditor.synth import Manifest
+            from auditor.testing.history import Manifest
             self.manifest = Manifest.from_json(self.manifest_path.read_text())
         self.git_path = str(self.path)
         # the diff-based tools need every blob of the history: a view with stubs when some are missing

@@ -12,8 +12,8 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from auditor.changes import FILE, GITLINK, LINK, NONE, BlobFeed, Changes
-from auditor.history import list_commits
+from auditor.git.changes import FILE, GITLINK, LINK, NONE, BlobFeed, Changes, Verdict
+from auditor.git.history import list_commits
 
 # Names a parser could misread: a header marker with a commit id, change metadata, NUL-free control bytes.
 HOSTILE = [
@@ -105,7 +105,7 @@ def test_git_and_pygit2_agree_on_every_change(history: Repo) -> None:
 def test_every_blob_of_the_history_is_fed_once(history: Repo) -> None:
     repo = history.repo
     commits = list_commits(repo)
-    feed = BlobFeed(lambda oid, name: "scan")
+    feed = BlobFeed(lambda oid, name: Verdict.SCAN)
     fed = list(feed(Changes(repo).records(lambda: (list(commits.tree), commits.parents))))
     assert len(fed) == len(set(fed))
     reachable = set()

@@ -41,7 +41,7 @@ def test_demo_finds_what_it_planted_with_the_validity_it_was_given(tmp_path):
     pairs = list(m.pairs)
     state = {p: "live" for p in pairs[:demo.LIVE]} | {pairs[demo.LIVE]: "test"}
     per_state = Counter(state.get((p.client_id, p.client_secret), "invalid") for p in m.planted)
-    s = result.summary
+    s = result.summary.as_json()
     assert (s["occurrences"], s["valid_live_occurrences"], s["valid_test_occurrences"]) == (
         len(m.planted), per_state["live"], per_state["test"])
     assert s["valid_unique_secrets"] == demo.LIVE + 1 and s["commits_scanned"] == 400

@@ -534,7 +534,7 @@ def test_a_detection_worker_killed_mid_scan(tmp_path: Path, bulk_repo: Path) -> 
 def test_a_worker_dying_between_batches_does_not_break_the_scan(tmp_path: Path) -> None:
     """The pool must survive a worker that dies while no batch is in flight (the OOM killer picks its moment)."""
     from auditor.detectors import load_detectors
-    from auditor.pool import DetectionPool
+    from auditor.detection.pool import DetectionPool
 
     repo = tmp_path / "repo"
     _bulk_repo(repo, commits=6, per_commit=100, pairs=3)
@@ -571,7 +571,7 @@ def test_a_worker_dying_after_the_last_batch_is_reported(tmp_path: Path) -> None
     """Nothing is lost when a worker dies once every batch is done, and nothing fails either: closing the pool
     still notices, so the summary says it."""
     from auditor.detectors import load_detectors
-    from auditor.pool import DetectionPool
+    from auditor.detection.pool import DetectionPool
 
     repo = tmp_path / "repo"
     _bulk_repo(repo, commits=2, per_commit=100, pairs=1)

@@ -215,7 +215,7 @@ def test_unreachable_url_exits_2_with_a_message(tmp_path: Path, origin: Origin, 
 
 
 def test_a_damaged_mirror_is_reported_with_what_to_do(tmp_path: Path, origin: Origin, monkeypatch) -> None:
-    from auditor import sources
+    from auditor.git import mirror as sources
 
     cache = tmp_path / "cache"
     url = f"file://{origin.bare}"

@@ -24,7 +24,7 @@ from conftest import BASE_ENV, GitRepo, load_jsonl, make_pair, snippet
 from auditor import report
 from auditor.models import secret_sha256
 from auditor.pipeline import ScanOptions, scan
-from auditor.stats import gamma_cdf, gamma_quantile, per_million, poisson_interval, rate_interval
+from auditor.report.stats import gamma_cdf, gamma_quantile, per_million, poisson_interval, rate_interval
 from auditor.testing import TwilioStandIn, serve_in_thread
 
 TIME = "datetime64[s, UTC]"
@@ -255,7 +255,7 @@ class Page(HTMLParser):
 
 
 def test_auditor_report_command(golden, tmp_path):
-    from auditor.render import PLOTS
+    from auditor.report.render import PLOTS
 
     env = {**os.environ, **BASE_ENV}
     proc = subprocess.run([sys.executable, "-m", "auditor", "report", str(golden.out)], capture_output=True,
@@ -353,7 +353,7 @@ def test_validity_measures_against_the_stand_in(tmp_path):
     repo.commit("one", {"live.py": snippet(live), "test.py": snippet(test), "dead.py": snippet(dead)})
     repo.commit("two", {"copy/live.py": snippet(live)})
     with serve_in_thread(TwilioStandIn(valid={live}, test={test})) as base:
-        out = run([repo], tmp_path / "out", validate=True, twilio_api_url=base, validate_rate=1000.0)
+        out = run([repo], tmp_path / "out", validate=True, api_urls={"twilio": base}, validate_rate=1000.0)
     f = report.load(out)
     counts = report.headline(f).set_index("measure")["count"].to_dict()
     assert counts == {"occurrences": 4, "valid_occurrences": 3, "valid_live_occurrences": 2,

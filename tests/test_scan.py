@@ -780,7 +780,7 @@ def test_scan_in_process_with_real_pool(git, tmp_path):
     outcome = scan([str(repo.path)], ScanOptions(out=tmp_path / "out", validate=False, progress=False, jobs=2))
     got = {(f.commit, f.path, f.client_id, f.client_secret, f.line) for f in outcome.findings}
     assert got == {(c1, "a/b/c.py", *pair, 2), (c2, "a/b/d.py", *pair, 2)}
-    assert outcome.summary["commits_scanned"] == 2
+    assert outcome.summary.commits_scanned == 2
     rows = load_jsonl(tmp_path / "out" / "findings.jsonl")
     assert {(r["commit"], r["path"]) for r in rows} == {(c1, "a/b/c.py"), (c2, "a/b/d.py")}
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["occurrences"] == 2

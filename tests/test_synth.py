@@ -1,4 +1,4 @@
-"""auditor.synth against plain git: counts, planted blobs, the brute-force reference, decoys, determinism, CLI."""
+"""auditor.testing.history against plain git: counts, planted blobs, the reference, decoys, determinism, CLI."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from reference import brute_force_occurrences, pairs_at_tips
 
-from auditor.synth import Manifest, banned, generate, is_placeholder
+from auditor.testing.history import Manifest, banned, generate, is_placeholder
 
 
 def git(repo: Path | str, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
@@ -130,11 +130,11 @@ def test_bad_parameters_are_refused(tmp_path: Path) -> None:
 
 
 def test_cli_writes_the_manifest_beside_the_repository(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "auditor.synth", str(tmp_path / "demo"), "--commits", "80", "--pairs", "3"]
+    cmd = [sys.executable, "-m", "auditor.testing.history", str(tmp_path / "demo"), "--commits", "80", "--pairs", "3"]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
     m = Manifest.from_json((tmp_path / "demo.manifest.json").read_text())
     assert m.commits == 80 and len(m.pairs) == 3 and "80 commits" in proc.stdout
-    proc = subprocess.run([sys.executable, "-m", "auditor.synth", str(tmp_path / "demo2"), "--commits", "80",
+    proc = subprocess.run([sys.executable, "-m", "auditor.testing.history", str(tmp_path / "demo2"), "--commits", "80",
                            "--pairs", "3", "--bare", "--manifest", "-"], capture_output=True, text=True, check=True)
     assert json.loads(proc.stdout)["commits"] == 80
     bad = subprocess.run([*cmd[:3], str(tmp_path / "demo3"), "--commits", "5"], capture_output=True, text=True,

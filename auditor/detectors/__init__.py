@@ -1,6 +1,6 @@
-"""Detectors are data: YAML files parsed by ``spec`` and run by ``engine``."""
+"""Detectors are data: YAML files parsed by ``spec``, run by ``engine``, checked by ``check``."""
 
-from auditor.detectors.engine import CompiledDetector
+from auditor.detectors.engine import CompiledDetector, DetectorSet
 from auditor.detectors.spec import Detector, load_detectors
 
-__all__ = ["CompiledDetector", "Detector", "load_detectors"]
+__all__ = ["CompiledDetector", "Detector", "DetectorSet", "load_detectors"]

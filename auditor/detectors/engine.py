@@ -1,8 +1,9 @@
-"""Pure detection: a blob's bytes (and file name) → ranked Candidates. No I/O; runs inside pool workers."""
+"""Pure detection: a blob's bytes → ranked Candidates, and a path → whether a detector looks at it. No I/O."""
 
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Iterable, Iterator
 
 import regex
@@ -154,6 +155,25 @@ def _nearby(occurrences: list[tuple[int, int, bytes]], starts: list[int], pos: i
             seen.add(occurrences[j][2])
             yield occurrences[j]
             j += step
+
+
+class DetectorSet:
+    """The run's detectors, compiled once: the one place that decides whether a path is scanned at all."""
+
+    def __init__(self, detectors: Iterable[Detector]) -> None:
+        self.compiled = {d.id: CompiledDetector(d) for d in detectors}
+        self._any = functools.lru_cache(maxsize=1 << 16)(self._scans)
+
+    def _scans(self, name: bytes) -> bool:
+        return any(d.allows_filename(name) for d in self.compiled.values())
+
+    def scans(self, name: bytes) -> bool:
+        """Some detector looks at a file of this name (its FilenameBanlist lets it through)."""
+        return self._any(name)
+
+    def allows(self, detector: str, path: bytes) -> bool:
+        """Detector ``detector`` looks at ``path``."""
+        return self.compiled[detector].allows_filename(path)
 
 
 class _Lines:

@@ -1,41 +1,21 @@
-"""ScanFrames in; rates per million commits with exact 95% Poisson intervals, breakdowns, and the output files out.
-
-What notebooks and the CLI call: ``load`` a scan directory, then ``rates``, ``per_repository``, ``by_year``,
-``by_extension``, ``by_directory``, ``by_validity``, ``by_presence``, ``timeline``, ``top_paths``, ``lifecycle``;
-``export`` writes every frame as CSV and Parquet; ``build`` (re)writes report.md and report.html (auditor.render).
-``write_outputs`` is the pipeline's end: findings.jsonl, secrets.jsonl and summary.json.
+"""ScanFrames in; rates per million commits with exact 95% Poisson intervals and breakdowns out: the statistics
+that notebooks, the report and summary.json share.
 
 Every rate is a count divided by the commits scanned (of the scope at hand) × 10⁶, with its exact Poisson interval
-(auditor.stats.METHOD); no commit scanned → NA (null in JSON), never inf.
+(auditor.report.stats.METHOD); no commit scanned → NA (null in JSON), never inf.
 """
 
 from __future__ import annotations
 
-import json
-import math
-from collections import Counter
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 
-from auditor import frames as _frames
-from auditor.detectors.spec import Detector
-from auditor.frames import (FINDING_DTYPES, ScanFrames, assemble, detectors_frame, exposures, findings_frame, load,
-                            read_store, restrict, typed)
-from auditor.models import Finding, Validity, redact
-from auditor.stats import METHOD, per_million, rate_interval, with_rates
-from auditor.store import private_file
-
-if TYPE_CHECKING:
-    from auditor.pipeline import RepoStats
-    from auditor.render import Report
-
-__all__ = ["MEASURES", "METHOD", "ScanFrames", "build", "by_directory", "by_extension", "by_presence", "by_validity",
-           "by_year", "dated", "export", "findings_frame", "headline", "lifecycle", "load", "per_million",
-           "per_repository", "rates", "redact", "references", "tables", "timeline", "timeline_freq", "top_paths",
-           "write_outputs"]
+from auditor.models import Validity
+from auditor.report import frames as _frames
+from auditor.report.frames import ScanFrames, typed
+from auditor.report.stats import per_million, rate_interval, with_rates
 
 VALID = Validity.VALID.value
 # Figures published after the one in a detector's file, shown beside it: (source, occurrences per million commits).
@@ -54,7 +34,7 @@ def _with_secret(f: pd.DataFrame) -> pd.DataFrame:
     return f.assign(secret=f["detector"].astype("string") + ":" + f["secret_sha256"].astype("string"))
 
 
-def _secrets(f: pd.DataFrame) -> int:
+def unique_secrets(f: pd.DataFrame) -> int:
     return int(_with_secret(f)["secret"].nunique())
 
 
@@ -65,19 +45,19 @@ MEASURES: dict[str, tuple[Callable[[pd.DataFrame], int], bool]] = {
     "valid_live_occurrences": (lambda f: int((_valid(f) & (f["scope"] == "live").fillna(False)).sum()), True),
     "valid_test_occurrences": (lambda f: int((_valid(f) & (f["scope"] == "test").fillna(False)).sum()), True),
     "commits_with_occurrences": (lambda f: len(f[["repo", "commit"]].drop_duplicates()), False),
-    "unique_secrets": (_secrets, False),
-    "valid_unique_secrets": (lambda f: _secrets(f[_valid(f)]), True),
+    "unique_secrets": (unique_secrets, False),
+    "valid_unique_secrets": (lambda f: unique_secrets(f[_valid(f)]), True),
 }
 RATE_COLUMNS = {"count": "Int64", "commits": "int64"}
 
 
-def _counts(findings: pd.DataFrame, validated: bool) -> dict[str, int | None]:
+def counts(findings: pd.DataFrame, validated: bool) -> dict[str, int | None]:
     return {m: (count(findings) if validated or not needs else None) for m, (count, needs) in MEASURES.items()}
 
 
 def _measure_rows(findings: pd.DataFrame, commits: int, validated: bool, **labels: Any) -> list[dict[str, Any]]:
     return [{**labels, "measure": m, "count": c, "commits": commits}
-            for m, c in _counts(findings, validated).items()]
+            for m, c in counts(findings, validated).items()]
 
 
 def _rate_frame(rows: list[dict[str, Any]], labels: dict[str, str]) -> pd.DataFrame:
@@ -257,127 +237,15 @@ def timeline_freq(f: ScanFrames) -> str:
     return "M" if days >= 120 else "W" if days >= 21 else "D"
 
 
-def export(named: dict[str, pd.DataFrame], directory: Path) -> list[Path]:
-    """Each frame as ``NAME.csv`` and ``NAME.parquet`` in ``directory`` (0600, like every output).
-
-    Parquet keeps the declared dtypes (lists stay lists); CSV joins list cells with ``;``.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, frame in named.items():
-        flat = frame.assign(**{c: frame[c].map(lambda v: ";".join(v) if isinstance(v, list) else v)
-                               for c in frame.columns if frame[c].dtype == object})
-        csv, parquet = directory / f"{name}.csv", directory / f"{name}.parquet"
-        for path in (csv, parquet):
-            private_file(path)
-        flat.to_csv(csv, index=False)
-        frame.to_parquet(parquet, index=False)
-        written += [csv, parquet]
-    return written
 
 
-def build(path: str | Path, *, top: int = 20) -> Report:
-    """(Re)build report.md, report.html, plots/ and frames/ of a scan directory from its store."""
-    from auditor.render import build_report  # matplotlib: only the report needs it
-
-    return build_report(Path(path), top=top)
-
-
-# -- the pipeline's output files ----------------------------------------------------------------------------------
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat().replace("+00:00", "Z")
-    if hasattr(value, "item"):
-        return value.item()
-    return value
-
-
-def _write_jsonl(path: Path, frame: pd.DataFrame) -> None:
-    private_file(path)
-    with path.open("w", encoding="utf-8") as fh:
-        for row in frame.to_dict("records"):
-            fh.write(json.dumps({k: _jsonable(v) for k, v in row.items()}, ensure_ascii=False) + "\n")
-
-
-def _rates(frame: pd.DataFrame, commits: int, *, validated: bool) -> dict[str, Any]:
+def summary_rates(frame: pd.DataFrame, commits: int, *, validated: bool) -> dict[str, Any]:
     """summary.json's counts, rates and intervals for one scope (everything, a detector, a repository)."""
-    counts = _counts(frame, validated)
-    out: dict[str, Any] = dict(counts)
+    found = counts(frame, validated)
+    out: dict[str, Any] = dict(found)
     intervals: dict[str, Any] = {}
-    for m, c in counts.items():
+    for m, c in found.items():
         key = f"{m}_per_million_commits"
         out[key] = None if c is None else per_million(c, commits)
         intervals[key] = None if c is None or not commits else list(rate_interval(c, commits))
     return out | {"confidence_intervals": intervals}
-
-
-def write_outputs(out: Path, findings: list[Finding], repos: Sequence[RepoStats], tips: Sequence[tuple],
-                  detectors: Sequence[Detector], *, show_secrets: bool, validated: bool, validation_requests: int,
-                  validation_unique: int, wall_seconds: float, interrupted: bool) -> dict[str, Any]:
-    """Write findings.jsonl, secrets.jsonl (with lifecycles) and summary.json (0600); return the summary."""
-    frame = findings_frame(findings)
-    if not show_secrets:
-        frame = frame.assign(client_secret=frame["client_secret"].map(redact, na_action="ignore"))
-    frame = frame.sort_values(["repo", "author_time", "commit", "path", "line"], kind="stable")
-    _write_jsonl(out / "findings.jsonl", frame[list(FINDING_DTYPES)])
-    names = [r.repo for r in repos]
-    store = out / "audit.sqlite"
-    everything = read_store(store) if store.is_file() else {}
-    stored = restrict(everything, names)
-    earlier = sorted(set(everything["repos"]["repo"]) - set(names)) if everything else []
-    scanned = stored.get("repos", typed([], _frames.REPO_DTYPES)).set_index("repo")["scanned_at"]
-    repo_rows = typed(((r.repo, r.path, r.commits_scanned, r.shallow, scanned.get(r.repo)) for r in repos),
-                      _frames.REPO_DTYPES)
-    tip_rows = typed(tips, _frames.TIP_DTYPES)
-    scan = assemble(findings=frame, commits=stored.get("commits", typed([], _frames.COMMIT_DTYPES)), repos=repo_rows,
-                    tips=tip_rows, removals=stored.get("removals", typed([], _frames.REMOVAL_DTYPES)),
-                    detectors=detectors_frame(detectors), validated=validated)
-    ends = exposures(scan.findings)
-    secrets = scan.secrets.assign(exposures=[ends.get(h, []) for h in scan.secrets["secret_sha256"]])
-    _write_jsonl(out / "secrets.jsonl", secrets)
-    commits = sum(r.commits_scanned for r in repos)
-    seconds: Counter[str] = Counter()
-    skipped: Counter[str] = Counter()
-    for r in repos:
-        seconds.update(r.seconds)
-        skipped.update(r.blobs_skipped)
-    summary: dict[str, Any] = {
-        "commits_scanned": commits,
-        "blobs_scanned": sum(r.blobs_scanned for r in repos),
-        "bytes_scanned": sum(r.bytes_scanned for r in repos),
-        "blobs_skipped": dict(sorted(skipped.items())),
-        **_rates(frame, commits, validated=validated),
-        "confidence_interval_method": METHOD,
-        "validated": validated,
-        "validation_requests": validation_requests,
-        "validation_unique": validation_unique,
-        "detectors": {
-            d.id: {"name": d.name, **_rates(frame[frame["detector"] == d.id], commits, validated=validated),
-                   "reference_occurrences_per_million_commits": d.reference_occurrences_per_million_commits}
-            for d in detectors},
-        "repos": [{"repo": r.repo, "commits_scanned": r.commits_scanned, "shallow": r.shallow,
-                   "partial_clone": r.partial_clone, "refs_outside_commits": r.refs_outside_commits,
-                   "also_named": r.also_named, "out_in_work_tree": r.out_in_work_tree,
-                   "blobs_scanned": r.blobs_scanned, "bytes_scanned": r.bytes_scanned,
-                   "commits_new": r.commits_new, "changes_read": r.changes_read,
-                   **_rates(frame[frame["repo"] == r.repo], r.commits_scanned, validated=validated),
-                   "errors": len(r.errors)} for r in repos],
-        "shallow": any(r.shallow for r in repos),
-        "seconds": {k: round(v, 3) for k, v in seconds.items()} | {"total": round(wall_seconds, 3)},
-        "errors": [e for r in repos for e in r.errors][:1000],
-        "error_count": sum(len(r.errors) for r in repos),
-        "interrupted": interrupted,
-        # repositories an earlier scan into the same --out left in the store: `auditor report` covers them too
-        "store_also_holds": earlier,
-        # unique secrets the provider could not be asked about (down, slow, garbage): neither valid nor invalid
-        "secrets_failed_to_check": _secrets(frame[frame["validity"] == "failed_to_check"]),
-    }
-    private_file(out / "summary.json")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    return summary

@@ -15,16 +15,44 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import IO
+from enum import IntEnum, StrEnum
+from typing import IO, NamedTuple
 
 import pygit2
 
-from auditor.objects import MODE_TREE, commit_tree, tree_entries
-from auditor.repository import GIT_ENV
+from auditor.git.objects import MODE_TREE, commit_tree, tree_entries
+from auditor.git.repository import GIT_ENV
 
-# Kinds of the two sides of a change.
-NONE, FILE, LINK, GITLINK = 0, 1, 2, 3
-Change = tuple[bytes, int, int, bytes | None, bytes | None]  # (path, old kind, new kind, old raw id, new raw id)
+class Kind(IntEnum):
+    """What one side of a change is."""
+
+    NONE = 0  # absent (added or deleted), or a tree
+    FILE = 1
+    LINK = 2  # a symlink: its blob is a target path, not file content
+    GITLINK = 3  # a submodule: a commit of another repository
+
+
+NONE, FILE, LINK, GITLINK = Kind.NONE, Kind.FILE, Kind.LINK, Kind.GITLINK
+
+
+class Change(NamedTuple):
+    """One path whose blob differs between a commit and its first parent."""
+
+    path: bytes
+    old_kind: Kind
+    new_kind: Kind
+    old: bytes | None  # raw blob id before
+    new: bytes | None  # raw blob id after
+
+
+class Verdict(StrEnum):
+    """What the blob feed does with a blob met under a file name."""
+
+    KNOWN = "known"  # never yield it (already scanned, or read again anyway)
+    SCAN = "scan"
+    BANNED = "banned"  # not under this name; the same blob may still be wanted under another name
+
+
 Record = tuple[bytes, bytes | None, list[Change]]  # (commit raw id, first parent diffed against, changes)
 
 _KINDS = {b"100": FILE, b"120": LINK, b"160": GITLINK}
@@ -41,7 +69,7 @@ def _tokens(stream: IO[bytes]) -> Iterator[bytes]:
         yield pending
 
 
-def _kind(mode: bytes) -> int:
+def _kind(mode: bytes) -> Kind:
     return _KINDS.get(mode[:3], NONE) if mode != b"000000" else NONE
 
 
@@ -141,7 +169,7 @@ class Changes:
                 path = next(tokens, None)
                 if record is None or path is None:
                     return
-                record[2].append((path, _kind(om), _kind(nm), raw(oid), raw(nid)))
+                record[2].append(Change(path, _kind(om), _kind(nm), raw(oid), raw(nid)))
             elif token[:1] == b"\x01":
                 if record is not None:
                     yield record
@@ -182,19 +210,16 @@ class Changes:
             o_file = o if o and not o_tree else None
             n_file = n if n and not n_tree else None
             if o_file or n_file:
-                out.append((prefix + name, _kind(o_file[0]) if o_file else NONE, _kind(n_file[0]) if n_file else NONE,
-                            self._ids.setdefault(o_file[1].hex().encode(), o_file[1]) if o_file else None,
-                            self._ids.setdefault(n_file[1].hex().encode(), n_file[1]) if n_file else None))
+                out.append(Change(prefix + name, _kind(o_file[0]) if o_file else NONE,
+                                  _kind(n_file[0]) if n_file else NONE,
+                                  self._ids.setdefault(o_file[1].hex().encode(), o_file[1]) if o_file else None,
+                                  self._ids.setdefault(n_file[1].hex().encode(), n_file[1]) if n_file else None))
 
 
 class BlobFeed:
-    """Records → the raw id of each blob once it has a name ``verdict(blob, name)`` calls "scan"; keeps the records.
+    """Records → the raw id of each blob once it has a name ``verdict(blob, name)`` calls SCAN; keeps the records."""
 
-    Other verdicts: "known" (never yield it: e.g. already scanned) and "banned" (not under this name; the same
-    blob may still be wanted under another name, at another path or in another commit).
-    """
-
-    def __init__(self, verdict: Callable[[bytes, bytes], str]) -> None:
+    def __init__(self, verdict: Callable[[bytes, bytes], Verdict]) -> None:
         self.verdict = verdict
         self.records: dict[bytes, tuple[bytes | None, list[Change]]] = {}
         self.changes = 0
@@ -215,11 +240,11 @@ class BlobFeed:
                     if banned.get(blob) == name:
                         continue
                     said = self.verdict(blob, name)
-                    if said == "banned":
+                    if said == Verdict.BANNED:
                         banned[blob] = name
                         continue
                     decided.add(blob)
-                    if said == "scan":
+                    if said == Verdict.SCAN:
                         yield blob
                 elif kind == LINK:
                     self.symlinks.add(blob)

@@ -22,7 +22,7 @@ from typing import TypeVar
 
 import pygit2
 
-from auditor.repository import GIT_ENV
+from auditor.git.repository import GIT_ENV
 
 
 Read = tuple[bytes, bytes | None, str | None]  # (id, content, error)

@@ -7,12 +7,19 @@ What each commit changed is ``changes``' job; where matched blobs sit is ``attri
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pygit2
 
-from auditor.objects import parse_oid, read_commit
+from auditor.git.objects import parse_oid, read_commit
+
+
+def iso(ts: int) -> str:
+    """A git time as ISO 8601 UTC; a commit object may say any number, so years outside 1–9999 are clamped."""
+    ts = min(max(ts, -62135596800), 253402300799)
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass(slots=True)

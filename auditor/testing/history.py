@@ -702,7 +702,7 @@ def generate(path: Path, *, commits: int = 1000, files: int = 300, pairs: int = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m auditor.synth",
+    ap = argparse.ArgumentParser(prog="python -m auditor.testing.history",
                                  description="Build a synthetic git history with planted Twilio credentials.")
     ap.add_argument("path", type=Path)
     for name, default in (("commits", 1000), ("files", 300), ("pairs", 10), ("seed", 0), ("branches", 3), ("tags", 2)):

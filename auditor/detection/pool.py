@@ -1,8 +1,8 @@
-"""Batches of (blob id, file name) → BlobScan results, in worker processes.
+"""Batches of raw blob ids → BlobScan results, in worker processes (one machine).
 
-Each worker opens its own pygit2.Repository (and git reader, see reader.py) and compiles the detectors once (pool
-initializer); only raw ids and names cross the process boundary, and only candidates come back, so the parent
-never touches blob bytes.
+Each worker opens its own repository (a ``BatchScanner``: pygit2 and a git reader) and compiles the detectors
+once (pool initializer); only raw ids cross the process boundary, and only candidates come back, so the parent
+never touches blob bytes. Names are judged in the parent (the blob feed), never here.
 """
 
 from __future__ import annotations
@@ -13,86 +13,49 @@ import os
 import signal
 import sys
 import threading
-import time
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from multiprocessing import forkserver
-from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from multiprocessing import forkserver, reduction
 
-import pygit2
-
-from auditor.detectors.engine import CompiledDetector, detect, is_binary
+from auditor.detection.batch import BatchScanner
 from auditor.detectors.spec import Detector
 from auditor.models import BlobScan
-from auditor.reader import BlobReader
 
-_reader: BlobReader | None = None
-_detectors: list[CompiledDetector] = []
-_max_bytes = 0
-_max_pairs = 8
-_skip_binary = True
+_scanner: BatchScanner | None = None
 
 
-def _watch_parent(pid: int) -> None:
-    """End this worker once the scanning process is gone (killed with SIGKILL: nothing else would tell it)."""
-    while True:
-        time.sleep(1.0)
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            if _reader is not None:
-                _reader.close()
-            os._exit(1)
-        except PermissionError:
+def _watch_parent(fd: int) -> None:
+    """End this worker once the scanning process is gone. ``fd`` is the read end of a pipe whose only write end
+    the scanning process holds: it reads EOF the moment that process dies, even while a supervisor that has not
+    reaped it keeps its pid alive as a zombie (watching the pid would wait forever then)."""
+    try:
+        while os.read(fd, 1):
             pass
+    except OSError:
+        pass
+    if _scanner is not None:
+        _scanner.close()
+    os._exit(1)
 
 
 def _init(repo_path: str, detectors: Sequence[Detector], max_bytes: int, max_pairs: int, use_git: bool,
-          parent: int) -> None:
-    global _reader, _detectors, _max_bytes, _max_pairs, _skip_binary
+          lifeline: int) -> None:
+    global _scanner
     # Ctrl-C goes to the parent, which stops the pool; workers must not each print a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A survivor of a pool broken by a killed sibling dies on its closed queue with a traceback that only
     # alarms; every real failure of a task reaches the parent through its future.
     sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the worker
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-    _reader = BlobReader(pygit2.Repository(repo_path), use_git=use_git)
-    atexit.register(_reader.close)
-    _detectors = [CompiledDetector(d) for d in detectors]
-    _max_bytes, _max_pairs = max_bytes, max_pairs
-    _skip_binary = all(not d.check_binaries for d in _detectors)
+    threading.Thread(target=_watch_parent, args=(lifeline,), daemon=True).start()
+    _scanner = BatchScanner(repo_path, detectors, max_bytes=max_bytes, max_pairs=max_pairs, use_git=use_git)
+    atexit.register(_scanner.close)
 
 
 def scan_batch(batch: Sequence[bytes]) -> BlobScan:
     """Read and scan each blob of the batch; failures are counted, never raised."""
-    assert _reader is not None, "scan_batch runs only in a pool worker"
-    skipped: Counter[str] = Counter()
-    errors: list[str] = []
-    candidates = []
-    scanned: list[bytes] = []
-    wanted: list[tuple[bytes, int]] = []
-    nbytes = 0
-    for raw, size, error in _reader.sizes(batch, _max_bytes):
-        if error is not None:
-            errors.append(f"blob {raw.hex()}: {error}")
-        elif _max_bytes and size is not None and size > _max_bytes:
-            skipped["too_large"] += 1
-        else:
-            wanted.append((raw, size or 0))
-    for raw, data, error in _reader.read(wanted):
-        if data is None:
-            errors.append(f"blob {raw.hex()}: {error}")
-            continue
-        nbytes += len(data)
-        scanned.append(raw)
-        binary = is_binary(data) if _skip_binary else None
-        if binary:
-            skipped["binary"] += 1
-            continue
-        candidates.extend(detect(_detectors, data, raw.hex(), _max_pairs, binary))
-    return BlobScan(blobs_scanned=len(scanned) - skipped["binary"], bytes_scanned=nbytes, skipped=dict(skipped),
-                    errors=tuple(errors), candidates=tuple(candidates), scanned_oids=tuple(scanned))
+    assert _scanner is not None, "scan_batch runs only in a pool worker"
+    return _scanner.scan(batch)
 
 
 def batched(items: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
@@ -106,6 +69,47 @@ def batched(items: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
         yield batch
 
 
+def _start_forkserver() -> None:
+    """Start the forkserver (and multiprocessing's resource tracker) the way workers must live.
+
+    Ctrl-C reaches the whole process group: the scan's main process handles it (and stops the pool); a forkserver
+    started ignoring SIGINT keeps ignoring it, as do the workers it forks, instead of printing tracebacks mid-import.
+    Its stdout and stderr are /dev/null: a worker being forked while the scan stops may fail to unpickle its
+    arguments, and neither that nor any worker may hold a supervisor's pipes open after the scan is gone. (A
+    restart from another thread finds the forkserver running.)
+    """
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = (os.dup(1), os.dup(2))
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        forkserver.ensure_running()
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
+        signal.signal(signal.SIGINT, previous)
+
+
+class _Lifeline:
+    """A pipe's read end, handed to each worker as its own descriptor (multiprocessing duplicates it through the
+    forkserver): ``_init`` receives a plain fd number."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __reduce__(self) -> tuple:
+        return _detach, (reduction.DupFd(self.fd),)
+
+
+def _detach(dup: object) -> int:
+    return dup.detach()  # type: ignore[attr-defined]
+
+
 class DetectionPool:
     """A process pool bound to one repository; ``scan`` streams results in completion order.
 
@@ -116,7 +120,9 @@ class DetectionPool:
     def __init__(self, repo_path: str, detectors: Sequence[Detector], *, jobs: int | None = None,
                  max_bytes: int = 0, max_pairs: int = 8, use_git: bool = True) -> None:
         self.jobs = jobs or os.cpu_count() or 1
-        self._initargs = (repo_path, tuple(detectors), max_bytes, max_pairs, use_git, os.getpid())
+        # The write end stays in this process alone (os.pipe() fds are not inherited by git or anything else).
+        self._lifeline, self._lifeline_w = os.pipe()
+        self._initargs = (repo_path, tuple(detectors), max_bytes, max_pairs, use_git, _Lifeline(self._lifeline))
         self.restarts = 0
         self.died_idle = False  # a worker died with no batch in flight and no batch left to give: nothing lost
         self._pool = self._start()
@@ -127,14 +133,7 @@ class DetectionPool:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload([__name__])
         if threading.current_thread() is threading.main_thread():
-            # Ctrl-C reaches the whole process group: the scan's main process handles it (and stops the pool);
-            # a forkserver started ignoring SIGINT keeps ignoring it, as do the workers it forks, instead of
-            # printing tracebacks mid-import. (A restart from another thread finds the forkserver running.)
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-            try:
-                forkserver.ensure_running()
-            finally:
-                signal.signal(signal.SIGINT, previous)
+            _start_forkserver()
         return ProcessPoolExecutor(self.jobs, mp_context=ctx,
                                    initializer=_init, initargs=self._initargs)
 
@@ -179,11 +178,25 @@ class DetectionPool:
             yield from drain(4 * self.jobs - 1)
         yield from drain(0)
 
+    def _stop_workers(self) -> None:
+        procs = getattr(self._pool, "_processes", None) or {}
+        for p in list(procs.values()):
+            p.terminate()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _close_lifeline(self) -> None:
+        for fd in (self._lifeline, self._lifeline_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._lifeline = self._lifeline_w = -1
+
     def _restart(self, inflight: dict[Future[BlobScan], tuple[list[bytes], int]]) -> list[tuple[list[bytes], int]]:
         """Replace a broken pool; every in-flight future of it fails too, so hand their batches back."""
         lost = list(inflight.values())
         inflight.clear()
-        self.terminate()  # survivors of a broken pool would wait on its queue forever, and exit would join them
+        self._stop_workers()  # survivors of a broken pool would wait on its queue forever, and exit would join them
         self._pool = self._start()
         self.restarts += 1
         return lost
@@ -192,9 +205,8 @@ class DetectionPool:
         procs = list((getattr(self._pool, "_processes", None) or {}).values())
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.died_idle = any(p.exitcode not in (0, None) for p in procs)
+        self._close_lifeline()
 
     def terminate(self) -> None:
-        procs = getattr(self._pool, "_processes", None) or {}
-        for p in list(procs.values()):
-            p.terminate()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._stop_workers()
+        self._close_lifeline()

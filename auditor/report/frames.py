@@ -9,7 +9,6 @@ keeps secrets redacted, and an in-memory frame is redacted by the caller unless 
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import closing
@@ -22,6 +21,7 @@ import pygit2
 
 from auditor.errors import UsageError
 from auditor.models import Finding
+from auditor.outdir import OutDir
 
 TIME = "datetime64[s, UTC]"
 FINDING_DTYPES = {
@@ -86,7 +86,7 @@ def detectors_frame(detectors: Iterable[Any]) -> pd.DataFrame:
 
 # -- reading a scan directory -------------------------------------------------------------------------------------
 def _store_path(path: Path) -> Path:
-    store = path / "audit.sqlite" if path.is_dir() else path
+    store = OutDir(path).store if path.is_dir() else path
     if not store.is_file():
         raise UsageError(f"{path}: no audit.sqlite here. Run `auditor scan REPO --out {path}` first, "
                          "then point this at that --out directory.")
@@ -131,8 +131,7 @@ def load(path: str | Path, *, repos: Sequence[str] | None = None) -> ScanFrames:
     path = Path(path)
     store = _store_path(path)
     tables = read_store(store, repos)
-    summary_path = store.parent / "summary.json"
-    summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
+    summary = OutDir(store.parent).read_summary()
     if summary.get("detectors"):
         detectors = detectors_frame({"id": k, **v} for k, v in summary["detectors"].items())
     else:

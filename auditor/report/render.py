@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
-from auditor import plots, report
-from auditor.frames import ScanFrames
-from auditor.stats import METHOD
-from auditor.store import private_file
+from auditor.report import frames, measures, plots
+from auditor.report.frames import ScanFrames
+from auditor.report.stats import METHOD
+from auditor.outdir import OutDir, private_file, write_private
 
 PLOTS = ("rates", "repositories", "timeline", "exposure", "validity", "by_year", "top_paths")
 NA = "n/a"
@@ -99,7 +98,7 @@ def _reference_lines(headline: pd.DataFrame, references: list[tuple[str, str, fl
 
 
 def _references(f: ScanFrames) -> list[tuple[str, str, float]]:
-    return [(str(d), str(src), float(v)) for d, src, v in report.references(f).itertuples(index=False)]
+    return [(str(d), str(src), float(v)) for d, src, v in measures.references(f).itertuples(index=False)]
 
 
 # -- display tables -------------------------------------------------------------------------------------------
@@ -175,9 +174,9 @@ def sections(f: ScanFrames, t: dict[str, pd.DataFrame]) -> list[Section]:
         Section("Per repository", ("Each repository's rates use its own commits; the last row pools them.",),
                 _rates_wide(t["per_repository"], "repo"), "repositories"),
         Section("Timeline of introductions", (
-            f"Occurrences introduced per {_UNITS[report.timeline_freq(f)]} (committer time), and commits made.",
+            f"Occurrences introduced per {_UNITS[measures.timeline_freq(f)]} (committer time), and commits made.",
             *([f"{undated:,} commit(s) dated before 1970 or after the scan are left out of it (they count in "
-               "every rate)."] if (undated := int((~report.dated(f)[0]).sum())) else [])),
+               "every rate)."] if (undated := int((~measures.dated(f)[0]).sum())) else [])),
                 None, "timeline"),
         Section("Exposure time", (
             "From a secret's first introducing commit to the last commit that removed it (the first descendant "
@@ -263,43 +262,50 @@ def _html(secs: list[Section], title: str, images: dict[str, bytes]) -> str:
     return "\n".join(out)
 
 
-def _write(path: Path, data: bytes) -> None:
-    private_file(path)
-    with path.open("wb") as fh:
-        fh.truncate()
-        fh.write(data)
+def export(named: dict[str, pd.DataFrame], directory: Path) -> list[Path]:
+    """Each frame as ``NAME.csv`` and ``NAME.parquet`` in ``directory`` (0600, like every output).
 
+    Parquet keeps the declared dtypes (lists stay lists); CSV joins list cells with ``;``.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, frame in named.items():
+        flat = frame.assign(**{c: frame[c].map(lambda v: ";".join(v) if isinstance(v, list) else v)
+                               for c in frame.columns if frame[c].dtype == object})
+        csv, parquet = directory / f"{name}.csv", directory / f"{name}.parquet"
+        for path in (csv, parquet):
+            private_file(path)
+        flat.to_csv(csv, index=False)
+        frame.to_parquet(parquet, index=False)
+        written += [csv, parquet]
+    return written
 
-def _interrupted(directory: Path) -> bool:
-    try:
-        return bool(json.loads((directory / "summary.json").read_text(encoding="utf-8")).get("interrupted"))
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def build_report(directory: Path, *, top: int = 20) -> Report:
     """Load ``directory``'s store, write frames/, plots/, report.md and report.html; return what was written."""
-    f = report.load(directory)
-    t = report.tables(f, top=top)
-    frames = report.export(t, directory / "frames")
+    out = OutDir(directory)
+    f = frames.load(directory)
+    t = measures.tables(f, top=top)
+    exported = export(t, out.frames)
     figures = _figures(f, t)
     images = {name: plots.png(fig) for name, fig in figures.items()}
-    (directory / "plots").mkdir(exist_ok=True)
+    out.plots.mkdir(exist_ok=True)
     plot_paths = {}
     for name, data in images.items():
-        plot_paths[name] = directory / "plots" / f"{name}.png"
-        _write(plot_paths[name], data)
+        plot_paths[name] = out.plots / f"{name}.png"
+        write_private(plot_paths[name], data)
     secs = sections(f, t)
-    if _interrupted(directory):
+    if out.read_summary().get("interrupted"):
         secs.insert(0, Section("Incomplete", (
             "The last scan into this directory was interrupted (summary.json says so): what follows is partial. "
             "Rerun the same `auditor scan` command to complete it (it resumes), then `auditor report` again.",),
             None, None))
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     title = f"auditor report — {', '.join(map(str, f.repos['repo'])) or 'no repository'}"
-    intro = Section("About this report", (f"Built {stamp} from {directory / 'audit.sqlite'}.",), None, None, 3)
-    md, page = directory / "report.md", directory / "report.html"
-    _write(md, _markdown([*secs, intro], title).encode("utf-8"))
-    _write(page, _html([*secs, intro], title, images).encode("utf-8"))
-    return Report(directory=directory, markdown=md, html=page, plots=plot_paths, frames=frames,
+    intro = Section("About this report", (f"Built {stamp} from {out.store}.",), None, None, 3)
+    md, page = out.report_md, out.report_html
+    write_private(md, _markdown([*secs, intro], title).encode("utf-8"))
+    write_private(page, _html([*secs, intro], title, images).encode("utf-8"))
+    return Report(directory=directory, markdown=md, html=page, plots=plot_paths, frames=exported,
                   headline=t["headline"], references=_references(f), commits=f.commits_scanned)

@@ -1,0 +1,111 @@
+"""The detection stage of one repository: its changes → the blob feed → a scanner (pool or inline) → candidates by
+blob, with the counters summary.json shows and checkpoints of what was scanned.
+
+Runs in the calling thread; what the caller needs while it runs (candidates to validate, checkpoints to store,
+progress) reaches it through ``ScanEvents``, so the stage itself holds no store, no event loop and no network.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from auditor.detectors.engine import DetectorSet
+from auditor.git.changes import BlobFeed, Changes, Verdict
+from auditor.models import BlobScan, Candidate, RepoStats
+
+CHECKPOINT = 20000  # blobs per checkpoint: fewer, larger transactions; a crash rescans at most these
+
+
+class Scanner(Protocol):
+    restarts: int
+    died_idle: bool
+
+    def scan(self, blobs: Iterable[bytes]) -> Iterable[BlobScan]: ...
+    def close(self) -> None: ...
+    def terminate(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ScanEvents:
+    """What a scan tells its caller while it runs; each is optional (a Dask task passes none)."""
+
+    started: Callable[[RepoStats], None] | None = None  # the counters this scan fills in, as soon as it has them
+    candidates: Callable[[Sequence[Candidate]], None] | None = None  # as soon as found: validation starts early
+    checkpoint: Callable[[list[bytes], set[bytes]], None] | None = None  # (blobs scanned, those that matched)
+    progress: Callable[[int, int, int], None] | None = None  # (bytes just scanned, blobs so far, matched so far)
+
+
+@dataclass(slots=True)
+class Detected:
+    """The stage's result: candidates by raw blob id, and the feed (every commit's changes, for attribution)."""
+
+    by_blob: dict[bytes, list[Candidate]] = field(default_factory=lambda: defaultdict(list))
+    feed: BlobFeed | None = None
+
+
+def detect(stats: RepoStats, scanner: Scanner, source: Changes, detectors: DetectorSet,
+           wanted: Callable[[], tuple[list[bytes], Mapping[bytes, tuple[bytes, ...]]]],
+           skip: set[bytes] | frozenset[bytes], again: set[bytes], events: ScanEvents) -> Detected:
+    """Scan ``again`` (matched blobs of an earlier scan), then every new blob the ``wanted`` commits hold."""
+    chosen: set[bytes] = set()
+    banned: set[bytes] = set()
+    previously: set[bytes] = set()
+
+    def verdict(oid: bytes, name: bytes) -> Verdict:
+        if oid in again:
+            return Verdict.KNOWN
+        if oid in skip:
+            previously.add(oid)
+            return Verdict.KNOWN
+        if detectors.scans(name):
+            chosen.add(oid)
+            return Verdict.SCAN
+        banned.add(oid)
+        return Verdict.BANNED
+
+    feed = BlobFeed(verdict)
+    out = Detected(feed=feed)
+    pending_oids: list[bytes] = []
+    pending_matched: set[bytes] = set()
+    try:
+        for result in scanner.scan(itertools.chain(again, feed(source.records(wanted)))):
+            stats.blobs_scanned += result.blobs_scanned
+            stats.bytes_scanned += result.bytes_scanned
+            stats.blobs_skipped.update(result.skipped)
+            stats.errors.extend(result.errors)
+            for c in result.candidates:
+                raw = bytes.fromhex(c.blob)
+                out.by_blob[raw].append(c)
+                pending_matched.add(raw)
+            if result.candidates and events.candidates:
+                events.candidates(result.candidates)
+            pending_oids.extend(result.scanned_oids)
+            if len(pending_oids) >= CHECKPOINT and events.checkpoint:
+                events.checkpoint(pending_oids, pending_matched)
+                pending_oids, pending_matched = [], set()
+            if events.progress:
+                events.progress(result.bytes_scanned, stats.blobs_scanned, len(out.by_blob))
+    except BaseException:
+        scanner.terminate()
+        raise
+    finally:
+        if events.checkpoint:
+            events.checkpoint(pending_oids, pending_matched)
+    scanner.close()
+    if scanner.restarts:
+        stats.errors.append(f"a detection worker died {scanner.restarts} time(s); the pool was restarted and "
+                            "the batches in flight were scanned again")
+    if scanner.died_idle:
+        stats.errors.append("a detection worker died after its last batch; every batch was scanned")
+    stats.blobs_skipped["filename"] += len(banned - chosen)
+    stats.blobs_skipped["already_scanned"] += len(previously)
+    if feed.symlinks:
+        stats.blobs_skipped["symlink"] += len(feed.symlinks)
+    if feed.submodules:
+        stats.blobs_skipped["submodule"] += len(feed.submodules)
+    stats.errors.extend(source.errors)
+    return out

@@ -1,0 +1,3 @@
+from auditor.testing.twilio import main
+
+main()
