@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from auditor.errors import AuditorError, ExitCode
+from auditor.errors import AuditorError, ExitCode, UsageError
 from auditor.models import Finding, ScanOptions, Summary, redact
 from auditor.outdir import OutDir
 
@@ -58,7 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
                                      "per million commits.")
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("scan", help="scan every commit of every ref of one or more repositories")
-    s.add_argument("repos", nargs="+", metavar="REPO", help="local repository (bare or work tree) or remote URL")
+    s.add_argument("repos", nargs="*", metavar="REPO", help="local repository (bare or work tree) or remote URL")
+    s.add_argument("--corpus", metavar="FILE", default=None,
+                   help="audit a corpus on Dask: FILE lists one repository path or URL per line (# comments; - for "
+                        "stdin; relative paths from FILE's directory), with any REPO arguments")
+    s.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="with --corpus: run on this Dask scheduler (default: a local cluster of --jobs workers)")
+    s.add_argument("--scheduler-file", metavar="FILE", default=None,
+                   help="with --corpus: run on the Dask scheduler this file (dask scheduler --scheduler-file) names")
+    s.add_argument("--split-bytes", type=_positive(int), default=1 << 30, metavar="N",
+                   help="with --corpus: scan a local repository whose objects exceed N bytes in parts on several "
+                        "workers (default 1 GiB)")
     s.add_argument("--out", required=True, type=Path, help="output directory (created; holds the store too)")
     s.add_argument("--no-validate", dest="validate", action="store_false",
                    help="do not check candidates with the provider (no network at all)")
@@ -157,6 +167,9 @@ def _print_result(summary: Summary, alerts: list[Finding], show_secrets: bool, o
           f"{summary.occurrences} occurrences of {summary.unique_secrets} secrets "
           f"({'n/a' if rate is None else f'{rate:g}'} per million commits); results in {out}")
     for repo in summary.repos:
+        if repo.error is not None:
+            why = repo.error if repo.error.startswith(repo.repo) else f"{repo.repo}: {repo.error}"
+            print(f"auditor: not scanned: {why}", file=sys.stderr)
         if repo.shallow:
             print(f"auditor: {repo.repo} is a shallow clone: commits before its boundary were not scanned and "
                   "its boundary commits count as introducing what they hold; run `git fetch --unshallow` there "
@@ -213,7 +226,21 @@ def main(argv: list[str] | None = None) -> int:
                        max_pairs_per_sid=args.max_pairs_per_sid, validate_concurrency=args.validate_concurrency,
                        validate_rate=args.validate_rate, validate_timeout=args.validate_timeout)
     try:
-        outcome = scan(args.repos, opts)
+        if args.corpus is None and (args.scheduler or args.scheduler_file):
+            raise UsageError("--scheduler and --scheduler-file run a corpus: add --corpus FILE (one repository per "
+                             "line), or drop them to scan here")
+        if args.corpus is None and not args.repos:
+            raise UsageError("name at least one REPO to scan, or --corpus FILE")
+        if args.corpus is not None:
+            from auditor.corpus import listing
+            from auditor.corpus.run import CorpusOptions, scan_corpus
+
+            entries = listing.read(args.corpus, args.repos)
+            outcome = scan_corpus(entries, opts, CorpusOptions(scheduler=args.scheduler,
+                                                               scheduler_file=args.scheduler_file,
+                                                               split_bytes=args.split_bytes))
+        else:
+            outcome = scan(args.repos, opts)
         _print_result(outcome.summary, outcome.alerts, args.show_secrets, args.out)
     except AuditorError as e:
         print(f"auditor: error: {e}", file=sys.stderr)

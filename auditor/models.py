@@ -238,6 +238,7 @@ class RepoStats:
     changes_read: int = 0  # file changes (commit against first parent) read
     errors: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    error: str | None = None  # why the repository could not be scanned at all (a corpus goes on without it)
 
     def summary(self, rates: dict[str, Any]) -> RepoSummary:
         return RepoSummary(repo=self.repo, commits_scanned=self.commits_scanned, shallow=self.shallow,
@@ -245,7 +246,7 @@ class RepoStats:
                            also_named=tuple(self.also_named), out_in_work_tree=self.out_in_work_tree,
                            blobs_scanned=self.blobs_scanned, bytes_scanned=self.bytes_scanned,
                            commits_new=self.commits_new, changes_read=self.changes_read, measures=rates,
-                           errors=len(self.errors))
+                           errors=len(self.errors), error=self.error)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -265,6 +266,7 @@ class RepoSummary:
     changes_read: int
     measures: dict[str, Any]  # counts, rates per million commits and their intervals
     errors: int
+    error: str | None = None  # could not be scanned at all (corpus audits)
 
     def as_json(self) -> dict[str, Any]:
         return {"repo": self.repo, "commits_scanned": self.commits_scanned, "shallow": self.shallow,
@@ -272,7 +274,7 @@ class RepoSummary:
                 "also_named": list(self.also_named), "out_in_work_tree": self.out_in_work_tree,
                 "blobs_scanned": self.blobs_scanned, "bytes_scanned": self.bytes_scanned,
                 "commits_new": self.commits_new, "changes_read": self.changes_read, **self.measures,
-                "errors": self.errors}
+                "errors": self.errors, **({"error": self.error} if self.error is not None else {})}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -296,6 +298,7 @@ class Summary:
     interrupted: bool
     store_also_holds: tuple[str, ...]  # repositories an earlier scan into the same --out left in the store
     secrets_failed_to_check: int  # unique secrets the provider could not be asked about: neither valid nor invalid
+    pooled: dict[str, Any] | None = None  # a corpus: intervals that allow for clustering, failed repositories
 
     @property
     def occurrences(self) -> int:
@@ -326,7 +329,8 @@ class Summary:
                 "detectors": self.detectors, "repos": [r.as_json() for r in self.repos], "shallow": self.shallow,
                 "seconds": self.seconds, "errors": list(self.errors), "error_count": self.error_count,
                 "interrupted": self.interrupted, "store_also_holds": list(self.store_also_holds),
-                "secrets_failed_to_check": self.secrets_failed_to_check}
+                "secrets_failed_to_check": self.secrets_failed_to_check,
+                **({"corpus": self.pooled} if self.pooled is not None else {})}
 
 
 @dataclass(slots=True)

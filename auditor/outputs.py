@@ -43,12 +43,13 @@ def _write_jsonl(path: Path, frame: Any) -> None:
 # -- the run's result files -----------------------------------------------------------------------------------
 def write_results(out: OutDir, findings: list[Finding], repos: Sequence[RepoStats], tips: Sequence[tuple],
                   detectors: Sequence[Any], *, show_secrets: bool, validated: bool, validation_requests: int,
-                  validation_unique: int, wall_seconds: float, interrupted: bool) -> Summary:
-    """Write findings.jsonl, secrets.jsonl (with lifecycles) and summary.json; return the summary."""
+                  validation_unique: int, wall_seconds: float, interrupted: bool, pooled: bool = False) -> Summary:
+    """Write findings.jsonl, secrets.jsonl (with lifecycles) and summary.json; return the summary. ``pooled``: a
+    corpus, whose summary also gives intervals that allow for clustering in repositories."""
     try:
         return _write_results(out, findings, repos, tips, detectors, show_secrets=show_secrets, validated=validated,
                               validation_requests=validation_requests, validation_unique=validation_unique,
-                              wall_seconds=wall_seconds, interrupted=interrupted)
+                              wall_seconds=wall_seconds, interrupted=interrupted, pooled=pooled)
     except OSError as e:
         raise OutputError(f"{out.root}: cannot write the results ({e.strerror or e}: {e.filename}). Pass --out "
                           "a directory you can write to (the store keeps what was scanned: rerun).") from None
@@ -56,9 +57,9 @@ def write_results(out: OutDir, findings: list[Finding], repos: Sequence[RepoStat
 
 def _write_results(out: OutDir, findings: list[Finding], repos: Sequence[RepoStats], tips: Sequence[tuple],
                    detectors: Sequence[Any], *, show_secrets: bool, validated: bool, validation_requests: int,
-                   validation_unique: int, wall_seconds: float, interrupted: bool) -> Summary:
+                   validation_unique: int, wall_seconds: float, interrupted: bool, pooled: bool) -> Summary:
     from auditor.report import frames as fr  # pandas: loaded only once there are results to write
-    from auditor.report.measures import summary_rates, unique_secrets
+    from auditor.report.measures import counts, rates_of, summary_rates, unique_secrets
     from auditor.report.stats import METHOD
 
     frame = fr.findings_frame(findings)
@@ -85,6 +86,9 @@ def _write_results(out: OutDir, findings: list[Finding], repos: Sequence[RepoSta
     for r in repos:
         seconds.update(r.seconds)
         skipped.update(r.blobs_skipped)
+    found_in = {str(name): group for name, group in frame.groupby("repo", sort=False)} if len(frame) else {}
+    none_found = counts(frame.iloc[0:0], validated)
+    per_repo = {r.repo: counts(found_in[r.repo], validated) if r.repo in found_in else none_found for r in repos}
     summary = Summary(
         commits_scanned=commits,
         blobs_scanned=sum(r.blobs_scanned for r in repos),
@@ -99,14 +103,31 @@ def _write_results(out: OutDir, findings: list[Finding], repos: Sequence[RepoSta
                                                           validated=validated),
                           "reference_occurrences_per_million_commits": d.reference_occurrences_per_million_commits}
                    for d in detectors},
-        repos=tuple(r.summary(summary_rates(frame[frame["repo"] == r.repo], r.commits_scanned, validated=validated))
-                    for r in repos),
+        repos=tuple(r.summary(rates_of(per_repo[r.repo], r.commits_scanned)) for r in repos),
         seconds={k: round(v, 3) for k, v in seconds.items()} | {"total": round(wall_seconds, 3)},
         errors=tuple(e for r in repos for e in r.errors)[:1000],
         error_count=sum(len(r.errors) for r in repos),
         interrupted=interrupted,
         store_also_holds=tuple(earlier),
         secrets_failed_to_check=unique_secrets(frame[frame["validity"] == "failed_to_check"]),
+        pooled=_pooled(repos, per_repo) if pooled else None,
     )
     write_private(out.summary, (json.dumps(summary.as_json(), indent=2) + "\n").encode("utf-8"))
     return summary
+
+
+def _pooled(repos: Sequence[RepoStats], per_repo: dict[str, dict[str, int | None]]) -> dict[str, Any]:
+    """A corpus: how many repositories were scanned, which failed, and every rate's interval over repositories."""
+    from auditor.report.stats import CLUSTER_METHOD, cluster_interval
+
+    scanned = [r for r in repos if r.error is None]
+    intervals: dict[str, Any] = {}
+    for m in per_repo[scanned[0].repo] if scanned else ():
+        got = [per_repo[r.repo][m] for r in scanned]
+        intervals[f"{m}_per_million_commits"] = (
+            None if any(c is None for c in got)
+            else list(cluster_interval([int(c or 0) for c in got], [r.commits_scanned for r in scanned])))
+    return {"repositories": len(repos), "repositories_scanned": len(scanned),
+            "repositories_failed": [{"repo": r.repo, "error": r.error} for r in repos if r.error is not None],
+            "repositories_with_occurrences": sum(1 for r in scanned if per_repo[r.repo].get("occurrences")),
+            "clustered_confidence_intervals": intervals, "clustered_confidence_interval_method": CLUSTER_METHOD}

@@ -131,8 +131,8 @@ def scan(repos: list[str], opts: ScanOptions) -> Outcome:
     """Run the pipeline and write the output files; KeyboardInterrupt propagates after state is saved."""
     started = time.perf_counter()
     run = Run(opts)
-    interrupted = False
     queue = run.queue()
+    interrupted = False
     try:
         with queue:
             for arg in repos:
@@ -142,10 +142,17 @@ def scan(repos: list[str], opts: ScanOptions) -> Outcome:
     finally:
         run.save_checks(queue)
         run.store.close()
+    return finish(run, queue, started, interrupted)
+
+
+def finish(run: Run, queue: ValidationQueue, started: float, interrupted: bool, *, pooled: bool = False
+           ) -> Outcome:
+    """Write the run's result files and say what the exit code counts; re-raise an interruption once written."""
+    opts = run.opts
     summary = write_results(run.out, run.findings, run.repos, run.tips, run.detectors,
                             show_secrets=opts.show_secrets, validated=opts.validate,
                             validation_requests=queue.requests, validation_unique=queue.unique,
-                            wall_seconds=time.perf_counter() - started, interrupted=interrupted)
+                            wall_seconds=time.perf_counter() - started, interrupted=interrupted, pooled=pooled)
     if interrupted:
         raise KeyboardInterrupt
     strict = {d.id for d in run.detectors if d.only_valid_secrets_raise_alert}

@@ -10,23 +10,26 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pygit2
 
 from auditor.attribution import Provenance, locate
+from auditor.detection.batch import BatchScanner
 from auditor.detection.inline import InlineScanner
 from auditor.detection.pool import DetectionPool
-from auditor.detection.stage import ScanEvents, detect
+from auditor.detection.stage import ScanEvents, Scanner, detect
 from auditor.detectors.engine import DetectorSet
 from auditor.detectors.spec import Detector
 from auditor.git import mirror
-from auditor.git.changes import Changes
+from auditor.git.blobs import BlobReader
+from auditor.git.changes import BlobFeed, Changes, Verdict
 from auditor.git.history import Commits, iso, list_commits
 from auditor.git.repository import open_repository, partial_clone
-from auditor.models import Candidate, RepoState, RepoStats
+from auditor.models import BlobScan, Candidate, RepoState, RepoStats
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,8 +95,31 @@ def _listed(repo: pygit2.Repository, *known: frozenset[bytes]) -> tuple[Commits,
     return commits, dict(sorted((c.hex(), iso(t)) for c, t in commits.time.items()))
 
 
-def scan_repository(job: RepoJob, events: ScanEvents | None = None) -> RepoScan:
-    """List, read, detect and locate one repository; ``events`` tell the caller what happens as it happens."""
+class _Found:
+    """A scanner whose results were computed elsewhere (a big repository's chunks, on other workers): it lets the
+    blob feed run to its end (the changes it keeps are what location needs), then hands them over."""
+
+    restarts = 0
+    died_idle = False
+
+    def __init__(self, results: list[BlobScan]) -> None:
+        self._results = results
+
+    def scan(self, blobs: Iterable[bytes]) -> Iterator[BlobScan]:
+        for _ in blobs:
+            pass
+        yield from self._results
+
+    def close(self) -> None:
+        pass
+
+    terminate = close
+
+
+def scan_repository(job: RepoJob, events: ScanEvents | None = None, found: list[BlobScan] | None = None
+                    ) -> RepoScan:
+    """List, read, detect and locate one repository; ``events`` tell the caller what happens as it happens.
+    ``found``: detection was done already, in chunks (``scan_chunk``); the repository is listed and located."""
     t0 = time.perf_counter()
     events = events or ScanEvents()
     repo = open_repository(mirror.resolve(job.source))
@@ -106,9 +132,15 @@ def scan_repository(job: RepoJob, events: ScanEvents | None = None) -> RepoScan:
     source = Changes(repo, use_git=not fetches)
     if state is None:
         source.start()  # every commit's changes, computed by git while pygit2 lists the commits
-    make = InlineScanner if job.inline else DetectionPool
-    scanner = make(stats.path, job.detectors, **({} if job.inline else {"jobs": job.jobs}),
-                   max_bytes=job.max_blob_bytes, max_pairs=job.max_pairs_per_sid, use_git=not fetches)
+    scanner: Scanner
+    if found is not None:
+        scanner = _Found(found)
+    elif job.inline:
+        scanner = InlineScanner(stats.path, job.detectors, max_bytes=job.max_blob_bytes,
+                                max_pairs=job.max_pairs_per_sid, use_git=not fetches)
+    else:
+        scanner = DetectionPool(stats.path, job.detectors, jobs=job.jobs, max_bytes=job.max_blob_bytes,
+                                max_pairs=job.max_pairs_per_sid, use_git=not fetches)
     try:
         # a first scan lists the commits in a thread: git's changes need no list, and the workers start now
         listing = _Background(_listed, repo, *((state.tips, state.commits) if state else ()))
@@ -146,3 +178,73 @@ def scan_repository(job: RepoJob, events: ScanEvents | None = None) -> RepoScan:
     return RepoScan(stats=stats, candidates=dict(detected.by_blob), provenance=provenance, commit_rows=commit_rows,
                     reachable=commits.known.union(commits.tree), tips=frozenset(commits.tips),
                     incremental=bool(commits.known), attributed_anew=new is None)
+
+
+# -- a big repository in parts (a corpus on Dask) -----------------------------------------------------------------
+def plan_chunks(job: RepoJob, parts: int) -> list[tuple[bytes, ...]]:
+    """The blobs a scan of ``job`` would read, in ``parts`` chunks of about equal bytes. Blobs are ordered by the
+    first path they are met at, so a file's versions (git's delta chains) stay together and git's delta-base cache
+    still serves each chunk's reader."""
+    repo = open_repository(mirror.resolve(job.source))
+    detectors = DetectorSet(job.detectors)
+    source = Changes(repo, use_git=not partial_clone(repo)[1])
+    source.start()
+    listing = _Background(_listed, repo)
+    first_path: dict[bytes, bytes] = {}
+
+    def verdict(oid: bytes, name: bytes) -> Verdict:
+        return Verdict.SCAN if detectors.scans(name) else Verdict.BANNED
+
+    def wanted() -> tuple[list[bytes], dict[bytes, tuple[bytes, ...]]]:
+        commits = listing.result()[0]
+        return list(commits.tree), commits.parents
+
+    try:
+        feed = BlobFeed(verdict)
+        blobs = list(feed(source.records(wanted)))
+    finally:
+        source.close()
+    listing.result()
+    for _, changes in feed.records.values():
+        for ch in changes:
+            if ch.new is not None and ch.new not in first_path:
+                first_path[ch.new] = ch.path
+    reader = BlobReader(repo, use_git=False)  # sizes from object headers: no inflation
+    sizes = {raw: size or 0 for raw, size, _ in reader.sizes(blobs)}
+    ordered = sorted(blobs, key=lambda b: (first_path.get(b, b""), b))
+    total = sum(min(sizes[b], job.max_blob_bytes or sizes[b]) for b in ordered) or 1
+    chunks: list[tuple[bytes, ...]] = []
+    current: list[bytes] = []
+    held = 0
+    for b in ordered:
+        current.append(b)
+        held += min(sizes[b], job.max_blob_bytes or sizes[b])
+        if held >= total * (len(chunks) + 1) / parts and len(chunks) < parts - 1:
+            chunks.append(tuple(current))
+            current = []
+    chunks.append(tuple(current))
+    return chunks
+
+
+def scan_chunk(job: RepoJob, blobs: tuple[bytes, ...]) -> BlobScan:
+    """Detection over one chunk of a big repository's blobs, in this thread, as one BlobScan."""
+    repo = open_repository(mirror.resolve(job.source))
+    fetches = partial_clone(repo)[1]
+    scanner = BatchScanner(repo.path, job.detectors, max_bytes=job.max_blob_bytes, max_pairs=job.max_pairs_per_sid,
+                           use_git=not fetches)
+    skipped: Counter[str] = Counter()
+    errors: list[str] = []
+    candidates: list[Candidate] = []
+    scanned = nbytes = 0
+    try:
+        for start in range(0, len(blobs), 256):
+            got = scanner.scan(blobs[start:start + 256])
+            scanned += got.blobs_scanned
+            nbytes += got.bytes_scanned
+            skipped.update(got.skipped)
+            errors += got.errors
+            candidates += got.candidates
+    finally:
+        scanner.close()
+    return BlobScan(blobs_scanned=scanned, bytes_scanned=nbytes, skipped=dict(skipped), errors=tuple(errors),
+                    candidates=tuple(candidates))

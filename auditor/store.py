@@ -96,6 +96,13 @@ class Store:
             return None
         return RepoState(path=path, ruleset=ruleset, matched=_ids(row[0]), tips=_ids(row[1]), commits=_ids(row[2]))
 
+    def load_state_of(self, repo: str, ruleset: str) -> RepoState | None:
+        """The state of the last complete scan of ``repo`` under ``ruleset``, wherever it was read (the scan
+        checks the path: a corpus client does not open the repositories its workers scan)."""
+        row = self.db.execute("SELECT path FROM rescan_state WHERE repo = ? AND ruleset = ?",
+                              (repo, ruleset)).fetchone()
+        return None if row is None else self.load_state(repo, row[0], ruleset)
+
     def occurrences(self, repo: str) -> list[OccurrenceRow]:
         """The stored occurrences of ``repo``."""
         return [OccurrenceRow._make(r) for r in self.db.execute(

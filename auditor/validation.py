@@ -92,16 +92,21 @@ class ValidationQueue:
                 fut = asyncio.run_coroutine_threadsafe(self._validator.resolve(c), self._loop)
             self._futures[c.checks_key] = fut
 
-    def resolve(self, candidates: Iterable[Candidate]) -> dict[tuple, Resolved]:
+    def ready(self, candidates: Iterable[Candidate]) -> bool:
+        """Every one of these (submitted) candidates is resolved: ``resolve`` would not wait."""
+        return all(self._futures[c.checks_key].done() for c in candidates)
+
+    def resolve(self, candidates: Iterable[Candidate], *, progress: bool = True) -> dict[tuple, Resolved]:
         """Wait until every candidate is resolved (a progress line per run of waiting); checks_key → Resolved."""
         cands = list(candidates)
         self.submit(cands)
         wanted = {c.checks_key: self._futures[c.checks_key] for c in cands}
         pending = [f for f in wanted.values() if not f.done()]
-        bar = Stage("validation", enabled=self._progress and self._validator is not None, unit="secret")
+        shown = progress and self._progress and self._validator is not None
+        bar = Stage("validation", enabled=shown, unit="secret")
         for _ in concurrent.futures.as_completed(pending):
             bar.update(1)
-        if self._validator is not None:
+        if shown:
             bar.done(f"{len(pending):,} candidates resolved, {self._validator.requests:,} requests")
         return {k: f.result() for k, f in wanted.items()}
 

@@ -241,7 +241,11 @@ def timeline_freq(f: ScanFrames) -> str:
 
 def summary_rates(frame: pd.DataFrame, commits: int, *, validated: bool) -> dict[str, Any]:
     """summary.json's counts, rates and intervals for one scope (everything, a detector, a repository)."""
-    found = counts(frame, validated)
+    return rates_of(counts(frame, validated), commits)
+
+
+def rates_of(found: dict[str, int | None], commits: int) -> dict[str, Any]:
+    """Counts → summary.json's counts, rates per million commits and their exact intervals."""
     out: dict[str, Any] = dict(found)
     intervals: dict[str, Any] = {}
     for m, c in found.items():

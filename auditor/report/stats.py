@@ -10,6 +10,7 @@ scipy is not a dependency, so the regularized incomplete gamma function and its 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -106,6 +107,29 @@ def rate_interval(count: int, commits: int) -> tuple[float | None, float | None]
         return None, None
     low, high = poisson_interval(int(count))
     return round(low / commits * MILLION, 4), round(high / commits * MILLION, 4)
+
+
+CLUSTER_METHOD = ("percentile bootstrap over repositories (2,000 resamples of the repositories with replacement, "
+                  "seed 0; the ratio Σ count / Σ commits × 10⁶ of each): allows for occurrences clustering in a few "
+                  "repositories, which the Poisson interval assumes away; when no repository has any, the exact "
+                  "Poisson interval")
+
+
+def cluster_interval(counts: Sequence[int], commits: Sequence[int], *, resamples: int = 2000, seed: int = 0
+                     ) -> tuple[float | None, float | None]:
+    """The 95% interval of Σ counts / Σ commits × 10⁶ over repositories, resampled as CLUSTER_METHOD says;
+    (None, None) with fewer than two repositories that have commits."""
+    pairs = [(c, n) for c, n in zip(counts, commits, strict=True) if n]
+    if len(pairs) < 2:
+        return None, None
+    k = np.array([c for c, _ in pairs], dtype=float)
+    n = np.array([n for _, n in pairs], dtype=float)
+    if not k.any():
+        return rate_interval(0, int(n.sum()))
+    picks = np.random.default_rng(seed).integers(0, len(pairs), size=(resamples, len(pairs)))
+    ratios = k[picks].sum(axis=1) / n[picks].sum(axis=1) * MILLION
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return round(float(low), 4), round(float(high), 4)
 
 
 def with_rates(frame: pd.DataFrame, count: str = "count", commits: str = "commits", prefix: str = "") -> pd.DataFrame:
