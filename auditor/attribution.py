@@ -23,7 +23,8 @@ from auditor.detectors.engine import DetectorSet
 from auditor.git.changes import FILE, Change
 from auditor.git.history import Commits, iso
 from auditor.git.objects import MODE_TREE, author, commit_tree, tree_entries
-from auditor.models import Candidate, Finding, OccurrenceRow, RemovalRow, Resolved, SecretKey, TipRow, redact
+from auditor.models import (Candidate, ExposureEnd, Finding, OccurrenceRow, RemovalRow, Resolved, SecretKey, TipRow,
+                            redact)
 
 Paths = dict[bytes, bytes]  # path → matched blob
 
@@ -70,6 +71,9 @@ class Provenance:
     tips: tuple[TipPlacement, ...] = ()
     transitions: tuple[Transition, ...] = ()
     times: dict[bytes, str] = field(default_factory=dict)  # transition commit → ISO committer time
+    # (transition commit, introducing commit) at one path where the first descends from the second: which
+    # removals can end which exposures, decided here because only here is the commit graph at hand
+    descends: frozenset[tuple[bytes, bytes]] = frozenset()
     errors: tuple[str, ...] = ()
 
 
@@ -217,9 +221,20 @@ def introduced(intro: Introduction, secrets_of: Mapping[bytes, frozenset[SecretK
 
 
 # -- the git side --------------------------------------------------------------------------------------------------
+def _descends(repo: pygit2.Repository, commits: Commits, descendant: bytes, ancestor: bytes) -> bool:
+    """Whether ``descendant`` has ``ancestor`` among its ancestors; by commit time where libgit2 cannot tell (a
+    commit it cannot parse), which is exact on a linear history."""
+    try:
+        return bool(repo.descendant_of(pygit2.Oid(raw=descendant), pygit2.Oid(raw=ancestor)))
+    except (ValueError, KeyError, pygit2.GitError):
+        return commits.time.get(descendant, 0) >= commits.time.get(ancestor, 0)
+
+
 def locate(repo: pygit2.Repository, commits: Commits, records: Mapping[bytes, tuple[bytes | None, list[Change]]],
-           matched: Iterable[bytes], detectors: DetectorSet, only: Sequence[bytes] | None) -> Provenance:
-    """Where the matched blobs sit in every commit (``only`` these commits, on a rerun), read from git."""
+           matched: Iterable[bytes], detectors: DetectorSet, only: Sequence[bytes] | None,
+           earlier: Iterable[tuple[bytes, bytes]] = ()) -> Provenance:
+    """Where the matched blobs sit in every commit (``only`` these commits, on a rerun), read from git.
+    ``earlier``: (commit, path) of the occurrences an earlier scan attributed, which new removals may end."""
     locator = Locator(repo, commits, records, matched)
     intros = locator.introductions(detectors.scans, only)
     authors: dict[bytes, tuple[str, str]] = {}
@@ -230,8 +245,13 @@ def locate(repo: pygit2.Repository, commits: Commits, records: Mapping[bytes, tu
     tips = tuple(TipPlacement(refs=tuple(refs), path=path, blob=blob)
                  for tip, refs in commits.tips.items() for path, blob in locator.paths(tip).items())
     transitions = locator.transitions(only)
+    introduced_at: dict[bytes, set[bytes]] = {}
+    for commit, path in (*((i.commit, i.path) for i in intros), *earlier):
+        introduced_at.setdefault(path, set()).add(commit)
+    descends = frozenset((t.commit, c) for t in transitions for c in introduced_at.get(t.path, ())
+                         if c != t.commit and _descends(repo, commits, t.commit, c))
     return Provenance(introductions=tuple(intros), authors=authors, tips=tips, transitions=tuple(transitions),
-                      times={t.commit: iso(commits.time[t.commit]) for t in transitions},
+                      times={t.commit: iso(commits.time[t.commit]) for t in transitions}, descends=descends,
                       errors=tuple(locator.errors))
 
 
@@ -244,6 +264,7 @@ class Attribution:
     occurrences: list[OccurrenceRow] = field(default_factory=list)
     tips: list[TipRow] = field(default_factory=list)
     removals: list[RemovalRow] = field(default_factory=list)
+    ends: list[ExposureEnd] = field(default_factory=list)  # where each occurrence's exposure ended, if it did
     errors: list[str] = field(default_factory=list)
 
 
@@ -269,14 +290,16 @@ def secrets_by_blob(by_blob: Mapping[bytes, Sequence[Candidate]], resolved: Mapp
 
 def attribute(repo: str, by_blob: Mapping[bytes, Sequence[Candidate]], resolved: Mapping[tuple, Resolved],
               provenance: Provenance, detectors: DetectorSet, *, reachable: Callable[[bytes], bool],
-              stored: Sequence[OccurrenceRow] = (), stored_removals: Sequence[RemovalRow] = ()) -> Attribution:
-    """Resolved candidates + provenance → occurrences, tip presence and removals of one repository.
+              stored: Sequence[OccurrenceRow] = (), stored_removals: Sequence[RemovalRow] = (),
+              stored_ends: Sequence[ExposureEnd] = ()) -> Attribution:
+    """Resolved candidates + provenance → occurrences, tip presence, removals and exposure ends of one repository.
 
-    ``stored``: the occurrences an earlier scan attributed (a rerun attributes only new commits); those of commits
-    no longer ``reachable`` are dropped.
+    ``stored``: the occurrences an earlier scan attributed (a rerun attributes only new commits), with their
+    removals and ends; those of commits no longer ``reachable`` are dropped.
     """
     secrets_of, line_of, check_of = secrets_by_blob(by_blob, resolved)
     out = Attribution()
+    places: list[tuple[bytes, bytes, SecretKey]] = []  # each finding's (commit, raw path, secret)
 
     def add(commit: bytes, path: bytes, blob: bytes, key: SecretKey, line: int, email: str, when: str) -> None:
         r = check_of[key]
@@ -285,6 +308,7 @@ def attribute(repo: str, by_blob: Mapping[bytes, Sequence[Candidate]], resolved:
                     validity=r.check.validity, scope=r.check.scope, account_status=r.check.account_status,
                     account_type=r.check.account_type, author_email=email, author_time=when, blob=blob.hex())
         out.findings.append(f)
+        places.append((commit, path, key))
         out.occurrences.append(OccurrenceRow(f.detector, f.commit, f.path, f.line, f.blob, f.client_id,
                                              redact(f.client_secret), f.secret_sha256, f.author_email,
                                              f.author_time))
@@ -319,4 +343,18 @@ def attribute(repo: str, by_blob: Mapping[bytes, Sequence[Candidate]], resolved:
                 lost[(t.commit, t.path, key)] = None
     out.removals += [RemovalRow(key.detector, commit.hex(), path.decode("utf-8", "replace"), key.sha256,
                                 provenance.times[commit]) for commit, path, key in lost]
+    # each occurrence ends at the earliest removal of its secret at its path that descends from it
+    removed: dict[tuple[bytes, SecretKey], list[tuple[str, str, bytes]]] = {}
+    for commit, path, key in lost:
+        removed.setdefault((path, key), []).append((provenance.times[commit], commit.hex(), commit))
+    before = {(e.commit, e.path, e.secret_sha256): e for e in stored_ends}
+    for f, (intro, path, key) in zip(out.findings, places, strict=True):
+        ends = [(when, hexid) for when, hexid, commit in removed.get((path, key), ())
+                if (commit, intro) in provenance.descends]
+        if (old := before.get((f.commit, f.path, f.secret_sha256))) is not None and reachable(
+                bytes.fromhex(old.removed_commit)):
+            ends.append((old.removed_time, old.removed_commit))
+        if ends:
+            when, hexid = min(ends)
+            out.ends.append(ExposureEnd(f.commit, f.path, f.secret_sha256, hexid, when))
     return out

@@ -198,6 +198,17 @@ class RepoState:
 
 
 
+class ExposureEnd(NamedTuple):
+    """Where one occurrence's exposure ended: the earliest removal of its secret at its path that descends from its
+    introducing commit."""
+
+    commit: str  # hex: the occurrence's introducing commit
+    path: str
+    secret_sha256: str
+    removed_commit: str  # hex
+    removed_time: str  # ISO 8601 UTC
+
+
 # -- run-level values --------------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ScanOptions:

@@ -77,6 +77,7 @@ def _write_results(out: OutDir, findings: list[Finding], repos: Sequence[RepoSta
     scan = fr.assemble(findings=frame, commits=stored.get("commits", fr.typed([], fr.COMMIT_DTYPES)),
                        repos=repo_rows, tips=fr.typed(tips, fr.TIP_DTYPES),
                        removals=stored.get("removals", fr.typed([], fr.REMOVAL_DTYPES)),
+                       ends=stored.get("ends", fr.typed([], fr.END_DTYPES)),
                        detectors=fr.detectors_frame(detectors), validated=validated)
     ends = fr.exposures(scan.findings)
     _write_jsonl(out.secrets, scan.secrets.assign(exposures=[ends.get(h, []) for h in scan.secrets["secret_sha256"]]))

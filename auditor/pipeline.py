@@ -81,7 +81,7 @@ class Run:
         prior = None if repo.is_shallow else self.store.load_state(name, repo.path, self.state_key)
         job = RepoJob(source=source, name=name, detectors=self.detectors, max_blob_bytes=self.opts.max_blob_bytes,
                       max_pairs_per_sid=self.opts.max_pairs_per_sid, jobs=self.opts.jobs, prior=prior,
-                      skip=self.store.scanned_blobs(self.ruleset))
+                      skip=self.store.scanned_blobs(self.ruleset), earlier=self.earlier(name, prior))
         bar = Stage("detection", enabled=self.opts.progress, unit="B", unit_scale=True)
         out_in_work_tree = bool(repo.workdir) and Path(self.opts.out).resolve().is_relative_to(
             Path(repo.workdir).resolve())
@@ -108,6 +108,13 @@ class Run:
         stats.seconds["attribution"] += time.perf_counter() - t1
         stats.errors = list(dict.fromkeys(stats.errors))  # an unreadable object is met by several stages
 
+    def earlier(self, name: str, prior: RepoState | None) -> tuple[tuple[bytes, bytes], ...]:
+        """(commit, path) of the occurrences the last complete scan of ``name`` found: new removals may end them."""
+        if prior is None:
+            return ()
+        return tuple((bytes.fromhex(o.commit), o.path.encode("utf-8", "surrogateescape"))
+                     for o in self.store.occurrences(name))
+
     def keep(self, scanned: RepoScan, resolved: dict[tuple, object]) -> None:
         """Attribute one repository's resolved candidates and store its results in one transaction."""
         stats = scanned.stats
@@ -115,14 +122,15 @@ class Run:
         found = attribute(stats.repo, scanned.candidates, resolved, scanned.provenance,  # type: ignore[arg-type]
                           self.detector_set, reachable=scanned.reachable.__contains__,
                           stored=self.store.occurrences(stats.repo) if earlier else (),
-                          stored_removals=self.store.removals(stats.repo) if earlier else ())
+                          stored_removals=self.store.removals(stats.repo) if earlier else (),
+                          stored_ends=self.store.exposure_ends(stats.repo) if earlier else ())
         stats.errors.extend(found.errors)
         state = None
         if not (stats.errors or stats.shallow):  # a walk with unread objects is never built upon
             state = RepoState(path=stats.path, ruleset=self.state_key, matched=frozenset(scanned.candidates),
                               tips=scanned.tips, commits=scanned.reachable)
         self.store.save_repo(stats.repo, stats.path, scanned.commit_rows, stats.shallow, found.occurrences,
-                             found.tips, found.removals, state, add_commits=scanned.incremental)
+                             found.tips, found.removals, state, add_commits=scanned.incremental, ends=found.ends)
         self.findings += found.findings
         self.tips += [(stats.repo, *t) for t in found.tips]
 

@@ -45,6 +45,7 @@ class RepoJob:
     inline: bool = False  # detect in this thread: a Dask worker may start no processes
     prior: RepoState | None = None  # the last complete scan's state: only what is new is walked and attributed
     skip: frozenset[bytes] | set[bytes] = frozenset()  # blobs scanned before that matched nothing
+    earlier: tuple[tuple[bytes, bytes], ...] = ()  # with ``prior``: (commit, path) of the occurrences it found
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -172,7 +173,8 @@ def scan_repository(job: RepoJob, events: ScanEvents | None = None, found: list[
     # listing the commits runs alongside detection (on a first scan): the two overlap, they do not add up
     stats.seconds["enumeration"] = listing.seconds
     stats.seconds["detection"] = t1 - t0
-    provenance = locate(repo, commits, detected.feed.records, detected.by_blob, detectors, new)
+    provenance = locate(repo, commits, detected.feed.records, detected.by_blob, detectors, new,
+                        job.earlier if state is not None else ())
     stats.errors.extend(provenance.errors)
     stats.seconds["attribution"] = time.perf_counter() - t1
     return RepoScan(stats=stats, candidates=dict(detected.by_blob), provenance=provenance, commit_rows=commit_rows,

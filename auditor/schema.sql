@@ -73,6 +73,17 @@ CREATE TABLE IF NOT EXISTS removals (
     PRIMARY KEY (repo, commit_id, path, secret_sha256)
 ) WITHOUT ROWID;
 
+CREATE TABLE IF NOT EXISTS exposure_ends (
+    repo            TEXT NOT NULL,  -- repos.repo
+    commit_id       TEXT NOT NULL,  -- an occurrence: its introducing commit,
+    path            TEXT NOT NULL,  -- its path
+    secret_sha256   TEXT NOT NULL,  -- and its secret
+    removed_commit  TEXT NOT NULL,  -- the earliest removal at that path of that secret that descends from the
+                                    -- introducing commit (decided at scan time, from the commit graph)
+    removed_time    TEXT NOT NULL,  -- ISO 8601 UTC: the end of that exposure
+    PRIMARY KEY (repo, commit_id, path, secret_sha256)
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS rescan_state (
     repo    TEXT PRIMARY KEY,  -- repos.repo
     path    TEXT NOT NULL,     -- the git directory it describes; another path starts afresh

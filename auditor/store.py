@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 from auditor.errors import OutputError
-from auditor.models import CheckResult, OccurrenceRow, RemovalRow, RepoState, TipRow, Validity
+from auditor.models import CheckResult, ExposureEnd, OccurrenceRow, RemovalRow, RepoState, TipRow, Validity
 from auditor.outdir import private_file
 
 # The columns of OccurrenceRow and RemovalRow, in their field order ("commit" is a keyword in SQL).
@@ -22,7 +22,7 @@ def _ids(raw: bytes) -> frozenset[bytes]:
     """Concatenated 20-byte ids → the set of them."""
     return frozenset(raw[i:i + 20] for i in range(0, len(raw), 20))
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: exposure_ends (lifecycles decided at scan time)
 
 
 class Store:
@@ -37,7 +37,12 @@ class Store:
         except (OSError, sqlite3.Error) as e:
             raise OutputError(f"{path}: cannot open the store ({e}). Choose an --out directory you can write "
                               "to, or delete a damaged audit.sqlite to start afresh.") from None
-        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is not None and row[0] != SCHEMA_VERSION:
+            # an older store: its occurrences have no exposure ends, so the next scan of each repository is whole
+            with self.transaction():
+                self.db.execute("DELETE FROM rescan_state")
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
 
     def close(self) -> None:
         self.db.close()
@@ -113,9 +118,16 @@ class Store:
         return [RemovalRow._make(r) for r in self.db.execute(
             f"SELECT {REMOVAL_COLUMNS} FROM removals WHERE repo = ?", (repo,))]  # noqa: S608
 
+    def exposure_ends(self, repo: str) -> list[ExposureEnd]:
+        """Where the stored occurrences of ``repo`` stopped being exposed."""
+        return [ExposureEnd._make(r) for r in self.db.execute(
+            "SELECT commit_id, path, secret_sha256, removed_commit, removed_time FROM exposure_ends WHERE repo = ?",
+            (repo,))]
+
     def save_repo(self, repo: str, path: str, commits: Mapping[str, str], shallow: bool,
                   occurrences: Iterable[OccurrenceRow], tips: Iterable[TipRow], removals: Iterable[RemovalRow] = (),
-                  state: RepoState | None = None, add_commits: bool = False) -> None:
+                  state: RepoState | None = None, add_commits: bool = False, ends: Iterable[ExposureEnd] = ()
+                  ) -> None:
         """Replace one repository's results in one transaction, so a crash leaves the previous ones intact.
 
         Without ``state`` (a partial walk, a shallow clone) the next scan of the repository starts afresh. With
@@ -123,7 +135,7 @@ class Store:
         """
         now = datetime.now(UTC).isoformat(timespec="seconds")
         with self.transaction():
-            for table in ("occurrences", "tip_presence", "removals", "rescan_state",
+            for table in ("occurrences", "tip_presence", "removals", "exposure_ends", "rescan_state",
                           *(() if add_commits else ("commits",))):
                 self.db.execute(f"DELETE FROM {table} WHERE repo = ?", (repo,))  # noqa: S608 - fixed names
             if state is not None:
@@ -141,3 +153,5 @@ class Store:
                                 ((repo, *t) for t in tips))
             self.db.executemany("INSERT OR IGNORE INTO removals VALUES (?, ?, ?, ?, ?, ?)",
                                 ((repo, *r) for r in removals))
+            self.db.executemany("INSERT OR IGNORE INTO exposure_ends VALUES (?, ?, ?, ?, ?, ?)",
+                                ((repo, *e) for e in ends))

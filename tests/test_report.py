@@ -369,7 +369,8 @@ def test_validity_measures_against_the_stand_in(tmp_path):
 
 def test_end_of_exposure_follows_ancestry_not_the_clock(tmp_path):
     """The same secret added at the same path on two branches; only main removes it. The branch's occurrence never
-    ends, although main's removal is later in time. Without the repository, commit times decide (linear case)."""
+    ends, although main's removal is later in time. Ends are decided at scan time from the commit graph: the store
+    alone gives the same report, and a rerun that sees a new removal ends an occurrence an earlier run stored."""
     repo = GitRepo(tmp_path / "repo")
     pair = make_pair()
     repo.commit("base", {"readme.txt": "hello\n"})
@@ -383,6 +384,13 @@ def test_end_of_exposure_follows_ancestry_not_the_clock(tmp_path):
     assert (ends[main], ends[side]) == (gone, pd.NA)
     s = report.load(out).secrets.iloc[0]
     assert (s["still_at_tip"], s["tip_refs"], s["exposure_ongoing"]) == (True, ["refs/heads/side"], True)
-    repo.path.rename(tmp_path / "moved")  # the store alone: a removal counts when it is not older than the commit
+    repo.path.rename(tmp_path / "moved")  # the store alone gives the same report (SPEC §11)
     ends = report.load(out).findings.set_index("commit")["removed_commit"]
-    assert (ends[main], ends[side]) == (gone, gone)
+    assert (ends[main], ends[side]) == (gone, pd.NA)
+    (tmp_path / "moved").rename(repo.path)
+    repo("checkout", "-q", "side")
+    later = repo.commit("side removes", remove=("s.py",))
+    rerun = run([repo], out)  # incremental: only the new commit is attributed
+    assert json.loads((rerun / "summary.json").read_text())["repos"][0]["commits_new"] == 1
+    ends = report.load(out).findings.set_index("commit")["removed_commit"]
+    assert (ends[main], ends[side]) == (gone, later)

@@ -72,9 +72,10 @@ class Corpus:
 
     def job(self, entry: Entry) -> RepoJob:
         run = self.run
+        prior = run.store.load_state_of(entry.name, run.state_key)
         return RepoJob(source=entry.source, name=entry.name, detectors=run.detectors,
                        max_blob_bytes=run.opts.max_blob_bytes, max_pairs_per_sid=run.opts.max_pairs_per_sid,
-                       inline=True, prior=run.store.load_state_of(entry.name, run.state_key))
+                       inline=True, prior=prior, earlier=run.earlier(entry.name, prior))
 
     def submit(self, entry: Entry, size: int, workers: int) -> Any:
         """The future of one repository's TaskResult."""

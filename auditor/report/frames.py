@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pygit2
 
 from auditor.errors import UsageError
 from auditor.models import Finding
@@ -37,6 +36,8 @@ DERIVED_DTYPES = {"commit_time": TIME, "extension": "string", "top_directory": "
 COMMIT_DTYPES = {"repo": "string", "commit": "string", "commit_time": TIME}
 REPO_DTYPES = {"repo": "string", "path": "string", "commits_scanned": "int64", "shallow": "bool", "scanned_at": TIME}
 TIP_DTYPES = {"repo": "string", "secret_sha256": "string", "ref": "string", "path": "string"}
+END_DTYPES = {"repo": "string", "commit": "string", "path": "string", "secret_sha256": "string",
+              "removed_commit": "string", "removed_time": TIME}
 REMOVAL_DTYPES = {"repo": "string", "detector": "string", "commit": "string", "path": "string",
                   "secret_sha256": "string", "commit_time": TIME}
 DETECTOR_DTYPES = {"detector": "string", "name": "string", "reference_occurrences_per_million_commits": "Float64"}
@@ -103,16 +104,20 @@ _QUERIES = {
     "repos": "SELECT repo, path, commits_scanned, shallow, scanned_at FROM repos",
     "tips": "SELECT repo, secret_sha256, ref, path FROM tip_presence",
     "removals": "SELECT repo, detector, commit_id, path, secret_sha256, commit_time FROM removals",
+    "ends": "SELECT repo, commit_id, path, secret_sha256, removed_commit, removed_time FROM exposure_ends",
 }
 _DTYPES = {"findings": FINDING_DTYPES, "commits": COMMIT_DTYPES, "repos": REPO_DTYPES, "tips": TIP_DTYPES,
-           "removals": REMOVAL_DTYPES}
+           "removals": REMOVAL_DTYPES, "ends": END_DTYPES}
 
 
 def read_store(store: Path, repos: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
     """The store's tables as typed frames (read-only), restricted to ``repos`` when given."""
     try:
         with closing(sqlite3.connect(store.resolve().as_uri() + "?mode=ro", uri=True)) as db:
-            out = {name: typed(db.execute(sql).fetchall(), _DTYPES[name]) for name, sql in _QUERIES.items()}
+            have = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            # a store of an older auditor has no exposure_ends: its occurrences show no end until rescanned
+            out = {name: typed(db.execute(sql).fetchall() if name != "ends" or "exposure_ends" in have else [],
+                               _DTYPES[name]) for name, sql in _QUERIES.items()}
     except sqlite3.Error as e:
         if "no such table" in str(e):
             raise UsageError(f"{store}: not an auditor store ({e}). Pass the --out directory of a scan.") from None
@@ -142,49 +147,13 @@ def load(path: str | Path, *, repos: Sequence[str] | None = None) -> ScanFrames:
 
 
 # -- lifecycles ---------------------------------------------------------------------------------------------------
-class _Ancestry:
-    """Is one commit a descendant of another? Asked of the scanned repository when it can still be opened."""
-
-    def __init__(self, repos: pd.DataFrame) -> None:
-        self.paths = dict(zip(repos["repo"], repos["path"], strict=True))
-        self.opened: dict[str, Any] = {}
-
-    def descends(self, repo: str, descendant: str, ancestor: str) -> bool | None:
-        if repo not in self.opened:
-            try:
-                self.opened[repo] = pygit2.Repository(self.paths[repo])
-            except (KeyError, pygit2.GitError):
-                self.opened[repo] = None
-        git = self.opened[repo]
-        if git is None:
-            return None
-        try:
-            return bool(git.descendant_of(descendant, ancestor))
-        except (ValueError, KeyError, pygit2.GitError):  # a missing object: fall back to commit times
-            return None
-
-
-def _with_removals(findings: pd.DataFrame, removals: pd.DataFrame, repos: pd.DataFrame) -> pd.DataFrame:
-    """Each occurrence's end: the earliest removal at its (repo, path, secret) that descends from its commit.
-
-    Descent is asked of the repository when it can be opened; otherwise a removal counts when it is not older
-    than the introducing commit (exact on a linear history).
-    """
-    keys = ["repo", "path", "secret_sha256"]
-    ends = removals.rename(columns={"commit": "removed_commit", "commit_time": "removed_time"})
-    pairs = (findings[[*keys, "commit", "commit_time"]].reset_index(names="row")
-             .merge(ends[[*keys, "removed_commit", "removed_time"]], on=keys))
-    pairs = pairs[pairs["removed_commit"] != pairs["commit"]]
-    if not pairs.empty:
-        ancestry = _Ancestry(repos)
-        later = (pairs["removed_time"] >= pairs["commit_time"]).fillna(True).tolist()
-        keep = [later[i] if (d := ancestry.descends(r, rc, c)) is None else d
-                for i, (r, rc, c) in enumerate(zip(pairs["repo"], pairs["removed_commit"], pairs["commit"],
-                                                   strict=True))]
-        pairs = pairs[keep]
-    first = pairs.sort_values(["removed_time", "removed_commit"]).groupby("row").first()
-    return findings.assign(removed_commit=first["removed_commit"].reindex(findings.index).astype("string"),
-                           removed_time=first["removed_time"].reindex(findings.index).astype(TIME))
+def _with_ends(findings: pd.DataFrame, ends: pd.DataFrame) -> pd.DataFrame:
+    """Each occurrence's end, as the scan decided it from the commit graph (``exposure_ends``)."""
+    keys = ["repo", "commit", "path", "secret_sha256"]
+    got = findings.drop(columns=[c for c in ("removed_commit", "removed_time") if c in findings])
+    got = got.merge(ends[[*keys, "removed_commit", "removed_time"]].drop_duplicates(keys), on=keys, how="left",
+                    validate="many_to_one")
+    return got.astype({"removed_commit": "string", "removed_time": TIME})
 
 
 def _lookup(values: pd.Series, keys: pd.Series) -> pd.Series:
@@ -244,7 +213,7 @@ def _extension(path: str) -> str:
 
 
 def assemble(*, findings: pd.DataFrame, commits: pd.DataFrame, repos: pd.DataFrame, tips: pd.DataFrame,
-             removals: pd.DataFrame, detectors: pd.DataFrame, validated: bool,
+             removals: pd.DataFrame, ends: pd.DataFrame, detectors: pd.DataFrame, validated: bool,
              source: Path | None = None) -> ScanFrames:
     """Typed tables → ScanFrames: findings gain commit time, extension, top directory and end of exposure."""
     times = commits.rename(columns={"commit_time": "_time"})
@@ -256,7 +225,7 @@ def assemble(*, findings: pd.DataFrame, commits: pd.DataFrame, repos: pd.DataFra
         extension=paths.map(_extension).astype("string"),
         top_directory=paths.map(lambda p: p.split("/", 1)[0] if "/" in p else ROOT).astype("string"),
     ).drop(columns="_time")
-    findings = _with_removals(findings, removals, repos)[[*FINDING_DTYPES, *DERIVED_DTYPES]]
+    findings = _with_ends(findings, ends)[[*FINDING_DTYPES, *DERIVED_DTYPES]]
     known = set(detectors["detector"].dropna())
     extra = sorted(set(findings["detector"]) - known)  # found by a detector the summary did not name
     if extra:
