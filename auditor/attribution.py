@@ -221,21 +221,61 @@ def introduced(intro: Introduction, secrets_of: Mapping[bytes, frozenset[SecretK
 
 
 # -- the git side --------------------------------------------------------------------------------------------------
-def _descends(repo: pygit2.Repository, commits: Commits, descendant: bytes, ancestor: bytes) -> bool:
-    """Whether ``descendant`` has ``ancestor`` among its ancestors; by commit time where libgit2 cannot tell (a
-    commit it cannot parse), which is exact on a linear history."""
-    try:
-        return bool(repo.descendant_of(pygit2.Oid(raw=descendant), pygit2.Oid(raw=ancestor)))
-    except (ValueError, KeyError, pygit2.GitError):
-        return commits.time.get(descendant, 0) >= commits.time.get(ancestor, 0)
+class _Ancestry:
+    """Is one commit a descendant of another? From the listing's parents, with generation numbers (git's
+    commit-graph idea: an ancestor's generation is lower) so a search stops where the answer cannot lie; libgit2's
+    merge-base walk (~10 ms a question) only for commits the listing did not load (a rerun's earlier ones)."""
+
+    def __init__(self, repo: pygit2.Repository, commits: Commits) -> None:
+        self.repo, self.commits, self.parents = repo, commits, commits.parents
+        self._generation: dict[bytes, int] | None = None
+
+    def _generations(self) -> dict[bytes, int]:
+        if self._generation is None:
+            gen: dict[bytes, int] = {}
+            for start in self.parents:
+                stack = [start]
+                while stack:
+                    c = stack[-1]
+                    if c in gen:
+                        stack.pop()
+                        continue
+                    todo = [p for p in self.parents.get(c, ()) if p not in gen and p in self.parents]
+                    if todo:
+                        stack.extend(todo)
+                        continue
+                    stack.pop()
+                    gen[c] = 1 + max((gen[p] for p in self.parents.get(c, ()) if p in gen), default=0)
+            self._generation = gen
+        return self._generation
+
+    def descends(self, descendant: bytes, ancestor: bytes) -> bool:
+        if descendant in self.parents and ancestor in self.parents:
+            gen = self._generations()
+            floor = gen[ancestor]
+            stack, seen = [descendant], {descendant}
+            while stack:
+                c = stack.pop()
+                if c == ancestor:
+                    return True
+                for p in self.parents.get(c, ()):
+                    if p not in seen and gen.get(p, -1) >= floor:
+                        seen.add(p)
+                        stack.append(p)
+            return False
+        try:
+            return bool(self.repo.descendant_of(pygit2.Oid(raw=descendant), pygit2.Oid(raw=ancestor)))
+        except (ValueError, KeyError, pygit2.GitError):  # unreadable: commit times, exact on a linear history
+            return self.commits.time.get(descendant, 0) >= self.commits.time.get(ancestor, 0)
 
 
 def locate(repo: pygit2.Repository, commits: Commits, records: Mapping[bytes, tuple[bytes | None, list[Change]]],
-           matched: Iterable[bytes], detectors: DetectorSet, only: Sequence[bytes] | None,
-           earlier: Iterable[tuple[bytes, bytes]] = ()) -> Provenance:
-    """Where the matched blobs sit in every commit (``only`` these commits, on a rerun), read from git.
-    ``earlier``: (commit, path) of the occurrences an earlier scan attributed, which new removals may end."""
-    locator = Locator(repo, commits, records, matched)
+           candidates: Mapping[bytes, Sequence[Candidate]], detectors: DetectorSet, only: Sequence[bytes] | None,
+           earlier: Iterable[tuple[bytes, bytes, bytes]] = ()) -> Provenance:
+    """Where the matched blobs (the keys of ``candidates``) sit in every commit (``only`` these commits, on a
+    rerun), read from git. ``earlier``: (commit, path, blob) of the occurrences an earlier scan attributed, which
+    new removals may end."""
+    locator = Locator(repo, commits, records, candidates)
     intros = locator.introductions(detectors.scans, only)
     authors: dict[bytes, tuple[str, str]] = {}
     for intro in intros:
@@ -245,14 +285,33 @@ def locate(repo: pygit2.Repository, commits: Commits, records: Mapping[bytes, tu
     tips = tuple(TipPlacement(refs=tuple(refs), path=path, blob=blob)
                  for tip, refs in commits.tips.items() for path, blob in locator.paths(tip).items())
     transitions = locator.transitions(only)
-    introduced_at: dict[bytes, set[bytes]] = {}
-    for commit, path in (*((i.commit, i.path) for i in intros), *earlier):
-        introduced_at.setdefault(path, set()).add(commit)
-    descends = frozenset((t.commit, c) for t in transitions for c in introduced_at.get(t.path, ())
-                         if c != t.commit and _descends(repo, commits, t.commit, c))
     return Provenance(introductions=tuple(intros), authors=authors, tips=tips, transitions=tuple(transitions),
-                      times={t.commit: iso(commits.time[t.commit]) for t in transitions}, descends=descends,
+                      times={t.commit: iso(commits.time[t.commit]) for t in transitions},
+                      descends=_descents(repo, commits, candidates, intros, transitions, earlier),
                       errors=tuple(locator.errors))
+
+
+def _descents(repo: pygit2.Repository, commits: Commits, candidates: Mapping[bytes, Sequence[Candidate]],
+              intros: Sequence[Introduction], transitions: Sequence[Transition],
+              earlier: Iterable[tuple[bytes, bytes, bytes]]) -> frozenset[tuple[bytes, bytes]]:
+    """(transition, introduction) pairs at one path where the transition descends from the introduction and could
+    remove what it introduced: the old blob's candidates differ from the new one's and share a client_id with the
+    introduced blob's. Asking the graph is costly (a merge-base walk), so only those pairs are asked."""
+    checks = {b: frozenset(c.checks_key for c in cands) for b, cands in candidates.items()}
+    ids = {b: frozenset(c.client_id for c in cands) for b, cands in candidates.items()}
+    introduced_at: dict[bytes, list[tuple[bytes, bytes]]] = {}
+    for commit, path, blob in (*((i.commit, i.path, i.blob) for i in intros), *earlier):
+        introduced_at.setdefault(path, []).append((commit, blob))
+    out = set()
+    ancestry = _Ancestry(repo, commits)
+    for t in transitions:
+        if t.now is not None and checks.get(t.now) == checks[t.blob]:
+            continue  # the same candidates before and after: nothing can be gone
+        for commit, blob in introduced_at.get(t.path, ()):
+            if commit != t.commit and ids.get(blob, frozenset()) & ids[t.blob] and (t.commit, commit) not in out \
+                    and ancestry.descends(t.commit, commit):
+                out.add((t.commit, commit))
+    return frozenset(out)
 
 
 # -- the pure side ---------------------------------------------------------------------------------------------------

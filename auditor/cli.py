@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, TypeVar
 from auditor.errors import AuditorError, ExitCode, UsageError
 from auditor.models import Finding, ScanOptions, Summary, redact
 from auditor.outdir import OutDir
+from auditor.signals import interrupts_deferred
 
 if TYPE_CHECKING:
     from auditor.demo import DemoResult
@@ -217,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         return _report(args)
     if args.command == "demo":
         return _demo(args)
-    from auditor.pipeline import scan  # after parsing: --help stays fast
+    with interrupts_deferred():
+        from auditor.pipeline import scan  # after parsing: --help stays fast
 
     api_urls = {"twilio": args.twilio_api_url} if args.twilio_api_url else {}
     opts = ScanOptions(out=args.out, validate=args.validate, api_urls=api_urls, jobs=args.jobs,
@@ -232,8 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.corpus is None and not args.repos:
             raise UsageError("name at least one REPO to scan, or --corpus FILE")
         if args.corpus is not None:
-            from auditor.corpus import listing
-            from auditor.corpus.run import CorpusOptions, scan_corpus
+            with interrupts_deferred():
+                from auditor.corpus import listing
+                from auditor.corpus.run import CorpusOptions, scan_corpus
 
             entries = listing.read(args.corpus, args.repos)
             outcome = scan_corpus(entries, opts, CorpusOptions(scheduler=args.scheduler,

@@ -15,6 +15,7 @@ from typing import Any
 from auditor.errors import OutputError
 from auditor.models import Finding, RepoStats, Summary, redact
 from auditor.outdir import OutDir, private_file, write_private
+from auditor.signals import interrupts_deferred
 
 
 def _jsonable(value: Any) -> Any:
@@ -58,9 +59,10 @@ def write_results(out: OutDir, findings: list[Finding], repos: Sequence[RepoStat
 def _write_results(out: OutDir, findings: list[Finding], repos: Sequence[RepoStats], tips: Sequence[tuple],
                    detectors: Sequence[Any], *, show_secrets: bool, validated: bool, validation_requests: int,
                    validation_unique: int, wall_seconds: float, interrupted: bool, pooled: bool) -> Summary:
-    from auditor.report import frames as fr  # pandas: loaded only once there are results to write
-    from auditor.report.measures import counts, rates_of, summary_rates, unique_secrets
-    from auditor.report.stats import METHOD
+    with interrupts_deferred():  # pandas: loaded only once there are results to write
+        from auditor.report import frames as fr
+        from auditor.report.measures import counts, rates_of, summary_rates, unique_secrets
+        from auditor.report.stats import METHOD
 
     frame = fr.findings_frame(findings)
     if not show_secrets:

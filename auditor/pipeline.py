@@ -108,11 +108,12 @@ class Run:
         stats.seconds["attribution"] += time.perf_counter() - t1
         stats.errors = list(dict.fromkeys(stats.errors))  # an unreadable object is met by several stages
 
-    def earlier(self, name: str, prior: RepoState | None) -> tuple[tuple[bytes, bytes], ...]:
-        """(commit, path) of the occurrences the last complete scan of ``name`` found: new removals may end them."""
+    def earlier(self, name: str, prior: RepoState | None) -> tuple[tuple[bytes, bytes, bytes], ...]:
+        """(commit, path, blob) of the occurrences the last complete scan of ``name`` found: new removals may end
+        them."""
         if prior is None:
             return ()
-        return tuple((bytes.fromhex(o.commit), o.path.encode("utf-8", "surrogateescape"))
+        return tuple((bytes.fromhex(o.commit), o.path.encode("utf-8", "surrogateescape"), bytes.fromhex(o.blob))
                      for o in self.store.occurrences(name))
 
     def keep(self, scanned: RepoScan, resolved: dict[tuple, object]) -> None:

@@ -45,7 +45,7 @@ class RepoJob:
     inline: bool = False  # detect in this thread: a Dask worker may start no processes
     prior: RepoState | None = None  # the last complete scan's state: only what is new is walked and attributed
     skip: frozenset[bytes] | set[bytes] = frozenset()  # blobs scanned before that matched nothing
-    earlier: tuple[tuple[bytes, bytes], ...] = ()  # with ``prior``: (commit, path) of the occurrences it found
+    earlier: tuple[tuple[bytes, bytes, bytes], ...] = ()  # with ``prior``: (commit, path, blob) of its occurrences
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

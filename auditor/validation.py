@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from auditor.models import Candidate, CheckResult, Resolved, resolve_unchecked
 from auditor.progress import Stage
+from auditor.signals import interrupts_deferred
 
 if TYPE_CHECKING:
     from auditor.detectors.spec import Detector
@@ -43,7 +44,8 @@ class ValidationQueue:
     # -- lifecycle ----------------------------------------------------------------------------------------------
     def __enter__(self) -> ValidationQueue:
         if self._validate:
-            from auditor.validity import Validator  # aiohttp: loaded only when validating
+            with interrupts_deferred():
+                from auditor.validity import Validator  # aiohttp: loaded only when validating
 
             self._loop = asyncio.new_event_loop()
             self._thread = threading.Thread(target=self._loop.run_forever, name="auditor-validation", daemon=True)

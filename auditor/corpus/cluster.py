@@ -12,9 +12,10 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from auditor.errors import UsageError
+from auditor.signals import interrupts_deferred
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -23,9 +24,10 @@ CONNECT_SECONDS = 5
 WORKER_WAIT_SECONDS = 30
 
 
-def _distributed() -> object:
+def _distributed() -> Any:
     try:
-        import distributed
+        with interrupts_deferred():
+            import distributed
     except ImportError:
         raise UsageError("corpus audits run on Dask distributed, which is not installed: pip install "
                          "'auditor[dask]'") from None
