@@ -8,6 +8,7 @@ never touches blob bytes. Names are judged in the parent (the blob feed), never 
 from __future__ import annotations
 
 import atexit
+import itertools
 import multiprocessing
 import os
 import signal
@@ -125,7 +126,7 @@ class DetectionPool:
         self._initargs = (repo_path, tuple(detectors), max_bytes, max_pairs, use_git, _Lifeline(self._lifeline))
         self.restarts = 0
         self.died_idle = False  # a worker died with no batch in flight and no batch left to give: nothing lost
-        self._pool = self._start()
+        self._pool: ProcessPoolExecutor | None = None  # started with the first full batch (``scan``)
 
     def _start(self) -> ProcessPoolExecutor:
         # forkserver: workers never inherit the parent's threads (tqdm, asyncio) or open repository handles;
@@ -139,10 +140,27 @@ class DetectionPool:
 
     def scan(self, blobs: Iterable[bytes], batch_size: int = 256) -> Iterator[BlobScan]:
         """Submit batches of raw blob ids as enumeration yields them, keeping a few per worker in flight (bounded
-        memory)."""
+        memory).
+
+        The processes start with the first full batch. When the first batch is also the last (fewer blobs than one
+        batch: a small repository, a rerun after a few commits), one worker would scan it alone while this process
+        waits for it: this process scans it instead, the same way (``BatchScanner``), and no process starts."""
+        batches = batched(blobs, batch_size)
+        first = next(batches, None)
+        if first is not None and len(first) < batch_size:
+            path, detectors, max_bytes, max_pairs, use_git, _ = self._initargs
+            scanner = BatchScanner(path, detectors, max_bytes=max_bytes, max_pairs=max_pairs, use_git=use_git)
+            try:
+                yield scanner.scan(first)
+            finally:
+                scanner.close()
+            return
+        if self._pool is None and first is not None:
+            self._pool = self._start()
         inflight: dict[Future[BlobScan], tuple[list[bytes], int]] = {}
 
         def submit(batch: list[bytes], tries: int) -> None:
+            assert self._pool is not None
             try:
                 inflight[self._pool.submit(scan_batch, batch)] = (batch, tries)
             # A worker died while idle: restart, the in-flight batches go again. (Submitting may also spawn a
@@ -173,12 +191,14 @@ class DetectionPool:
                             yield BlobScan(errors=(f"blob {raw.hex()}: a detection worker died scanning it; "
                                                    "not scanned",))
 
-        for batch in batched(blobs, batch_size):
+        for batch in itertools.chain([first] if first is not None else [], batches):
             submit(batch, 0)
             yield from drain(4 * self.jobs - 1)
         yield from drain(0)
 
     def _stop_workers(self) -> None:
+        if self._pool is None:
+            return
         procs = getattr(self._pool, "_processes", None) or {}
         for p in list(procs.values()):
             p.terminate()
@@ -202,9 +222,10 @@ class DetectionPool:
         return lost
 
     def close(self) -> None:
-        procs = list((getattr(self._pool, "_processes", None) or {}).values())
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        self.died_idle = any(p.exitcode not in (0, None) for p in procs)
+        if self._pool is not None:
+            procs = list((getattr(self._pool, "_processes", None) or {}).values())
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self.died_idle = any(p.exitcode not in (0, None) for p in procs)
         self._close_lifeline()
 
     def terminate(self) -> None:
