@@ -8,7 +8,6 @@ which stores it: the store keeps one writer.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,6 +17,8 @@ from auditor.models import Candidate, CheckResult, Resolved, resolve_unchecked
 from auditor.progress import Stage
 
 if TYPE_CHECKING:
+    import asyncio
+
     from auditor.detectors.spec import Detector
     from auditor.validity import Validator
 
@@ -43,7 +44,9 @@ class ValidationQueue:
     # -- lifecycle ----------------------------------------------------------------------------------------------
     def __enter__(self) -> ValidationQueue:
         if self._validate:
-            from auditor.validity import Validator  # aiohttp: loaded only when validating
+            import asyncio  # loaded only when validating, as aiohttp is
+
+            from auditor.validity import Validator
 
             self._loop = asyncio.new_event_loop()
             self._thread = threading.Thread(target=self._loop.run_forever, name="auditor-validation", daemon=True)
@@ -66,6 +69,8 @@ class ValidationQueue:
 
     async def _shutdown(self) -> None:
         """Cancel what is still asked (an interrupted run), then close the validator's session."""
+        import asyncio
+
         me = asyncio.current_task()
         others = [t for t in asyncio.all_tasks() if t is not me]
         for task in others:
@@ -75,6 +80,8 @@ class ValidationQueue:
         await self._validator.__aexit__(None, None, None)
 
     def _call(self, coro: object) -> object:
+        import asyncio
+
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()  # type: ignore[arg-type]
 
@@ -88,6 +95,8 @@ class ValidationQueue:
                 fut: concurrent.futures.Future[Resolved] = concurrent.futures.Future()
                 fut.set_result(resolve_unchecked(c))
             else:
+                import asyncio
+
                 assert self._loop is not None
                 fut = asyncio.run_coroutine_threadsafe(self._validator.resolve(c), self._loop)
             self._futures[c.checks_key] = fut

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import regex
-import yaml
 
 from auditor.errors import DetectorFileError
 from auditor.models import Validity
@@ -219,6 +218,8 @@ def parse_detector(doc: Any, src: object) -> Detector:
 
 
 def _load_file(text: str, src: object) -> Detector:
+    import yaml  # here: detection workers get Detector values, never files, and need no YAML parser
+
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:

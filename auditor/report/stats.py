@@ -10,9 +10,10 @@ scipy is not a dependency, so the regularized incomplete gamma function and its 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 METHOD = ("exact Poisson interval (Garwood): [χ²(α/2; 2k)/2, χ²(1−α/2; 2k+2)/2] for a count k, "
           "divided by the commits scanned and multiplied by 10⁶; α = 0.05")
@@ -113,6 +114,9 @@ def with_rates(frame: pd.DataFrame, count: str = "count", commits: str = "commit
 
     ``frame[count]`` and ``frame[commits]`` are integer columns (nullable: NA counts give NA rates).
     """
+    import numpy as np  # here: summary.json's rates (above) need neither numpy nor pandas
+    import pandas as pd
+
     counts = frame[count].astype("Int64")
     totals = frame[commits].astype("Int64")
     usable = counts.notna() & totals.notna() & (totals > 0)
