@@ -45,10 +45,12 @@ def write_results(out: OutDir, findings: list[Finding], repos: Sequence[RepoStat
                   detectors: Sequence[Any], *, show_secrets: bool, validated: bool, validation_requests: int,
                   validation_unique: int, wall_seconds: float, interrupted: bool) -> Summary:
     """Write findings.jsonl, secrets.jsonl (with lifecycles) and summary.json; return the summary."""
+    from auditor.result_files import write_results as write  # plain Python: a scan does not import pandas
+
     try:
-        return _write_results(out, findings, repos, tips, detectors, show_secrets=show_secrets, validated=validated,
-                              validation_requests=validation_requests, validation_unique=validation_unique,
-                              wall_seconds=wall_seconds, interrupted=interrupted)
+        return write(out, findings, repos, tips, detectors, show_secrets=show_secrets, validated=validated,
+                     validation_requests=validation_requests, validation_unique=validation_unique,
+                     wall_seconds=wall_seconds, interrupted=interrupted)
     except OSError as e:
         raise OutputError(f"{out.root}: cannot write the results ({e.strerror or e}: {e.filename}). Pass --out "
                           "a directory you can write to (the store keeps what was scanned: rerun).") from None
@@ -57,6 +59,8 @@ def write_results(out: OutDir, findings: list[Finding], repos: Sequence[RepoStat
 def _write_results(out: OutDir, findings: list[Finding], repos: Sequence[RepoStats], tips: Sequence[tuple],
                    detectors: Sequence[Any], *, show_secrets: bool, validated: bool, validation_requests: int,
                    validation_unique: int, wall_seconds: float, interrupted: bool) -> Summary:
+    """The same files through the reporter's frames (pandas): the reference ``result_files`` is tested against
+    byte for byte (tests/test_startup.py)."""
     from auditor.report import frames as fr  # pandas: loaded only once there are results to write
     from auditor.report.measures import summary_rates, unique_secrets
     from auditor.report.stats import METHOD
