@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from auditor.errors import AuditorError, ExitCode
-from auditor.models import Finding, ScanOptions, Summary, redact
 from auditor.outdir import OutDir
 
 if TYPE_CHECKING:
     from auditor.demo import DemoResult
+    from auditor.models import Finding, Summary
     from auditor.report.render import Report
 
 T = TypeVar("T")
@@ -186,6 +186,8 @@ def _detectors_check(args: argparse.Namespace) -> int:
 
 
 def _print_result(summary: Summary, alerts: list[Finding], show_secrets: bool, out: Path) -> None:
+    from auditor.models import redact
+
     rate = summary.rate
     print(f"auditor: {summary.commits_scanned:,} commits, {summary.blobs_scanned:,} blobs, "
           f"{summary.occurrences} occurrences of {summary.unique_secrets} secrets "
@@ -240,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         return _demo(args)
     if args.command == "detectors":
         return _detectors_check(args)
-    from auditor.pipeline import scan  # after parsing: --help stays fast
+    from auditor.models import ScanOptions  # after parsing, inside entry's guard: a Ctrl-C while loading is an
+    from auditor.pipeline import scan  # interruption like any other, and --help stays fast
 
     api_urls = {"twilio": args.twilio_api_url} if args.twilio_api_url else {}
     opts = ScanOptions(out=args.out, validate=args.validate, api_urls=api_urls, jobs=args.jobs,
