@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import re
 import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -50,6 +52,25 @@ def _url(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r} is not an http(s) URL: use e.g. https://api.twilio.com or "
                                          "http://127.0.0.1:8080")
     return text.rstrip("/")
+
+
+@contextlib.contextmanager
+def _held_interrupt() -> Iterator[None]:
+    """While modules load, a Ctrl-C is held, then raised as KeyboardInterrupt once they have: raised inside the
+    import machinery it could surface as another error (CPython 3.11 turns it into a RuntimeError when it lands
+    in a class's ``__set_name__``) and leave a module half made."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    held: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if held:
+        raise KeyboardInterrupt
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,8 +263,9 @@ def main(argv: list[str] | None = None) -> int:
         return _demo(args)
     if args.command == "detectors":
         return _detectors_check(args)
-    from auditor.models import ScanOptions  # after parsing, inside entry's guard: a Ctrl-C while loading is an
-    from auditor.pipeline import scan  # interruption like any other, and --help stays fast
+    with _held_interrupt():  # after parsing: --help stays fast
+        from auditor.models import ScanOptions
+        from auditor.pipeline import scan
 
     api_urls = {"twilio": args.twilio_api_url} if args.twilio_api_url else {}
     opts = ScanOptions(out=args.out, validate=args.validate, api_urls=api_urls, jobs=args.jobs,
