@@ -8,6 +8,8 @@
   byte what the reporter's pandas frames give (``auditor.outputs._write_results``), on real scans with validation,
   removals, branches, tags, reruns, several repositories in one store, and perturbed copies of their findings.
 
+- A Ctrl-C while the scan's modules load is an interruption (130), never a traceback.
+
 Times are never asserted here: bench/startup.py measures them. Self-contained: its own tiny helpers.
 """
 
@@ -93,6 +95,31 @@ def test_what_the_forkserver_preloads_is_light():
     r = python(LOADED.format(run="import auditor.detection.pool"))
     assert r.returncode == 0, r.stderr
     assert not loaded(r.stderr) & {*HEAVY, "yaml", "tqdm", "asyncio"}
+
+
+CTRL_C_WHILE_LOADING = """
+import builtins, os, signal, sys
+
+class LandsHere:  # where CPython 3.11 would turn a KeyboardInterrupt into a RuntimeError
+    def __set_name__(self, owner, name):
+        os.kill(os.getpid(), signal.SIGINT)
+
+real = builtins.__import__
+def loading(name, *args, **kwargs):
+    if name == "auditor.pipeline" and "auditor.pipeline" not in sys.modules:
+        type("Loading", (), {"field": LandsHere()})  # a Ctrl-C lands while the scan's modules load
+    return real(name, *args, **kwargs)
+builtins.__import__ = loading
+from auditor.cli import entry
+sys.argv = ["auditor", *sys.argv[1:]]
+entry()
+"""
+
+
+def test_a_ctrl_c_while_the_scan_loads_is_an_interruption(tmp_path):
+    repo = one_commit(tmp_path / "repo", {"app.py": "print('hello')\n"})
+    r = python(CTRL_C_WHILE_LOADING, "scan", str(repo), "--out", str(tmp_path / "out"), "--no-validate")
+    assert (r.returncode, r.stderr) == (130, "auditor: interrupted\n")
 
 
 # -- a pool only when there is more than one batch ------------------------------------------------------------
