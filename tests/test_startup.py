@@ -7,7 +7,6 @@
 - findings.jsonl, secrets.jsonl and summary.json, written in plain Python (``auditor.result_files``), are byte for
   byte what the reporter's pandas frames give (``auditor.outputs._write_results``), on real scans with validation,
   removals, branches, tags, reruns, several repositories in one store, and perturbed copies of their findings.
-
 - A Ctrl-C while the scan's modules load is an interruption (130), never a traceback.
 
 Times are never asserted here: bench/startup.py measures them. Self-contained: its own tiny helpers.
