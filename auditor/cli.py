@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from auditor.errors import AuditorError, ExitCode, UsageError
-from auditor.models import Finding, ScanOptions, Summary, redact
 from auditor.outdir import OutDir
 from auditor.signals import interrupts_deferred
 
 if TYPE_CHECKING:
     from auditor.demo import DemoResult
+    from auditor.models import Finding, Summary
     from auditor.report.render import Report
 
 T = TypeVar("T")
@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the sample repository, the scan and the report go (default ./demo-out)")
     d.add_argument("--commits", type=_positive(int), default=2000, metavar="N", help="commits of the sample history")
     d.add_argument("--seed", type=int, default=2024, help="seed of the sample history (same seed, same history)")
+    k = sub.add_parser("detectors", help="check detector files (the built-in ones and your own)")
+    actions = k.add_subparsers(dest="action", required=True)
+    c = actions.add_parser("check", help="parse every detector, compile its patterns, run its examples and negative "
+                           "examples; exit 2 if any fails")
+    c.add_argument("dir", type=Path, nargs="?", default=None, metavar="DIR",
+                   help="a directory of your own detector YAML (what you would pass to scan --detectors)")
     return parser
 
 
@@ -162,7 +168,37 @@ def _demo(args: argparse.Namespace) -> int:
     return int(ExitCode.OK)
 
 
+def _detectors_check(args: argparse.Namespace) -> int:
+    from auditor.detectors.check import check_detectors
+
+    try:
+        report = check_detectors(args.dir)
+    except AuditorError as e:
+        print(f"auditor: error: {e}", file=sys.stderr)
+        return int(e.exit_code)
+    for f in report.files:
+        said = "; ".join(("warning: " if p.severity == "warning" else "") + p.message for p in f.problems)
+        if f.ok:
+            counted = f"{f.examples} examples, {f.negative_examples} negative examples"
+            print(f"ok    {f.detector}  {f.source}  ({counted})" + (f"; {said}" if said else ""))
+        else:
+            print(f"FAIL  {f.detector or '-'}  {f.source}: {said}")
+    for p in report.problems:
+        print(f"{'FAIL' if p.severity == 'error' else 'warning:'}  {p.message}")
+    warned = sum(len(f.warnings) for f in report.files) + sum(p.severity == "warning" for p in report.problems)
+    n = len(report.files)
+    print(f"auditor: {n} detector file{'' if n == 1 else 's'} checked: {n - report.failed} ok, {report.failed} failed"
+          + (f", {warned} warning(s)" if warned else ""))
+    if report.ok:
+        return int(ExitCode.OK)
+    print("auditor: error: fix what each FAIL line names (the file, and the field or example at fault), then run "
+          "`auditor detectors check" + (f" {args.dir}`" if args.dir else "`") + " again", file=sys.stderr)
+    return int(ExitCode.BAD_INPUT)
+
+
 def _print_result(summary: Summary, alerts: list[Finding], show_secrets: bool, out: Path) -> None:
+    from auditor.models import redact
+
     rate = summary.rate
     print(f"auditor: {summary.commits_scanned:,} commits, {summary.blobs_scanned:,} blobs, "
           f"{summary.occurrences} occurrences of {summary.unique_secrets} secrets "
@@ -218,8 +254,11 @@ def main(argv: list[str] | None = None) -> int:
         return _report(args)
     if args.command == "demo":
         return _demo(args)
-    with interrupts_deferred():
-        from auditor.pipeline import scan  # after parsing: --help stays fast
+    if args.command == "detectors":
+        return _detectors_check(args)
+    with interrupts_deferred():  # after parsing: --help stays fast
+        from auditor.models import ScanOptions
+        from auditor.pipeline import scan
 
     api_urls = {"twilio": args.twilio_api_url} if args.twilio_api_url else {}
     opts = ScanOptions(out=args.out, validate=args.validate, api_urls=api_urls, jobs=args.jobs,

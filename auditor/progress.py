@@ -6,8 +6,6 @@ import sys
 import time
 from typing import Any
 
-from tqdm import tqdm
-
 
 class Stage:
     """One stage's bar; ``done()`` prints the closing line when stderr is not a terminal."""
@@ -20,6 +18,8 @@ class Stage:
         self.started = time.perf_counter()
         self._bar: Any = None
         if enabled and sys.stderr.isatty():
+            from tqdm import tqdm  # only for a bar: a run without one does not import it
+
             self._bar = tqdm(desc=label, unit=unit, total=total, unit_scale=unit_scale, unit_divisor=1024,
                              file=sys.stderr, leave=True, dynamic_ncols=True)
 

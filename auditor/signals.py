@@ -1,6 +1,7 @@
-"""Ctrl-C while a module is being imported: CPython may deliver the KeyboardInterrupt inside importlib's own lock
-callback, where it is printed as "Exception ignored … Traceback" and lost. Imports made after start-up are run
-with SIGINT held back, and the interrupt is raised once they are done."""
+"""Ctrl-C while modules load: raised inside the import machinery, CPython may print the KeyboardInterrupt as
+"Exception ignored … Traceback" (in importlib's lock callback) and lose it, or turn it into another error (3.11: a
+RuntimeError from a class's ``__set_name__``) and leave a module half made. Imports made after start-up run with
+SIGINT held back; the interrupt is raised once they are done."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from collections.abc import Iterator
 
 @contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         yield
         return
     caught: list[int] = []
@@ -21,5 +23,5 @@ def interrupts_deferred() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-    if caught and previous is signal.default_int_handler:
+    if caught:
         raise KeyboardInterrupt

@@ -8,7 +8,6 @@ which stores it: the store keeps one writer.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,6 +18,8 @@ from auditor.progress import Stage
 from auditor.signals import interrupts_deferred
 
 if TYPE_CHECKING:
+    import asyncio
+
     from auditor.detectors.spec import Detector
     from auditor.validity import Validator
 
@@ -44,8 +45,10 @@ class ValidationQueue:
     # -- lifecycle ----------------------------------------------------------------------------------------------
     def __enter__(self) -> ValidationQueue:
         if self._validate:
-            with interrupts_deferred():
-                from auditor.validity import Validator  # aiohttp: loaded only when validating
+            with interrupts_deferred():  # asyncio and aiohttp: loaded only when validating
+                import asyncio
+
+                from auditor.validity import Validator
 
             self._loop = asyncio.new_event_loop()
             self._thread = threading.Thread(target=self._loop.run_forever, name="auditor-validation", daemon=True)
@@ -68,6 +71,8 @@ class ValidationQueue:
 
     async def _shutdown(self) -> None:
         """Cancel what is still asked (an interrupted run), then close the validator's session."""
+        import asyncio
+
         me = asyncio.current_task()
         others = [t for t in asyncio.all_tasks() if t is not me]
         for task in others:
@@ -77,6 +82,8 @@ class ValidationQueue:
         await self._validator.__aexit__(None, None, None)
 
     def _call(self, coro: object) -> object:
+        import asyncio
+
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()  # type: ignore[arg-type]
 
@@ -90,6 +97,8 @@ class ValidationQueue:
                 fut: concurrent.futures.Future[Resolved] = concurrent.futures.Future()
                 fut.set_result(resolve_unchecked(c))
             else:
+                import asyncio
+
                 assert self._loop is not None
                 fut = asyncio.run_coroutine_threadsafe(self._validator.resolve(c), self._loop)
             self._futures[c.checks_key] = fut

@@ -8,6 +8,7 @@ never touches blob bytes. Names are judged in the parent (the blob feed), never 
 from __future__ import annotations
 
 import atexit
+import itertools
 import multiprocessing
 import os
 import signal
@@ -110,6 +111,34 @@ def _detach(dup: object) -> int:
     return dup.detach()  # type: ignore[attr-defined]
 
 
+BATCH = 256  # blob ids per task
+
+
+def holds_objects(git_dir: str, least: int) -> bool:
+    """Whether the repository at ``git_dir`` holds at least ``least`` objects (the object counts of its pack
+    indexes, then its loose objects; True when that cannot be told): fewer objects, fewer blobs to scan."""
+    objects = os.path.join(git_dir, "objects")
+    total = 0
+    try:
+        if os.path.exists(os.path.join(objects, "info", "alternates")):
+            return True
+        pack = os.path.join(objects, "pack")
+        for name in os.listdir(pack) if os.path.isdir(pack) else ():
+            if name.endswith(".idx"):
+                with open(os.path.join(pack, name), "rb") as fh:
+                    head = fh.read(8 + 256 * 4)
+                fanout = 8 if head[:4] == b"\xfftOc" else 0  # version 2 (a magic and a version first), or version 1
+                total += int.from_bytes(head[fanout + 255 * 4:fanout + 256 * 4], "big")
+        for name in os.listdir(objects):
+            if total >= least:
+                break
+            if len(name) == 2:
+                total += len(os.listdir(os.path.join(objects, name)))
+    except OSError:
+        return True
+    return total >= least
+
+
 class DetectionPool:
     """A process pool bound to one repository; ``scan`` streams results in completion order.
 
@@ -125,24 +154,47 @@ class DetectionPool:
         self._initargs = (repo_path, tuple(detectors), max_bytes, max_pairs, use_git, _Lifeline(self._lifeline))
         self.restarts = 0
         self.died_idle = False  # a worker died with no batch in flight and no batch left to give: nothing lost
-        self._pool = self._start()
+        self._pool: ProcessPoolExecutor | None = None  # started with the first full batch (``scan``)
+        if holds_objects(repo_path, BATCH):  # room for more than one batch: the forkserver boots while git lists
+            self._context()
 
-    def _start(self) -> ProcessPoolExecutor:
+    def _context(self) -> multiprocessing.context.ForkServerContext:
         # forkserver: workers never inherit the parent's threads (tqdm, asyncio) or open repository handles;
         # preloading this module makes each worker a fork of a process that has already imported it.
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload([__name__])
         if threading.current_thread() is threading.main_thread():
             _start_forkserver()
-        return ProcessPoolExecutor(self.jobs, mp_context=ctx,
+        return ctx
+
+    def _start(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.jobs, mp_context=self._context(),
                                    initializer=_init, initargs=self._initargs)
 
-    def scan(self, blobs: Iterable[bytes], batch_size: int = 256) -> Iterator[BlobScan]:
+    def scan(self, blobs: Iterable[bytes], batch_size: int = BATCH) -> Iterator[BlobScan]:
         """Submit batches of raw blob ids as enumeration yields them, keeping a few per worker in flight (bounded
-        memory)."""
+        memory).
+
+        Workers start with the first full batch (the forkserver boots earlier, with the pool, in a repository that
+        holds more objects than one batch has blobs). When the first batch is also the last (a small repository, a
+        rerun after a few commits), one worker would scan it alone while this process waits for it: this process
+        scans it instead, the same way (``BatchScanner``), and no worker starts."""
+        batches = batched(blobs, batch_size)
+        first = next(batches, None)
+        if first is not None and len(first) < batch_size:
+            path, detectors, max_bytes, max_pairs, use_git, _ = self._initargs
+            scanner = BatchScanner(path, detectors, max_bytes=max_bytes, max_pairs=max_pairs, use_git=use_git)
+            try:
+                yield scanner.scan(first)
+            finally:
+                scanner.close()
+            return
+        if self._pool is None and first is not None:
+            self._pool = self._start()
         inflight: dict[Future[BlobScan], tuple[list[bytes], int]] = {}
 
         def submit(batch: list[bytes], tries: int) -> None:
+            assert self._pool is not None
             try:
                 inflight[self._pool.submit(scan_batch, batch)] = (batch, tries)
             # A worker died while idle: restart, the in-flight batches go again. (Submitting may also spawn a
@@ -173,12 +225,14 @@ class DetectionPool:
                             yield BlobScan(errors=(f"blob {raw.hex()}: a detection worker died scanning it; "
                                                    "not scanned",))
 
-        for batch in batched(blobs, batch_size):
+        for batch in itertools.chain([first] if first is not None else [], batches):
             submit(batch, 0)
             yield from drain(4 * self.jobs - 1)
         yield from drain(0)
 
     def _stop_workers(self) -> None:
+        if self._pool is None:
+            return
         procs = getattr(self._pool, "_processes", None) or {}
         for p in list(procs.values()):
             p.terminate()
@@ -202,9 +256,10 @@ class DetectionPool:
         return lost
 
     def close(self) -> None:
-        procs = list((getattr(self._pool, "_processes", None) or {}).values())
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        self.died_idle = any(p.exitcode not in (0, None) for p in procs)
+        if self._pool is not None:
+            procs = list((getattr(self._pool, "_processes", None) or {}).values())
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self.died_idle = any(p.exitcode not in (0, None) for p in procs)
         self._close_lifeline()
 
     def terminate(self) -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import regex
-import yaml
 
 from auditor.errors import DetectorFileError
 from auditor.models import Validity
@@ -219,6 +218,8 @@ def parse_detector(doc: Any, src: object) -> Detector:
 
 
 def _load_file(text: str, src: object) -> Detector:
+    import yaml  # here: detection workers get Detector values, never files, and need no YAML parser
+
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -226,18 +227,23 @@ def _load_file(text: str, src: object) -> Detector:
     return parse_detector(doc, src)
 
 
-def load_detectors(extra_dir: Path | None = None) -> tuple[Detector, ...]:
-    """The built-in detectors, plus every ``*.yaml``/``*.yml`` of ``extra_dir`` (a user's own)."""
-    found: dict[str, Detector] = {}
-    for entry in sorted(resources.files(BUILTIN).iterdir(), key=lambda e: e.name):
-        if entry.name.endswith((".yaml", ".yml")):
-            d = _load_file(entry.read_text(encoding="utf-8"), f"builtin/{entry.name}")
-            found[d.id] = d
+def detector_files(extra_dir: Path | None = None) -> list[tuple[str | Path, Any]]:
+    """(name every message gives it, file) of each detector file in load order: the built-in ones, then every
+    ``*.yaml``/``*.yml`` of ``extra_dir``; a later file's detector replaces an earlier one of the same id."""
+    files: list[tuple[str | Path, Any]] = [
+        (f"builtin/{entry.name}", entry) for entry in sorted(resources.files(BUILTIN).iterdir(), key=lambda e: e.name)
+        if entry.name.endswith((".yaml", ".yml"))]
     if extra_dir is not None:
         if not extra_dir.is_dir():
             raise DetectorFileError(extra_dir, "--detectors", "is not a directory of detector YAML files")
-        for path in sorted(extra_dir.iterdir()):
-            if path.suffix in (".yaml", ".yml"):
-                d = _load_file(path.read_text(encoding="utf-8"), path)
-                found[d.id] = d  # a user's detector may replace a built-in one of the same id
+        files += [(path, path) for path in sorted(extra_dir.iterdir()) if path.suffix in (".yaml", ".yml")]
+    return files
+
+
+def load_detectors(extra_dir: Path | None = None) -> tuple[Detector, ...]:
+    """The built-in detectors, plus every ``*.yaml``/``*.yml`` of ``extra_dir`` (a user's own)."""
+    found: dict[str, Detector] = {}
+    for src, file in detector_files(extra_dir):
+        d = _load_file(file.read_text(encoding="utf-8"), src)
+        found[d.id] = d  # a user's detector may replace a built-in one of the same id (`auditor detectors check`)
     return tuple(found.values())

@@ -79,6 +79,12 @@ class _CatFile:
     def close(self) -> None:
         self.proc.kill()
         self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):  # a scan may read blobs in its own process: no leak
+            try:
+                if pipe is not None:
+                    pipe.close()
+            except OSError:  # unflushed ids to a git that is gone
+                pass
 
 
 class BlobReader:

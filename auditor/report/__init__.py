@@ -8,18 +8,36 @@ Nothing here reads git: a report is a function of the store.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from auditor.models import redact
-from auditor.report.frames import PRESENCE, ScanFrames, findings_frame, load
-from auditor.report.measures import (LATER_REFERENCES, MEASURES, by_directory, by_extension, by_presence,
-                                     by_validity, by_year, dated, headline, lifecycle, per_repository, rates,
-                                     references, tables, timeline, timeline_freq, top_paths)
-from auditor.report.stats import METHOD, per_million
 
 if TYPE_CHECKING:
+    from auditor.report.frames import PRESENCE, ScanFrames, findings_frame, load
+    from auditor.report.measures import (LATER_REFERENCES, MEASURES, by_directory, by_extension, by_presence,
+                                         by_validity, by_year, dated, headline, lifecycle, per_repository, rates,
+                                         references, tables, timeline, timeline_freq, top_paths)
     from auditor.report.render import Report
+    from auditor.report.stats import METHOD, per_million
+
+# Loaded on first use (PEP 562): ``auditor.report.stats`` serves a scan's summary.json, which must not import pandas.
+_FROM = {"PRESENCE": "frames", "ScanFrames": "frames", "findings_frame": "frames", "load": "frames",
+         **dict.fromkeys(["LATER_REFERENCES", "MEASURES", "by_directory", "by_extension", "by_presence",
+                          "by_validity", "by_year", "dated", "headline", "lifecycle", "per_repository", "rates",
+                          "references", "tables", "timeline", "timeline_freq", "top_paths"], "measures"),
+         "METHOD": "stats", "per_million": "stats"}
+_MODULES = {"frames", "measures", "stats", "plots", "render"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM:
+        return getattr(importlib.import_module(f"auditor.report.{_FROM[name]}"), name)
+    if name in _MODULES:
+        return importlib.import_module(f"auditor.report.{name}")
+    raise AttributeError(f"module 'auditor.report' has no attribute {name!r}")
+
 
 __all__ = ["LATER_REFERENCES", "MEASURES", "METHOD", "PRESENCE", "ScanFrames", "build", "by_directory",
            "by_extension", "by_presence", "by_validity", "by_year", "dated", "findings_frame", "headline",

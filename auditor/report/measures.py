@@ -15,7 +15,7 @@ import pandas as pd
 from auditor.models import Validity
 from auditor.report import frames as _frames
 from auditor.report.frames import ScanFrames, typed
-from auditor.report.stats import per_million, rate_interval, with_rates
+from auditor.report.stats import with_rates
 
 VALID = Validity.VALID.value
 # Figures published after the one in a detector's file, shown beside it: (source, occurrences per million commits).
@@ -235,21 +235,3 @@ def timeline_freq(f: ScanFrames) -> str:
     times = f.commits["commit_time"][dated(f)[0]].dropna()
     days = (times.max() - times.min()).days if len(times) else 0
     return "M" if days >= 120 else "W" if days >= 21 else "D"
-
-
-
-
-def summary_rates(frame: pd.DataFrame, commits: int, *, validated: bool) -> dict[str, Any]:
-    """summary.json's counts, rates and intervals for one scope (everything, a detector, a repository)."""
-    return rates_of(counts(frame, validated), commits)
-
-
-def rates_of(found: dict[str, int | None], commits: int) -> dict[str, Any]:
-    """Counts → summary.json's counts, rates per million commits and their exact intervals."""
-    out: dict[str, Any] = dict(found)
-    intervals: dict[str, Any] = {}
-    for m, c in found.items():
-        key = f"{m}_per_million_commits"
-        out[key] = None if c is None else per_million(c, commits)
-        intervals[key] = None if c is None or not commits else list(rate_interval(c, commits))
-    return out | {"confidence_intervals": intervals}

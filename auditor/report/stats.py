@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 METHOD = ("exact Poisson interval (Garwood): [χ²(α/2; 2k)/2, χ²(1−α/2; 2k+2)/2] for a count k, "
           "divided by the commits scanned and multiplied by 10⁶; α = 0.05")
@@ -119,6 +120,8 @@ def cluster_interval(counts: Sequence[int], commits: Sequence[int], *, resamples
                      ) -> tuple[float | None, float | None]:
     """The 95% interval of Σ counts / Σ commits × 10⁶ over repositories, resampled as CLUSTER_METHOD says;
     (None, None) with fewer than two repositories that have commits."""
+    import numpy as np  # here: a scan's summary.json needs it only for a corpus
+
     pairs = [(c, n) for c, n in zip(counts, commits, strict=True) if n]
     if len(pairs) < 2:
         return None, None
@@ -137,6 +140,9 @@ def with_rates(frame: pd.DataFrame, count: str = "count", commits: str = "commit
 
     ``frame[count]`` and ``frame[commits]`` are integer columns (nullable: NA counts give NA rates).
     """
+    import numpy as np  # here: summary.json's rates (above) need neither numpy nor pandas
+    import pandas as pd
+
     counts = frame[count].astype("Int64")
     totals = frame[commits].astype("Int64")
     usable = counts.notna() & totals.notna() & (totals > 0)
