@@ -24,7 +24,7 @@ import yaml
 
 from auditor.testing import TwilioStandIn, serve_in_thread
 
-from procs import (  # noqa: F401 - shared helpers, some used only here
+from helpers.procs import (  # noqa: F401 - shared helpers, some used only here
     _alive, _bulk_repo, _cmdline, _wait_for, BASE_ENV,
     Result, _cmd, _commit, _env, _git, _init, _kill_group, _pair, _read_results, _scan, _snippet,
 )

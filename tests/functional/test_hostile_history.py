@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from procs import _commit, _env, _git, _init, _pair, _scan, _snippet
+from helpers.procs import _commit, _env, _git, _init, _pair, _scan, _snippet
 
 IDENT = b"A U <a@example.com> 1700000000 +0000"
 

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from procs import (  # noqa: F401 - shared helpers, some used only here
+from helpers.procs import (  # noqa: F401 - shared helpers, some used only here
     BASE_ENV, Result, _cmd, _commit, _env, _git, _init, _kill_group, _pair, _read_results, _snippet,
 )
 

@@ -561,7 +561,7 @@ def test_output_files_are_private(history):
 
 def test_scanner_agrees_with_brute_force_reference(history):
     """tests/reference.py applies SPEC §4 literally with plain git; on this history both must agree exactly."""
-    reference = pytest.importorskip("reference")
+    reference = pytest.importorskip("helpers.reference")
     expected = reference.brute_force_occurrences(history.repo.path, list(history.p.values()))
     assert expected == set(history.expected)  # the reference agrees with this file's own expectations
     assert {key(f) for f in history.result[3]} == expected

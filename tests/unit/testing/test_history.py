@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from reference import brute_force_occurrences, pairs_at_tips
+from helpers.reference import brute_force_occurrences, pairs_at_tips
 
 from auditor.testing.history import Manifest, banned, generate, is_placeholder
 
