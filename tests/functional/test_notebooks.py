@@ -6,13 +6,13 @@ import json
 import sys
 from pathlib import Path
 
+import nbclient
+import nbformat
 import pytest
-from conftest import GitRepo, make_pair, snippet
 
 from auditor.pipeline import ScanOptions, scan
-
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
+from tests.helpers.git import GitRepo
+from tests.helpers.pairs import make_pair, snippet
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
