@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pty
+import re
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.env import env
 from tests.helpers.pairs import make_pair, redacted, snippet
-from tests.helpers.scan import run_auditor, run_scan
+from tests.helpers.scan import finish, run_auditor, run_scan, start_scan
 
 AUDITOR_SCRIPT = Path(sys.executable).parent / "auditor"
 BAR_CHARS = ("\r", "█", "▏", "▎", "▍", "▌", "▋", "▊", "▉", "it/s", "B/s", "\x1b[")
@@ -154,6 +160,38 @@ def test_progress_when_stderr_is_not_a_tty(leaky, tmp_path):
         assert mark not in r.stderr, mark
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert 1 <= len(lines) <= 4, r.stderr
+    # a final line per stage (SPEC §6); without validation, detection is the only stage with a bar
+    assert [line.split(":")[1].strip() for line in lines] == ["detection"], r.stderr
+    assert re.fullmatch(r"auditor: detection: 4 blobs, [0-9.]+ MiB, 2 with candidates in [0-9.]+ s", lines[0]), lines
+
+
+def test_progress_bars_on_a_terminal(leaky, tmp_path):
+    """With stderr a terminal, tqdm draws the detection bar (and no closing line); stdout is untouched."""
+    repo, expected, _ = leaky
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a terminal 120 columns wide
+    try:
+        proc = start_scan(repo.path, tmp_path / "out", "--show-secrets", progress=True, stderr=follower)
+        os.close(follower)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: every writer of the terminal is gone
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        r = finish(proc, tmp_path / "out")
+    finally:
+        os.close(leader)
+    assert r.returncode == 1, r
+    assert findings_key(r.findings) == expected
+    text = drawn.decode("utf-8", "replace")
+    assert "detection" in text and "\r" in text, text  # a bar redrawn in place
+    assert "auditor: detection:" not in text  # the closing line is for logs, not terminals
+    for mark in BAR_CHARS:
+        assert mark not in r.stdout, mark
 
 
 def test_bare_repository(leaky, tmp_path):

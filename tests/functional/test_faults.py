@@ -154,7 +154,8 @@ def test_missing_or_corrupt_object_is_counted_and_the_scan_goes_on(tmp_path: Pat
         path.write_bytes(_PACKLIKE[fault])
     else:  # valid zlib, wrong object: the header claims more bytes than there are
         path.write_bytes(zlib.compress(b"blob 999\0short"))
-    r = run_scan(repo, tmp_path / "out", "--show-secrets", timeout=10)
+    # a guard against a hang, not a measure: bad_zlib_blob alone waits out the reader's 5 s patience
+    r = run_scan(repo, tmp_path / "out", "--show-secrets", timeout=60)
     _no_traceback(r)
     assert r.returncode == 1, r  # both secrets are elsewhere: still found, still alerts
     assert {(f["client_id"], f["client_secret"]) for f in r.findings} == {a, b}
@@ -208,6 +209,7 @@ def test_binary_blobs_follow_gits_rule(tmp_path: Path) -> None:
     assert r.returncode == 1, r
     assert {(f["client_id"], f["client_secret"]) for f in r.findings} == {late, text}
     assert r.summary["blobs_skipped"].get("binary", 0) >= 1
+    assert r.summary["blobs_skipped"]["binary"] == 2  # early.bin and random.bin, each skipped
     assert r.summary["error_count"] == 0
 
 

@@ -62,10 +62,11 @@ def scan_command(repo: Repos, out: str | os.PathLike[str], *args: str, validate:
 def start_scan(repo: Repos, out: str | os.PathLike[str], *args: str, validate: bool = False, progress: bool = False,
                command: list[str] | None = None, env: dict[str, str] | None = None,
                **popen: Any) -> subprocess.Popen[bytes]:
-    """Start the scan in a process group of its own (the scan, its forkserver, workers and git)."""
+    """Start the scan in a process group of its own (the scan, its forkserver, workers and git); stdout and stderr
+    are pipes unless ``popen`` says otherwise."""
+    popen = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
     return subprocess.Popen(scan_command(repo, out, *args, validate=validate, progress=progress, command=command),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=base_env(**(env or {})),
-                            start_new_session=True, **popen)
+                            env=base_env(**(env or {})), start_new_session=True, **popen)
 
 
 def finish(proc: subprocess.Popen[bytes], out: str | os.PathLike[str], timeout: float = 120) -> Result:
@@ -79,8 +80,8 @@ def finish(proc: subprocess.Popen[bytes], out: str | os.PathLike[str], timeout: 
         if proc.poll() is None:
             kill_group(proc)
     findings, summary = read_results(Path(out))
-    return Result(proc.returncode, stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace"), findings,
-                  summary, Path(out))
+    text = [(data or b"").decode("utf-8", "replace") for data in (stdout, stderr)]  # None: not a pipe
+    return Result(proc.returncode, text[0], text[1], findings, summary, Path(out))
 
 
 def run_scan(repo: Repos, out: str | os.PathLike[str], *args: str, validate: bool = False, progress: bool = False,

@@ -335,3 +335,40 @@ def test_same_token_twice_is_one_pair():
     sid, tok = make_pair()
     text = f'auth_token = "{tok}"\nsid = "{sid}"\nagain_token = "{tok}"\n'
     assert ranking(text, sid) == [tok]
+
+
+# -- a detector with one matcher (SPEC §3-4: the secret is the match) -------------------------------------------------
+
+def _one_matcher():
+    from auditor.detectors.spec import parse_detector
+    from tests.helpers.detectors import builtin_doc
+
+    doc = builtin_doc("one_matcher", minimum_number_of_matches=1, validity_check_available=False,
+                      only_valid_secrets_raise_alert=False)
+    del doc["matchers"]["client_id"], doc["check"]
+    doc["pre_validators"] = doc["pre_validators"][:1]  # no content gate on a SID
+    token = make_pair()[1]
+    doc["examples"] = [{"text": f'key = "{token}"\n', "client_secret": token}]
+    doc["negative_examples"] = [{"text": "nothing here\n"}]
+    return parse_detector(doc, "one_matcher.yaml")
+
+
+def test_a_one_matcher_detector_finds_the_match_alone():
+    detector = _one_matcher()
+    tok = make_pair()[1]
+    [cand] = run(f'# config\nkey = "{tok}"\n', detector=detector)
+    assert (cand.detector, cand.client_id) == ("one_matcher", "")
+    assert [(p.client_secret, p.rank, p.line) for p in cand.pairs] == [(tok, 0, 2)]
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="SPEC §4 violated: secret_sha256 is always sha256('<client_id>:<client_secret>'), so a "
+                          "one-matcher secret is hashed as ':<match>'")
+def test_a_one_matcher_secret_sha256_is_the_sha256_of_the_match():
+    import hashlib
+
+    from auditor.models import resolve_unchecked
+
+    tok = make_pair()[1]
+    [cand] = run(f'key = "{tok}"\n', detector=_one_matcher())
+    assert resolve_unchecked(cand).secret_sha256 == hashlib.sha256(tok.encode()).hexdigest()
