@@ -198,7 +198,8 @@ def test_progress_lines_name_each_stage_when_stderr_is_not_a_tty(tmp_path: Path)
     assert r.returncode == 1, r
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert [line.split(":")[1].strip() for line in lines] == ["detection", "validation"], r.stderr
-    assert re.fullmatch(r"auditor: validation: 1 candidates resolved, 1 requests in [0-9.]+ s", lines[1]), lines
+    # how many candidates were still pending when detection ended depends on timing; the requests do not
+    assert re.fullmatch(r"auditor: validation: [01] candidates resolved, 1 requests in [0-9.]+ s", lines[1]), lines
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError,
