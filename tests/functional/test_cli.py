@@ -203,3 +203,27 @@ def test_bare_repository(leaky, tmp_path):
     assert r.returncode == 1, r
     assert findings_key(r.findings) == expected
     assert r.summary["commits_scanned"] == 2
+
+
+# -- SPEC §3 and §5 options not implemented yet: each fails today, and will say so when it is -----------------------
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="SPEC §5: --twilio-regions is not implemented")
+def test_the_summary_says_which_twilio_regions_were_asked(leaky, tmp_path):
+    repo, _, _ = leaky
+    r = run_scan(repo.path, tmp_path / "out", "--twilio-regions", "us1,ie1")
+    assert r.returncode == 1, r
+    assert "ie1" in str(r.summary)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="SPEC §3: --detectors FILE (a gitleaks TOML config) is "
+                                                              "not implemented; --detectors takes a directory")
+def test_a_gitleaks_config_is_a_catalog_of_detectors(git, tmp_path):
+    repo = git()
+    token = make_pair()[1]
+    repo.commit("one", {"svc.cfg": f'service_token = "{token}"\n'})
+    config = tmp_path / "gitleaks.toml"
+    config.write_text('[[rules]]\nid = "service-token"\ndescription = "a service token"\n'
+                      "regex = '''service_token = \"([0-9a-f]{32})\"'''\n")
+    r = run_scan(repo.path, tmp_path / "out", "--detectors", str(config), "--show-secrets")
+    assert r.returncode == 1, r
+    assert [(f["detector"], f["client_secret"]) for f in r.findings] == [("service-token", token)]
