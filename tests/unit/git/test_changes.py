@@ -102,6 +102,26 @@ def test_git_and_pygit2_agree_on_every_change(history: Repo) -> None:
     assert (NONE, GITLINK) in {(ch[1], ch[2]) for ch in every if ch[0] == b"vendor"}
 
 
+def test_the_changes_of_one_commit_exactly(history: Repo) -> None:
+    """An anchor independent of both readers: c2's changes against c1, written out by hand (blob ids by hashing)."""
+    via_git, _ = _records(history.repo, use_git=True)
+    [(c2, (parent, changes))] = [(c, r) for c, r in via_git.items() if len(r[1]) == 7]
+    assert parent is not None and history.repo[pygit2.Oid(raw=c2)].parents[0].id.raw == parent
+
+    def h(data: bytes) -> bytes:
+        return pygit2.hash(data).raw
+
+    assert changes == sorted([
+        (HOSTILE[0], FILE, FILE, h(b"hostile " + HOSTILE[0] + b"\n"), h(b"changed\n")),  # modified
+        (HOSTILE[1], FILE, NONE, h(b"hostile " + HOSTILE[1] + b"\n"), None),  # deleted
+        (b"dir/deep/b.txt", FILE, NONE, h(b"b\n"), None),  # a whole subtree removed
+        (b"file-then-dir", FILE, NONE, h(b"x\n"), None),  # a file becomes a directory …
+        (b"file-then-dir/inner.txt", NONE, FILE, None, h(b"inner\n")),  # … holding a file
+        (b"link", LINK, FILE, h(b"run.sh"), h(b"now a file\n")),  # a symlink becomes a file
+        (b"run.sh", FILE, FILE, h(b"#!/bin/sh\n"), h(b"#!/bin/sh\n")),  # the mode alone changed
+    ])
+
+
 def test_every_blob_of_the_history_is_fed_once(history: Repo) -> None:
     repo = history.repo
     commits = list_commits(repo)

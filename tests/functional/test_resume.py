@@ -8,12 +8,11 @@ serves over real HTTP on 127.0.0.1 and counts what reached it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import sqlite3
+import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,48 +20,19 @@ from typing import Any
 import pytest
 
 from auditor.testing import TwilioStandIn, serve_in_thread
-
-from procs import (  # noqa: F401 - shared helpers, some used only here
-    _alive, _bulk_repo, _cmdline, _wait_for, BASE_ENV,
-    Result, _cmd, _commit, _env, _git, _init, _kill_group, _pair, _read_results, _snippet,
-)
-
-
-def _popen(repo: Path | str, out: Path, *args: str, validate: bool = False) -> subprocess.Popen:
-    return subprocess.Popen(_cmd(repo, out, *args, validate=validate), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=_env(), start_new_session=True)
-
-
-def _finish(proc: subprocess.Popen, out: Path, timeout: float = 120) -> Result:
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        raise AssertionError(f"the scan did not finish within {timeout} s") from None
-    findings, summary = _read_results(out)
-    return Result(proc.returncode, stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace"),
-                  findings, summary)
-
-
-def _scan(repo: Path | str, out: Path, *args: str, validate: bool = False, timeout: float = 120) -> Result:
-    proc = _popen(repo, out, *args, validate=validate)
-    try:
-        return _finish(proc, out, timeout)
-    finally:
-        if proc.poll() is None:
-            _kill_group(proc)
+from tests.helpers.git import GitRepo, bulk_repo, run_git
+from tests.helpers.pairs import make_pair, sha, snippet
+from tests.helpers.procs import alive, descendants, free_port, kill_group, wait_for
+from tests.helpers.scan import Result, finish, run_auditor, run_scan, start_scan
 
 
 def _occ(findings: list[dict[str, Any]]) -> set[tuple[str, str, str, str, int]]:
     return {(f["commit"], f["path"], f["client_id"], f["secret_sha256"], f["line"]) for f in findings}
 
 
-def _sha(pair: tuple[str, str]) -> str:
-    return hashlib.sha256(f"{pair[0]}:{pair[1]}".encode()).hexdigest()
-
-
 def _query(out: Path, sql: str) -> list[tuple]:
-    """Read the store the way a second process would, while (or after) a scan writes it."""
+    """Read the store the way a second process would, while (or after) a scan writes it. Nothing is there yet
+    (no file, no table) reads as no rows; any other error (a damaged store) fails the test with its own message."""
     db = out / "audit.sqlite"
     if not db.is_file():
         return []
@@ -72,8 +42,10 @@ def _query(out: Path, sql: str) -> list[tuple]:
             return con.execute(sql).fetchall()
         finally:
             con.close()
-    except sqlite3.Error:
-        return []  # not created yet
+    except sqlite3.OperationalError as e:
+        if "no such table" in str(e) or "unable to open" in str(e):
+            return []  # not created yet
+        raise
 
 
 # blobs recorded as scanned, and those that matched (a row of the store holds a batch of 20-byte ids)
@@ -102,49 +74,20 @@ def bulk(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Result]:
     """A 40,000-blob history and its uninterrupted scan (the reference every interrupted run must end up equal to)."""
     base = tmp_path_factory.mktemp("bulk")
     repo = base / "repo"
-    _bulk_repo(repo, commits=400, per_commit=100, pairs=BULK_PAIRS)
-    ref = _scan(repo, base / "ref", "--jobs", "2")
-    assert ref.rc == 1 and len(ref.findings) == BULK_PAIRS, ref
+    bulk_repo(repo, commits=400, per_commit=100, pairs=BULK_PAIRS)
+    ref = run_scan(repo, base / "ref", "--jobs", "2")
+    assert ref.returncode == 1 and len(ref.findings) == BULK_PAIRS, ref
     return repo, ref
 
 
-def _descendants(pid: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat", "rb") as fh:
-                    parents[int(d)] = int(fh.read().rsplit(b")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                pass
-    out, frontier = [], [pid]
-    while frontier:
-        frontier = [c for c, p in parents.items() if p in frontier]
-        out.extend(frontier)
-    return out
-
-
-def _workers_started(pid: int) -> bool:
-    """The scan's forkserver has forked detection workers: detection is under way."""
-    servers = [c for c in _descendants(pid) if "forkserver" in _cmdline(c)]
-    return any(_ppid_in(w, servers) for w in _descendants(pid))
-
-
-def _ppid_in(pid: int, candidates: list[int]) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return int(fh.read().rsplit(b")", 1)[1].split()[1]) in candidates
-    except (OSError, ValueError, IndexError):
-        return False
-
-
-def _freeze_mid_detection(proc: subprocess.Popen, ref: Result) -> None:
-    """Let detection run for a quarter of its undisturbed duration, then freeze the scan's main process (SIGSTOP),
-    so that what follows (SIGINT, SIGKILL) lands mid-detection whatever the machine's speed."""
-    _wait_for(lambda: proc.poll() is not None or _workers_started(proc.pid), 60, "the detection workers")
-    time.sleep(0.25 * ref.summary["seconds"]["detection"])
+def _freeze_mid_detection(proc: subprocess.Popen, out: Path, ref: Result) -> None:
+    """Let detection run until the store holds its first checkpoint (20,000 of the 40,000 blobs), then freeze the
+    scan's main process (SIGSTOP), so that what follows (SIGINT, SIGKILL) lands mid-detection whatever the machine's
+    speed: some blobs are kept, and the next checkpoint's worth is still owed."""
+    wait_for(lambda: proc.poll() is not None or _count(out, SCANNED) > 0, 60, "the first checkpoint of detection")
     os.kill(proc.pid, signal.SIGSTOP)
     assert proc.poll() is None, "the scan ended before it could be interrupted"
+    assert 0 < _count(out, SCANNED) < ref.summary["blobs_scanned"]
 
 
 # -- Ctrl-C and SIGKILL mid-detection ----------------------------------------------------------------------------
@@ -153,62 +96,70 @@ def test_ctrl_c_mid_detection_exits_130_keeps_the_store_and_the_rerun_equals_a_f
         tmp_path: Path, bulk: tuple[Path, Result]) -> None:
     repo, ref = bulk
     out = tmp_path / "out"
-    proc = _popen(repo, out, "--jobs", "2")
+    proc = start_scan(repo, out, "--jobs", "2")
     try:
-        _freeze_mid_detection(proc, ref)
+        _freeze_mid_detection(proc, out, ref)
         proc.send_signal(signal.SIGINT)  # what Ctrl-C delivers to the scan
         os.kill(proc.pid, signal.SIGCONT)
-        r = _finish(proc, out, timeout=60)
+        r = finish(proc, out, timeout=60)
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGCONT)
-            _kill_group(proc)
-    assert r.rc == 130, r
+            kill_group(proc)
+    assert r.returncode == 130, r
     assert "Traceback" not in r.stderr, r.stderr
     assert "rerun" in r.stderr.lower()  # says how to resume
+    # SPEC §7-8: the interrupted run still writes its results, says it was interrupted, owner-only
+    assert r.summary is not None and r.summary["interrupted"] is True
+    for name in ("findings.jsonl", "secrets.jsonl", "summary.json", "audit.sqlite"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o600, name
     kept = _count(out, SCANNED)
     assert kept > 0  # what was scanned is kept …
     assert kept < ref.summary["blobs_scanned"]  # … and it really was a partial scan
     _integrity(out)
-    rep = subprocess.run([sys.executable, "-m", "auditor", "report", str(out)], capture_output=True, env=_env())
+    rep = run_auditor("report", str(out))
     assert rep.returncode == 0, rep.stderr
     assert "## Incomplete" in (out / "report.md").read_text()  # a report of a partial scan says so
     unmatched = _count(out, SCANNED) - _count(out, MATCHED)
-    rerun = _scan(repo, out, "--jobs", "2")
-    assert rerun.rc == 1, rerun
+    rerun = run_scan(repo, out, "--jobs", "2")
+    assert rerun.returncode == 1, rerun
     assert _occ(rerun.findings) == _occ(ref.findings)
     assert rerun.summary["blobs_skipped"]["already_scanned"] == unmatched  # resumed, not restarted
     assert rerun.summary["blobs_scanned"] == ref.summary["blobs_scanned"] - unmatched
     assert rerun.summary["commits_scanned"] == ref.summary["commits_scanned"]
+    assert rerun.summary["interrupted"] is False
 
 
+@pytest.mark.slow
 def test_ctrl_c_at_any_moment_is_130_or_a_finished_run_never_a_death_by_signal(tmp_path: Path) -> None:
     """Ctrl-C sends SIGINT to the whole process group (the scan, its workers, git) at whatever moment: starting up,
     scanning, writing, winding down. Each outcome is exit 130 with the resume message, or the run's own exit code
     if it had already answered; never a traceback, never a death by the signal."""
-    repo = _init(tmp_path / "repo")
+    repo = GitRepo(tmp_path / "repo")
     for i in range(30):
-        _commit(repo, {f"f{i}.py": _snippet(_pair()) if i % 5 == 0 else f"plain {i}\n"})
+        repo.commit(files={f"f{i}.py": snippet(make_pair()) if i % 5 == 0 else f"plain {i}\n"})
     started = time.monotonic()
-    whole = _scan(repo, tmp_path / "whole")
+    whole = run_scan(repo, tmp_path / "whole")
     span = time.monotonic() - started
-    assert whole.rc == 1, whole
+    assert whole.returncode == 1, whole
     outcomes = set()
     for i in range(1, 12):  # not at 0: before Python installs its handler, SIGINT kills any Python program
-        proc = subprocess.Popen(_cmd(repo, tmp_path / f"out{i}"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env=_env(), start_new_session=True,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a shell does
+        proc = start_scan(repo, tmp_path / f"out{i}",
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a shell does
         time.sleep(span * i / 10)
         try:
             os.killpg(proc.pid, signal.SIGINT)
         except ProcessLookupError:
             pass
-        r = _finish(proc, tmp_path / f"out{i}", timeout=60)
+        r = finish(proc, tmp_path / f"out{i}", timeout=60)
         assert "Traceback" not in r.stderr, r.stderr
-        assert r.rc in (130, 1), r  # < 0: killed by the signal
-        if r.rc == 130:
+        assert r.returncode in (130, 1), r  # < 0: killed by the signal
+        if r.returncode == 130:
             assert "interrupted" in r.stderr, r
-        outcomes.add(r.rc)
+        else:  # it had answered before the signal: a finished run, whose results are the whole scan's
+            assert _occ(r.findings) == _occ(whole.findings), r
+            assert r.summary["interrupted"] is False
+        outcomes.add(r.returncode)
     assert 130 in outcomes, outcomes
 
 
@@ -218,59 +169,58 @@ def test_sigkill_of_the_scan_never_corrupts_the_store(tmp_path: Path, bulk: tupl
     repo, ref = bulk
     out = tmp_path / "out"
     total = ref.summary["blobs_scanned"]
-    proc = _popen(repo, out, "--jobs", "2")
+    proc = start_scan(repo, out, "--jobs", "2")
     try:
         if moment == "detection":
-            _freeze_mid_detection(proc, ref)
+            _freeze_mid_detection(proc, out, ref)
         else:  # every blob is stored: attribution, saving results or writing files is under way (or done)
-            _wait_for(lambda: proc.poll() is not None or _count(out, SCANNED) >= total, 60,
+            wait_for(lambda: proc.poll() is not None or _count(out, SCANNED) >= total, 60,
                       "the end of detection")
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
-        _kill_group(proc)  # the orphaned forkserver and workers too
+        kill_group(proc)  # the orphaned forkserver and workers too
     _integrity(out)
-    rerun = _scan(repo, out, "--jobs", "2")
-    assert rerun.rc == 1, rerun
+    rerun = run_scan(repo, out, "--jobs", "2")
+    assert rerun.returncode == 1, rerun
     assert _occ(rerun.findings) == _occ(ref.findings)
     assert rerun.summary["commits_scanned"] == ref.summary["commits_scanned"]
     _integrity(out)
-    again = _scan(repo, out, "--jobs", "2")  # and a third run on the same store agrees too
+    again = run_scan(repo, out, "--jobs", "2")  # and a third run on the same store agrees too
     assert _occ(again.findings) == _occ(ref.findings)
 
 
 # -- incremental --------------------------------------------------------------------------------------------------
 
 def _blob_ids(repo: Path) -> set[str]:
-    listing = _git(repo, "cat-file", "--batch-all-objects", "--batch-check=%(objectname) %(objecttype)")
+    listing = run_git(repo, "cat-file", "--batch-all-objects", "--batch-check=%(objectname) %(objecttype)")
     return {line.split()[0] for line in listing.splitlines() if line.endswith(" blob")}
 
 
 def test_a_rerun_after_new_commits_scans_only_the_new_blobs(tmp_path: Path) -> None:
-    repo = tmp_path / "repo"
-    _bulk_repo(repo, commits=40, per_commit=100, pairs=6)
-    _git(repo, "reset", "-q", "--hard")
+    repo = bulk_repo(tmp_path / "repo", commits=40, per_commit=100, pairs=6)
+    run_git(repo, "reset", "-q", "--hard")
     out = tmp_path / "out"
-    first = _scan(repo, out, "--jobs", "2", "--show-secrets")
-    assert first.rc == 1 and len(first.findings) == 6, first
+    first = run_scan(repo, out, "--jobs", "2", "--show-secrets")
+    assert first.returncode == 1 and len(first.findings) == 6, first
     matched = _count(out, MATCHED)
     assert matched == 6
     before = _blob_ids(repo)
 
-    new_pairs = [_pair() for _ in range(3)]
+    new_pairs = [make_pair() for _ in range(3)]
     for i in range(10):
         files = {f"new/n{i}.txt": f"new plain file {i}\n"}
         if i < 3:
-            files[f"new/s{i}.py"] = _snippet(new_pairs[i])
+            files[f"new/s{i}.py"] = snippet(new_pairs[i])
         if i == 5:  # a copy of an old secret file: an occurrence, but not a new blob
             old = next(f for f in first.findings)
-            files["new/copy.txt"] = _git(repo, "show", f"{old['commit']}:{old['path']}")
-        _commit(repo, files, f"new commit {i}")
+            files["new/copy.txt"] = run_git(repo, "show", f"{old['commit']}:{old['path']}")
+        repo.commit(f"new commit {i}", files)
     new_blobs = _blob_ids(repo) - before
     assert 13 <= len(new_blobs) <= 14
 
-    rerun = _scan(repo, out, "--jobs", "2", "--show-secrets")
-    assert rerun.rc == 1, rerun
+    rerun = run_scan(repo, out, "--jobs", "2", "--show-secrets")
+    assert rerun.returncode == 1, rerun
     s = rerun.summary
     assert s["commits_scanned"] == first.summary["commits_scanned"] + 10
     assert s["blobs_scanned"] <= len(new_blobs) + matched  # new blobs (+ the few that matched, re-read)
@@ -279,14 +229,14 @@ def test_a_rerun_after_new_commits_scans_only_the_new_blobs(tmp_path: Path) -> N
     assert first.summary["repos"][0]["changes_read"] >= 4000
     assert s["repos"][0]["commits_new"] == 10
     assert s["repos"][0]["changes_read"] == 10 + 3 + 1
-    fresh = _scan(repo, tmp_path / "fresh", "--jobs", "2", "--show-secrets")
+    fresh = run_scan(repo, tmp_path / "fresh", "--jobs", "2", "--show-secrets")
     assert _occ(rerun.findings) == _occ(fresh.findings)
     found = {(f["client_id"], f["client_secret"]) for f in rerun.findings}
     assert set(new_pairs) <= found
     assert {(f["client_id"], f["client_secret"]) for f in first.findings} <= found
     assert len(rerun.findings) == 6 + 3 + 1
 
-    unchanged = _scan(repo, out, "--jobs", "2")
+    unchanged = run_scan(repo, out, "--jobs", "2")
     assert unchanged.summary["blobs_scanned"] <= matched + 3 + 1
     assert unchanged.summary["repos"][0]["commits_new"] == unchanged.summary["repos"][0]["changes_read"] == 0
     assert _occ(unchanged.findings) == _occ(fresh.findings)
@@ -295,9 +245,9 @@ def test_a_rerun_after_new_commits_scans_only_the_new_blobs(tmp_path: Path) -> N
 # -- validation results persist ----------------------------------------------------------------------------------
 
 def _validation_repo(tmp_path: Path, n: int) -> tuple[Path, list[tuple[str, str]]]:
-    repo = _init(tmp_path / "repo")
-    pairs = [_pair() for _ in range(n)]
-    _commit(repo, {f"cfg/app{i}.py": _snippet(p) for i, p in enumerate(pairs)})
+    repo = GitRepo(tmp_path / "repo")
+    pairs = [make_pair() for _ in range(n)]
+    repo.commit(files={f"cfg/app{i}.py": snippet(p) for i, p in enumerate(pairs)})
     return repo, pairs
 
 
@@ -306,22 +256,22 @@ def test_validation_results_persist_and_recheck_asks_again(tmp_path: Path) -> No
     standin = TwilioStandIn(valid={pairs[0]}, test={pairs[1]})  # pairs[2]: 401, invalid
     out = tmp_path / "out"
     with serve_in_thread(standin) as url:
-        first = _scan(repo, out, "--twilio-api-url", url, validate=True)
+        first = run_scan(repo, out, "--twilio-api-url", url, validate=True)
         asked_first = len(standin.requests)
-        second = _scan(repo, out, "--twilio-api-url", url, validate=True)
+        second = run_scan(repo, out, "--twilio-api-url", url, validate=True)
         asked_second = len(standin.requests) - asked_first
-        third = _scan(repo, out, "--twilio-api-url", url, "--recheck", validate=True)
+        third = run_scan(repo, out, "--twilio-api-url", url, "--recheck", validate=True)
         asked_third = len(standin.requests) - asked_first - asked_second
     expected = {pairs[0][0]: ("valid", "live"), pairs[1][0]: ("valid", "test"), pairs[2][0]: ("invalid", None)}
     for r in (first, second, third):
-        assert r.rc == 1, r
+        assert r.returncode == 1, r
         assert {f["client_id"]: (f["validity"], f["scope"]) for f in r.findings} == expected
     assert asked_first == 3 and sorted(standin.sids()[:3]) == sorted(p[0] for p in pairs)
     assert asked_second == 0  # answers came from the store
     assert second.summary["validation_requests"] == 0
     assert asked_third == 3  # --recheck asks again
     stored = _query(out, "SELECT secret_sha256, validity FROM checks")
-    assert dict(stored) == {_sha(pairs[0]): "valid", _sha(pairs[1]): "valid", _sha(pairs[2]): "invalid"}
+    assert dict(stored) == {sha(pairs[0]): "valid", sha(pairs[1]): "valid", sha(pairs[2]): "invalid"}
     for p in pairs:  # the store never holds a token
         assert p[1].encode() not in (out / "audit.sqlite").read_bytes()
 
@@ -329,17 +279,13 @@ def test_validation_results_persist_and_recheck_asks_again(tmp_path: Path) -> No
 def test_a_failed_check_is_asked_again_on_the_next_run(tmp_path: Path) -> None:
     repo, pairs = _validation_repo(tmp_path, 2)
     out = tmp_path / "out"
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
-    down = _scan(repo, out, "--twilio-api-url", dead, validate=True)
-    assert down.rc == 0 and {f["validity"] for f in down.findings} == {"failed_to_check"}, down
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens: connection refused
+    down = run_scan(repo, out, "--twilio-api-url", dead, validate=True)
+    assert down.returncode == 0 and {f["validity"] for f in down.findings} == {"failed_to_check"}, down
     standin = TwilioStandIn(valid=set(pairs))
     with serve_in_thread(standin) as url:
-        up = _scan(repo, out, "--twilio-api-url", url, validate=True)
-    assert up.rc == 1, up
+        up = run_scan(repo, out, "--twilio-api-url", url, validate=True)
+    assert up.returncode == 1, up
     assert {f["validity"] for f in up.findings} == {"valid"}
     assert sorted(standin.sids()) == sorted(p[0] for p in pairs)
 
@@ -350,49 +296,48 @@ def test_ctrl_c_during_validation_keeps_the_checked_results(tmp_path: Path) -> N
     standin = TwilioStandIn(valid=set(pairs), latency=0.2)
     args = ("--validate-concurrency", "1")
     with serve_in_thread(standin) as url:
-        ref = _scan(repo, tmp_path / "ref", "--twilio-api-url", url, *args, validate=True)
-        assert ref.rc == 1 and len(ref.findings) == n, ref
+        ref = run_scan(repo, tmp_path / "ref", "--twilio-api-url", url, *args, validate=True)
+        assert ref.returncode == 1 and len(ref.findings) == n, ref
         standin.requests.clear()
         out = tmp_path / "out"
-        proc = _popen(repo, out, "--twilio-api-url", url, *args, validate=True)
+        proc = start_scan(repo, out, "--twilio-api-url", url, *args, validate=True)
         try:
-            _wait_for(lambda: len(standin.requests) >= 4 or proc.poll() is not None, 60, "four checks")
+            wait_for(lambda: len(standin.requests) >= 4 or proc.poll() is not None, 60, "four checks")
             proc.send_signal(signal.SIGINT)
-            r = _finish(proc, out, timeout=60)
+            r = finish(proc, out, timeout=60)
         finally:
             if proc.poll() is None:
-                _kill_group(proc)
-        assert r.rc == 130, r
+                kill_group(proc)
+        assert r.returncode == 130, r
         assert "Traceback" not in r.stderr, r.stderr
         asked = standin.sids()
         kept = {row[0] for row in _query(out, "SELECT client_id FROM checks WHERE validity = 'valid'")}
         assert 3 <= len(kept) < n
         assert kept <= set(asked)
         standin.requests.clear()
-        rerun = _scan(repo, out, "--twilio-api-url", url, *args, validate=True)
+        rerun = run_scan(repo, out, "--twilio-api-url", url, *args, validate=True)
         again = standin.sids()
-    assert rerun.rc == 1, rerun
+    assert rerun.returncode == 1, rerun
     assert sorted(again) == sorted({p[0] for p in pairs} - kept)  # only the unchecked ones, each once
     assert _occ(rerun.findings) == _occ(ref.findings)
     assert {f["validity"] for f in rerun.findings} == {"valid"}
-
 
 
 def test_worker_processes_exit_when_the_scan_is_killed(tmp_path: Path, bulk: tuple[Path, Result]) -> None:
     """A SIGKILLed scan (OOM killer, CI timeout) must not leave its forkserver and workers running forever."""
     repo, ref = bulk
     out = tmp_path / "out"
-    proc = _popen(repo, out, "--jobs", "2")
+    proc = start_scan(repo, out, "--jobs", "2")
     try:
-        _freeze_mid_detection(proc, ref)
-        helpers = _descendants(proc.pid)
+        _freeze_mid_detection(proc, out, ref)
+        helpers = descendants(proc.pid)
         assert len(helpers) >= 3  # forkserver + 2 workers (+ resource tracker)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(_alive(p) for p in helpers):
+        while time.monotonic() < deadline and any(alive(p) for p in helpers):
             time.sleep(0.1)
-        left = [p for p in helpers if _alive(p)]
+        left = [p for p in helpers if alive(p)]
     finally:
-        _kill_group(proc)
+        kill_group(proc)
     assert not left, f"{len(left)} helper processes outlived the killed scan by 5 s"

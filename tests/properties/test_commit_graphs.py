@@ -1,137 +1,32 @@
-"""Properties, not just examples (hypothesis, bounded).
-
-1. The detector never crashes on arbitrary bytes, and whatever it returns is well-formed.
-2. A planted pair in random surrounding noise is found, with the right token and line.
-3. On random commit graphs (branches, merges with conflict resolutions, renames, copies, removals, re-adds of a few
-   planted pairs, tags, deleted branches, orphan roots) built with pygit2, the scanner's occurrences equal a
-   brute-force reference that applies SPEC §4 literally to what ``git rev-list --all --parents`` and
-   ``git ls-tree`` say: for every commit, every scanned path whose blob holds a pair that no parent's blob at the
-   same path holds; except a pure rename (the very blob leaves a scanned path that is gone from the commit and
-   appears at a new path), which adds nothing.
+"""Properties of the whole scan (hypothesis, bounded): on random commit graphs (branches, merges with conflict
+resolutions, renames, copies, a rename plus copies in one commit, removals, re-adds of a few planted pairs, tags,
+deleted branches, orphan roots) built with pygit2, the scanner's occurrences equal the reference oracle's
+(``tests.helpers.reference``: SPEC §4 and the README's rename rule applied literally to what git says), on a first
+scan and on an incremental rerun.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import secrets
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pygit2
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from auditor.detectors import CompiledDetector, load_detectors
-from auditor.detectors.engine import detect
-
-DETECTORS = [CompiledDetector(d) for d in load_detectors()]
-BLOB = "0" * 40
-SID_RE = re.compile(rb"^AC[0-9a-f]{32}$")
-HEX32 = re.compile(rb"^[0-9a-f]{32}$")
-BANNED_EXT = re.compile(r"(?:cs|x|p|s|r)?html5?~?|[aps]?cssc?~?|lock|mdx?~?|storyboard(?:c|er)?~?|xib", re.I)
-ENV = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1", "LC_ALL": "C"}
-ENV.pop("AUDITOR_TWILIO_API_URL", None)
+from tests.helpers.env import env
+from tests.helpers.pairs import make_pair
+from tests.helpers.reference import banned, brute_force_occurrences
+from tests.helpers.scan import run_scan
 
 
-def _placeholder(h: bytes) -> bool:
-    """SPEC §3: fewer than 6 distinct hex digits, or a repeated unit."""
-    return len(set(h)) < 6 or any(h == h[:k] * (len(h) // k) for k in (1, 2, 4, 8, 16))
-
-
-def _word(value: bytes) -> re.Pattern[bytes]:
-    return re.compile(rb"(?<![0-9A-Za-z_])" + re.escape(value) + rb"(?![0-9A-Za-z_])")
-
-
-def _pair() -> tuple[str, str]:
-    while True:
-        sid, tok = secrets.token_hex(16), secrets.token_hex(16)
-        if not _placeholder(sid.encode()) and not _placeholder(tok.encode()):
-            return "AC" + sid, tok
-
-
-# -- 1. arbitrary bytes -------------------------------------------------------------------------------------------
-
-_HEXISH = st.text("0123456789abcdefABCDEF", min_size=0, max_size=40).map(str.encode)
-_PIECES = st.one_of(
-    st.sampled_from([b"AC", b"ac", b"token", b"Auth", b"secret", b"\n", b"\r\n", b" ", b"=", b'"', b":", b"@",
-                     b"_", b"\x00", "é".encode(), b"\xe9", b"\xff"]),
-    _HEXISH,
-    st.binary(max_size=12),
-)
-_TWILIOISH = st.lists(_PIECES, max_size=80).map(b"".join)
-
-
-@settings(max_examples=50, deadline=None)
-@given(st.one_of(st.binary(max_size=4000), _TWILIOISH))
-def test_detect_never_crashes_and_returns_well_formed_candidates(data: bytes) -> None:
-    found = detect(DETECTORS, data, BLOB, 8)
-    if b"\0" in data[:8000] or not re.search(rb"(?i)ac[0-9a-f]{32}", data):
-        assert found == []
-    for c in found:
-        cid = c.client_id.encode()
-        assert SID_RE.match(cid) and _word(cid).search(data)
-        assert 1 <= len(c.pairs) <= 8
-        assert [p.rank for p in c.pairs] == list(range(len(c.pairs)))
-        assert not _placeholder(cid[2:])
-        for p in c.pairs:
-            tok = p.client_secret.encode()
-            assert p.client_id == c.client_id
-            assert HEX32.match(tok) and _word(tok).search(data)
-            assert tok != cid[2:] and not _placeholder(tok)
-            assert 1 <= p.line <= data.count(b"\n") + 1
-
-
-# -- 2. a planted pair in noise -------------------------------------------------------------------------------------
-
-_SEPARATORS = st.sampled_from([" ", "\n", "\r\n", "\t", " = ", '"', "'", ": ", ", ", "(", ")", "/", "@", ";\n", "\n\n"])
-_NOISE_WORD = st.one_of(
-    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=12),
-    st.sampled_from(["token", "auth_token", "SECRET", "sid", "twilio", "appid", "x" * 10_000, "ACXXXXXXXX",
-                     "{{ auth_token }}", "your_auth_token"]),
-)
-
-
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(before=st.lists(_NOISE_WORD, max_size=30), between=st.lists(_NOISE_WORD, max_size=60),
-       after=st.lists(_NOISE_WORD, max_size=30), seps=st.lists(_SEPARATORS, min_size=130, max_size=130),
-       token_first=st.booleans(), encoding=st.sampled_from(["utf-8", "latin-1"]), data=st.data())
-def test_a_planted_pair_in_noise_is_found(before: list[str], between: list[str], after: list[str],
-                                          seps: list[str], token_first: bool, encoding: str,
-                                          data: st.DataObject) -> None:
-    sid_body = data.draw(st.binary(min_size=16, max_size=16).map(bytes.hex), label="sid")
-    tok = data.draw(st.binary(min_size=16, max_size=16).map(bytes.hex), label="token")
-    assume(not _placeholder(sid_body.encode()) and not _placeholder(tok.encode()) and tok != sid_body)
-    sid = "AC" + sid_body
-    first, second = (tok, sid) if token_first else (sid, tok)
-    words = [*before, first, *between, second, *after]
-    if encoding == "latin-1":
-        words = [w.encode("latin-1", "replace").decode("latin-1") for w in words]
-    text = "".join(w + seps[i % len(seps)] for i, w in enumerate(words))
-    blob = text.encode(encoding, "replace")
-    assert b"\0" not in blob
-    found = detect(DETECTORS, blob, BLOB, 8)
-    assert [c.client_id for c in found] == [sid]
-    [cand] = found
-    assert cand.pairs[0].client_secret == tok
-    assert len(cand.pairs) == 1  # noise words are at most 12 characters: never a 32-hex token
-    sid_at = blob.index(sid.encode())
-    assert cand.pairs[0].line == blob.count(b"\n", 0, sid_at) + 1
-
-
-# -- 3. random commit graphs ----------------------------------------------------------------------------------------
-
-PATHS = ["a.py", "b.txt", "conf/c.cfg", "conf/deep/d.env", "notes.md", "web/e.js", "docs/f.html", "g"]
+# Two paths share a file name (a.py, g): a rename there pairs by name, not by order. No file name is used three
+# times, so which new path a rename pairs with is always decided by the rule (same name first, else first by name).
+PATHS = ["a.py", "b.txt", "conf/c.cfg", "conf/deep/d.env", "notes.md", "web/e.js", "docs/f.html", "g", "moved/a.py",
+         "old/g"]
 FILLER = ["# " + "x" * 70] * 3
-
-
-def banned(path: str) -> bool:
-    base = path.rsplit("/", 1)[-1]
-    return "." in base and BANNED_EXT.fullmatch(base.rsplit(".", 1)[1]) is not None
 
 
 def _content(pairs: list[tuple[str, str]], which: frozenset[int], nonce: int) -> bytes:
@@ -203,8 +98,8 @@ class Graph:
 
 
 # weighted: merges need diverged branches, so branching, writing and merging come up most
-OPS = ["write"] * 4 + ["merge"] * 3 + ["branch"] * 2 + ["delete", "rename", "copy", "readd", "tag", "delete_branch",
-                                                        "orphan"]
+OPS = ["write"] * 4 + ["merge"] * 3 + ["branch"] * 2 + ["delete", "rename", "copy", "rename_copy", "readd", "tag",
+                                                        "delete_branch", "orphan"]
 
 
 def _build(g: Graph, data: st.DataObject, pairs: list[tuple[str, str]], max_commits: int) -> list[str]:
@@ -242,6 +137,15 @@ def _build(g: Graph, data: st.DataObject, pairs: list[tuple[str, str]], max_comm
             if op == "rename":
                 del files[src]
             path = f"{src}->{dst}"
+        elif op == "rename_copy" and present and absent:  # in one commit: a rename and copies of the same blob
+            src = data.draw(st.sampled_from(present))
+            dst = data.draw(st.sampled_from(absent))
+            copies = data.draw(st.lists(st.sampled_from([p for p in PATHS if p not in (src, dst)]), min_size=1,
+                                        max_size=2, unique=True))
+            for target in (dst, *copies):
+                files[target] = files[src]
+            del files[src]
+            path = f"{src}->{dst}+{'+'.join(copies)}"
         elif op == "readd" and history:
             path, content = data.draw(st.sampled_from(history))
             files[path] = content
@@ -297,94 +201,37 @@ def _build(g: Graph, data: st.DataObject, pairs: list[tuple[str, str]], max_comm
 
 
 def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, env=ENV, check=True).stdout.decode()
-
-
-def _ls_tree(repo: Path, commit: str) -> dict[str, str]:
-    """path → blob id of every regular file of the commit (symlinks and gitlinks are not files)."""
-    out = {}
-    for entry in _git(repo, "ls-tree", "-r", "-z", commit).split("\0"):
-        if entry:
-            meta, path = entry.split("\t", 1)
-            mode, kind, oid = meta.split()
-            if kind == "blob" and mode in ("100644", "100755"):
-                out[path] = oid
-    return out
-
-
-def reference_occurrences(repo: Path, pairs: list[tuple[str, str]]) -> set[tuple[str, str, str, str]]:
-    """SPEC §4 by brute force from git's own listing: every commit against every parent."""
-    patterns = [(_word(s.encode()), _word(t.encode())) for s, t in pairs]
-    found: dict[str, frozenset[int]] = {}
-
-    def secrets_in(oid: str) -> frozenset[int]:
-        if oid not in found:
-            data = subprocess.run(["git", "-C", str(repo), "cat-file", "blob", oid], capture_output=True, env=ENV,
-                                  check=True).stdout
-            found[oid] = frozenset() if b"\0" in data[:8000] else frozenset(
-                i for i, (s, t) in enumerate(patterns) if s.search(data) and t.search(data))
-        return found[oid]
-
-    trees: dict[str, dict[str, str]] = {}
-
-    def files(commit: str) -> dict[str, str]:
-        if commit not in trees:
-            trees[commit] = _ls_tree(repo, commit)
-        return trees[commit]
-
-    out = set()
-    for line in _git(repo, "rev-list", "--all", "--parents").splitlines():
-        commit, *parents = line.split()
-        mine, theirs = files(commit), [files(p) for p in parents]
-        new: dict[str, list[str]] = {}
-        for path, oid in mine.items():
-            if not banned(path) and not any(t.get(path) == oid for t in theirs):
-                new.setdefault(oid, []).append(path)
-        for oid, paths in new.items():
-            # a pure rename: the very blob left a scanned path that no longer exists in this commit
-            moved = {p for t in theirs for p, o in t.items() if o == oid and p not in mine and not banned(p)}
-            assert len(paths) <= 1 or not moved, "ambiguous rename + copy: the generator makes none"
-            if moved:
-                continue
-            for path in paths:
-                introduced = set(secrets_in(oid))
-                for t in theirs:
-                    if path in t:
-                        introduced -= secrets_in(t[path])
-                out.update((commit, path, *pairs[i]) for i in introduced)
-    return out
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, env=env(), check=True).stdout.decode()
 
 
 def _scan(repo: Path, out: Path) -> tuple[set[tuple[str, str, str, str]], dict]:
-    proc = subprocess.run([sys.executable, "-m", "auditor", "scan", str(repo), "--out", str(out), "--no-progress",
-                           "--no-validate", "--show-secrets", "--jobs", "1"], capture_output=True, env=ENV,
-                          timeout=120, check=False)
-    assert proc.returncode in (0, 1), proc.stderr.decode(errors="replace")
-    rows = [json.loads(x) for x in (out / "findings.jsonl").read_text("utf-8").splitlines() if x.strip()]
-    summary = json.loads((out / "summary.json").read_text("utf-8"))
-    return {(r["commit"], r["path"], r["client_id"], r["client_secret"]) for r in rows}, summary
+    r = run_scan(repo, out, "--show-secrets", "--jobs", "1", timeout=120)
+    assert r.returncode in (0, 1), r.stderr
+    return {(f["commit"], f["path"], f["client_id"], f["client_secret"]) for f in r.findings}, r.summary
 
 
+@pytest.mark.slow
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data(), max_commits=st.integers(2, 15))
 def test_random_commit_graphs_match_the_brute_force_reference(data: st.DataObject, max_commits: int) -> None:
-    pairs = [_pair() for _ in range(3)]
+    pairs = [make_pair() for _ in range(3)]
     with tempfile.TemporaryDirectory(prefix="auditor-graph-") as td:
         repo = Path(td) / "repo.git"
         g = Graph(repo)
         log = _build(g, data, pairs, max_commits)
-        expected = reference_occurrences(repo, pairs)
+        expected = brute_force_occurrences(repo, pairs)
         got, summary = _scan(repo, Path(td) / "out")
         assert summary["commits_scanned"] == len(_git(repo, "rev-list", "--all").split())
         assert got == expected, (f"operations: {log}\nmissing: {sorted(expected - got)}\n"
                                  f"extra: {sorted(got - expected)}")
 
 
+@pytest.mark.slow
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data(), first=st.integers(2, 10), more=st.integers(1, 8))
 def test_a_rerun_after_more_commits_matches_the_reference(data: st.DataObject, first: int, more: int) -> None:
     """An incremental rerun (same --out, new commits, deleted branches) equals SPEC §4 on the whole history."""
-    pairs = [_pair() for _ in range(3)]
+    pairs = [make_pair() for _ in range(3)]
     with tempfile.TemporaryDirectory(prefix="auditor-graph-") as td:
         repo, out = Path(td) / "repo.git", Path(td) / "out"
         g = Graph(repo)
@@ -393,7 +240,7 @@ def test_a_rerun_after_more_commits_matches_the_reference(data: st.DataObject, f
         _scan(repo, out)
         log += ["-- rescan --", *_build(g, data, pairs, first + more)]
         now = set(_git(repo, "rev-list", "--all").split())
-        expected = reference_occurrences(repo, pairs)
+        expected = brute_force_occurrences(repo, pairs)
         got, summary = _scan(repo, out)
         assert summary["commits_scanned"] == len(now)
         assert summary["repos"][0]["commits_new"] == len(now - before)
@@ -409,14 +256,35 @@ def test_a_rerun_after_more_commits_matches_the_reference(data: st.DataObject, f
     ("keys.py", "notes.md", False),  # into a banned file: nothing is scanned there
 ])
 def test_rename_edges(tmp_path: Path, src: str, dst: str, expect_new: bool) -> None:
-    pairs = [_pair()]
+    pairs = [make_pair()]
     g = Graph(tmp_path / "repo.git")
     content = _content(pairs, frozenset({0}), 1)
     first = g.commit("main", {src: content, "plain.txt": b"plain\n"}, [])
     second = g.commit("main", {dst: content, "plain.txt": b"plain\n"}, [first])
     g.publish()
-    expected = reference_occurrences(tmp_path / "repo.git", pairs)
+    expected = brute_force_occurrences(tmp_path / "repo.git", pairs)
     got, _ = _scan(tmp_path / "repo.git", tmp_path / "out")
     assert got == expected
     assert ((str(second), dst, *pairs[0]) in got) is expect_new
     assert ((str(first), src, *pairs[0]) in got) is not banned(src)
+
+
+@pytest.mark.parametrize(("src", "targets", "new"), [
+    ("keys.py", ("b_moved.py", "y_copy.py"), {"y_copy.py"}),  # no file name in common: the first by name moved
+    ("keys.py", ("a_copy.py", "moved/keys.py"), {"a_copy.py"}),  # the same file name moved, whatever the order
+    ("keys.py", ("docs.md", "z_copy.py"), set()),  # the banned path is not scanned: the scanned one moved
+    ("keys.py", ("a.py", "b.py", "moved/keys.py"), {"a.py", "b.py"}),  # one rename, two copies
+])
+def test_rename_plus_copies_in_one_commit(tmp_path: Path, src: str, targets: tuple[str, ...], new: set[str]) -> None:
+    """README "Renames:": the source pairs with one new path (the one with the same file name first, else the first
+    by name); every other new path is a copy, an occurrence."""
+    pairs = [make_pair()]
+    g = Graph(tmp_path / "repo.git")
+    content = _content(pairs, frozenset({0}), 1)
+    first = g.commit("main", {src: content, "plain.txt": b"plain\n"}, [])
+    second = g.commit("main", {**{t: content for t in targets}, "plain.txt": b"plain\n"}, [first])
+    g.publish()
+    expected = brute_force_occurrences(tmp_path / "repo.git", pairs)
+    got, _ = _scan(tmp_path / "repo.git", tmp_path / "out")
+    assert got == expected
+    assert got == {(str(first), src, *pairs[0]), *((str(second), p, *pairs[0]) for p in new)}

@@ -7,13 +7,11 @@ prunes what was deleted; an unreachable URL exits 2 with a message and leaves no
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,27 +19,17 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from procs import (  # noqa: F401 - shared helpers, some used only here
-    BASE_ENV, Result, _cmd, _commit, _env, _git, _init, _kill_group, _pair, _read_results, _snippet,
-)
+from tests.helpers.env import env
+from tests.helpers.git import GitRepo, run_git
+from tests.helpers.pairs import make_pair, snippet
+from tests.helpers.procs import free_port
+from tests.helpers.scan import Result, run_scan
 
 
 def _scan(repo: Path | str, out: Path, *args: str, cache: Path, timeout: float = 120) -> Result:
-    cmd = [sys.executable, "-m", "auditor", "scan", str(repo), "--out", str(out), "--no-progress", "--no-validate",
-           "--show-secrets", *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                            env=_env(AUDITOR_CACHE=str(cache), XDG_CACHE_HOME=str(cache.parent / "xdg")))
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise AssertionError(f"the scan of {repo} did not finish within {timeout} s") from None
-    fpath, spath = out / "findings.jsonl", out / "summary.json"
-    findings = [json.loads(x) for x in fpath.read_text("utf-8").splitlines() if x.strip()] if fpath.is_file() else []
-    summary = json.loads(spath.read_text("utf-8")) if spath.is_file() else None
-    return Result(proc.returncode, stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace"), findings,
-                  summary)
+    """A scan with its own mirror cache (and an XDG cache the test can prove untouched)."""
+    return run_scan(repo, out, "--show-secrets", *args, timeout=timeout,
+                    env={"AUDITOR_CACHE": str(cache), "XDG_CACHE_HOME": str(cache.parent / "xdg")})
 
 
 def _occ(findings: list[dict[str, Any]]) -> set[tuple[str, str, int, str, str]]:
@@ -49,7 +37,7 @@ def _occ(findings: list[dict[str, Any]]) -> set[tuple[str, str, int, str, str]]:
 
 
 def _refs(gitdir: Path) -> set[tuple[str, str]]:
-    return {tuple(line.split(" ", 1)) for line in _git(gitdir, "for-each-ref", "--format=%(objectname) %(refname)")
+    return {tuple(line.split(" ", 1)) for line in run_git(gitdir, "for-each-ref", "--format=%(objectname) %(refname)")
             .splitlines()}
 
 
@@ -58,14 +46,8 @@ def _mirrors(cache: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Origin(NamedTuple):
-    work: Path  # where commits are made
+    work: GitRepo  # where commits are made
     bare: Path  # what is served: <srv>/origin.git
     pairs: dict[str, tuple[str, str]]
 
@@ -73,24 +55,23 @@ class Origin(NamedTuple):
 @pytest.fixture
 def origin(tmp_path: Path) -> Origin:
     """A served bare repository: secrets on main, on a feature branch, and on a commit only a tag reaches."""
-    work = tmp_path / "work"
-    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True, env=_env(), capture_output=True)
-    pairs = {k: _pair() for k in ("main", "feature", "tagged")}
-    _commit(work, {"app/settings.py": _snippet(pairs["main"]), "README.txt": "hello\n"})
-    _commit(work, {"README.txt": "hello again\n"})
-    _git(work, "checkout", "-q", "-b", "feature")
-    _commit(work, {"feature.cfg": _snippet(pairs["feature"])})
-    _git(work, "checkout", "-q", "main")
-    _git(work, "checkout", "-q", "-b", "scratch")
-    _commit(work, {"release.env": _snippet(pairs["tagged"])})
-    _git(work, "tag", "-a", "-m", "release", "v1.0")
-    _git(work, "checkout", "-q", "main")
-    _git(work, "branch", "-q", "-D", "scratch")
+    work = GitRepo(tmp_path / "work")
+    pairs = {k: make_pair() for k in ("main", "feature", "tagged")}
+    work.commit(files={"app/settings.py": snippet(pairs["main"]), "README.txt": "hello\n"})
+    work.commit(files={"README.txt": "hello again\n"})
+    work("checkout", "-q", "-b", "feature")
+    work.commit(files={"feature.cfg": snippet(pairs["feature"])})
+    work("checkout", "-q", "main")
+    work("checkout", "-q", "-b", "scratch")
+    work.commit(files={"release.env": snippet(pairs["tagged"])})
+    work("tag", "-a", "-m", "release", "v1.0")
+    work("checkout", "-q", "main")
+    work("branch", "-q", "-D", "scratch")
     bare = tmp_path / "srv" / "origin.git"
     bare.parent.mkdir()
-    subprocess.run(["git", "clone", "-q", "--mirror", str(work), str(bare)], check=True, env=_env(),
+    subprocess.run(["git", "clone", "-q", "--mirror", str(work), str(bare)], check=True, env=env(),
                    capture_output=True)
-    _git(bare, "remote", "remove", "origin")
+    run_git(bare, "remote", "remove", "origin")
     return Origin(work, bare, pairs)
 
 
@@ -99,10 +80,10 @@ def daemon(tmp_path: Path, origin: Origin) -> Iterator[str]:
     """``git daemon`` serving <srv> on 127.0.0.1; yields the git:// URL of origin.git."""
     base = origin.bare.parent
     for _attempt in range(3):
-        port = _free_port()
+        port = free_port()
         proc = subprocess.Popen(["git", "daemon", "--export-all", f"--base-path={base}", f"--port={port}",
                                  "--listen=127.0.0.1", "--reuseaddr", "--informative-errors", str(base)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env(),
                                 start_new_session=True)
         deadline = time.monotonic() + 10
         ready = False
@@ -144,17 +125,17 @@ def _stop(proc: subprocess.Popen) -> None:
 def _check_mirror_scan(tmp_path: Path, origin: Origin, url: str) -> tuple[Result, Path]:
     cache = tmp_path / "cache"
     local = _scan(origin.bare, tmp_path / "local", cache=cache)
-    assert local.rc == 1 and len(local.findings) == 3, local
+    assert local.returncode == 1 and len(local.findings) == 3, local
     remote = _scan(url, tmp_path / "remote", cache=cache)
-    assert remote.rc == 1, remote
+    assert remote.returncode == 1, remote
     assert _occ(remote.findings) == _occ(local.findings)
     assert {f["repo"] for f in remote.findings} == {url}
     assert remote.summary["commits_scanned"] == local.summary["commits_scanned"] == len(
-        _git(origin.bare, "rev-list", "--all").split()) == 4
+        run_git(origin.bare, "rev-list", "--all").split()) == 4
     [mirror] = _mirrors(cache)  # under $AUDITOR_CACHE, nowhere else
-    assert _git(mirror, "rev-parse", "--is-bare-repository").strip() == "true"
+    assert run_git(mirror, "rev-parse", "--is-bare-repository").strip() == "true"
     assert _refs(mirror) == _refs(origin.bare)  # every ref: branches and the annotated tag
-    assert _git(mirror, "symbolic-ref", "HEAD").strip() == "refs/heads/main"
+    assert run_git(mirror, "symbolic-ref", "HEAD").strip() == "refs/heads/main"
     assert not (tmp_path / "xdg").exists()
     return remote, mirror
 
@@ -168,33 +149,33 @@ def test_git_daemon_url_is_mirrored_scanned_and_refetched(tmp_path: Path, origin
     assert {(f["client_id"], f["client_secret"]) for f in first.findings} == set(origin.pairs.values())
 
     # upstream moves on: a new secret on main, and the feature branch is deleted
-    new = _pair()
-    new_commit = _commit(origin.work, {"deploy/prod.env": _snippet(new)})
-    _git(origin.work, "push", "-q", str(origin.bare), "main")
-    _git(origin.bare, "branch", "-q", "-D", "feature")
+    new = make_pair()
+    new_commit = origin.work.commit(files={"deploy/prod.env": snippet(new)})
+    origin.work("push", "-q", str(origin.bare), "main")
+    run_git(origin.bare, "branch", "-q", "-D", "feature")
     cache = tmp_path / "cache"
     rerun = _scan(daemon, tmp_path / "remote", cache=cache)
-    assert rerun.rc == 1, rerun
+    assert rerun.returncode == 1, rerun
     assert _mirrors(cache) == [mirror]  # the same mirror, fetched again
     assert _refs(mirror) == _refs(origin.bare)  # the new commit fetched, the deleted branch pruned
     local = _scan(origin.bare, tmp_path / "local2", cache=cache)
     assert _occ(rerun.findings) == _occ(local.findings)
     assert (new_commit, "deploy/prod.env", 1, *new) in _occ(rerun.findings)
     assert origin.pairs["feature"] not in {(f["client_id"], f["client_secret"]) for f in rerun.findings}
-    assert rerun.summary["commits_scanned"] == len(_git(origin.bare, "rev-list", "--all").split()) == 4
+    assert rerun.summary["commits_scanned"] == len(run_git(origin.bare, "rev-list", "--all").split()) == 4
     assert rerun.summary["repos"][0]["commits_new"] == 1  # the store resumed: only the new commit read
     assert rerun.summary["blobs_scanned"] <= 1 + 3  # the new blob (+ the matched ones, re-read)
 
 
 def _unreachable(kind: str, tmp_path: Path, daemon_url: str | None) -> str:
     if kind == "refused":
-        return f"git://127.0.0.1:{_free_port()}/origin.git"
+        return f"git://127.0.0.1:{free_port()}/origin.git"
     if kind == "no_such_path":
         return f"file://{tmp_path}/nothing-here.git"
     if kind == "not_exported":
         assert daemon_url is not None
         return daemon_url.replace("origin.git", "nope.git")
-    return f"https://someone:hunter2-{secrets.token_hex(4)}@127.0.0.1:{_free_port()}/origin.git"
+    return f"https://someone:hunter2-{secrets.token_hex(4)}@127.0.0.1:{free_port()}/origin.git"
 
 
 @pytest.mark.parametrize("kind", ["refused", "no_such_path", "not_exported", "password_in_url"])
@@ -202,7 +183,7 @@ def test_unreachable_url_exits_2_with_a_message(tmp_path: Path, origin: Origin, 
     url = _unreachable(kind, tmp_path, daemon)
     cache = tmp_path / "cache"
     r = _scan(url, tmp_path / "out", cache=cache, timeout=60)
-    assert r.rc == 2, r
+    assert r.returncode == 2, r
     assert "Traceback" not in r.stderr, r.stderr
     assert "cannot mirror" in r.stderr and "Check the URL" in r.stderr
     assert _mirrors(cache) == []  # no half-made mirror left behind
@@ -224,7 +205,7 @@ def test_a_damaged_mirror_is_reported_with_what_to_do(tmp_path: Path, origin: Or
     broken.mkdir(parents=True)
     (broken / "HEAD").write_text("garbage\n")
     r = _scan(url, tmp_path / "out", cache=cache)
-    assert r.rc == 2, r
+    assert r.returncode == 2, r
     assert "Traceback" not in r.stderr, r.stderr
     assert str(broken) in r.stderr and "Delete" in r.stderr
     # after following the advice, the same command works
@@ -232,4 +213,4 @@ def test_a_damaged_mirror_is_reported_with_what_to_do(tmp_path: Path, origin: Or
 
     shutil.rmtree(broken)
     ok = _scan(url, tmp_path / "out", cache=cache)
-    assert ok.rc == 1 and len(ok.findings) == 3, ok
+    assert ok.returncode == 1 and len(ok.findings) == 3, ok

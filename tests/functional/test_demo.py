@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections import Counter
 
-from conftest import BASE_ENV
+import pytest
 
 from auditor import demo
+from tests.helpers.scan import run_auditor
 
 
+@pytest.mark.slow
 def test_demo_command_exits_0_with_a_report(tmp_path):
     out = tmp_path / "demo-out"
-    env = {**os.environ, **BASE_ENV}
-    env.pop("AUDITOR_TWILIO_API_URL", None)
     for _ in range(2):  # a rerun replaces the demo's own directory
-        proc = subprocess.run([sys.executable, "-m", "auditor", "demo", "--out", str(out), "--commits", "600"],
-                              capture_output=True, text=True, env=env, timeout=180, check=False)
+        proc = run_auditor("demo", "--out", str(out), "--commits", "600")
         assert proc.returncode == 0, proc.stderr
     assert "occurrences: " in proc.stdout and "per million commits (95% CI " in proc.stdout
     assert "7.37" in proc.stdout and "8.33" in proc.stdout and str(out / "report.html") in proc.stdout
@@ -28,8 +24,7 @@ def test_demo_command_exits_0_with_a_report(tmp_path):
 
 def test_demo_refuses_a_directory_it_did_not_make(tmp_path):
     (tmp_path / "mine.txt").write_text("precious\n")
-    proc = subprocess.run([sys.executable, "-m", "auditor", "demo", "--out", str(tmp_path)], capture_output=True,
-                          text=True, timeout=60, check=False)
+    proc = run_auditor("demo", "--out", str(tmp_path), timeout=60)
     assert proc.returncode == 2 and "not made by `auditor demo`" in proc.stderr
     assert (tmp_path / "mine.txt").read_text() == "precious\n"
 

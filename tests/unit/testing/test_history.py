@@ -10,13 +10,15 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from reference import brute_force_occurrences, pairs_at_tips
 
 from auditor.testing.history import Manifest, banned, generate, is_placeholder
+from tests.helpers.env import env
+from tests.helpers.reference import banned as banned_by_the_yaml
+from tests.helpers.reference import brute_force_occurrences, pairs_at_tips
 
 
 def git(repo: Path | str, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, check=check)
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, env=env(), check=check)
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +93,14 @@ def test_manifest_equals_brute_force_reference(tmp_path: Path, kw: dict) -> None
     assert len(m.planted) >= len(m.pairs) == kw.get("pairs", 10)
 
 
+def test_the_generators_banlist_is_the_detectors(small: Manifest) -> None:
+    """The synthetic history keeps its own copy of the banned extensions; it must say what the YAML says."""
+    paths = {p.path for p in small.planted} | {d.path for d in small.decoys} | {
+        "a.md", "b.HTML~", "yarn.lock", "c.scss", ".md", "d.markdown", "e.htm", "f.py", "Makefile", "docs.md/x.py",
+        "p.xhtml2", "q.storyboardc", "r.xib", "s.mdx", "t.css~"}
+    assert {p: banned(p) for p in paths} == {p: banned_by_the_yaml(p) for p in paths}
+
+
 def test_decoys_are_present_and_yield_nothing(small: Manifest) -> None:
     kinds = Counter(d.kind for d in small.decoys)
     assert {"sid_alone", "token_alone", "placeholder_pair", "low_entropy_token", "token_equals_sid", "binary",
@@ -142,7 +152,14 @@ def test_cli_writes_the_manifest_beside_the_repository(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "too few" in bad.stderr
 
 
+@pytest.mark.slow
 def test_five_thousand_commits(tmp_path: Path) -> None:
-    """Scale tests build 5k-commit histories in CI; generation must stay a matter of seconds."""
+    """Scale tests build 5k-commit histories in CI: what the manifest says of itself is what git finds there."""
     m = generate(tmp_path / "big", commits=5000, files=300, pairs=20)
     assert m.commits == 5000 and len(m.pairs) == 20
+    assert len(git(m.repo, "rev-list", "--all").stdout.split()) == 5000
+    refs = git(m.repo, "for-each-ref", "--format=%(refname) %(objectname)").stdout.decode().split("\n")
+    assert dict(line.split() for line in refs if line) == m.refs
+    for p in m.planted[::7]:  # a sample of the planted occurrences, read back from git
+        blob = git(m.repo, "show", f"{p.commit}:{p.path}").stdout
+        assert p.client_id.encode() in blob.split(b"\n")[p.line - 1] and p.client_secret.encode() in blob, p

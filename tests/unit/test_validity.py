@@ -64,6 +64,47 @@ def test_every_status_of_the_decision_table():
     assert (r.validity, r.account_status, r.account_type) == (Validity.VALID, "suspended", "Trial")
 
 
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="SPEC §5 violated: the decision table has no rule on the account status")
+def test_a_closed_account_is_invalid():
+    """SPEC §5: a 200 whose account status is closed → invalid (a closed account never reopens); suspended stays
+    valid (test_every_status_of_the_decision_table)."""
+    closed = creds()
+    [r], _ = check_all(TwilioStandIn(valid={closed}, account_status="closed"), [closed])
+    assert r.validity is Validity.INVALID
+
+
+class _Proxy(TwilioStandIn):
+    """The stand-in, plus 401s that are not Twilio's: an empty body (a proxy's), JSON without Twilio's code."""
+
+    async def _fault(self, fault, request, sid):
+        from aiohttp import web
+
+        if fault == "401-empty":
+            return web.Response(status=401)
+        if fault == "401-json":
+            return web.json_response({"message": "Unauthorized"}, status=401)
+        return await super()._fault(fault, request, sid)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="SPEC §5 violated: any 401 is read as invalid, Twilio's error JSON or not")
+@pytest.mark.parametrize("fault", ["401-empty", "401-json"])
+def test_a_401_without_twilios_error_json_is_an_error_like_a_5xx(fault):
+    """SPEC §5: only a 401 with Twilio's error code 20003 says invalid; any other 401 is retried like a 5xx."""
+    live = creds()
+    standin = _Proxy(valid={live}, faults=[fault])
+    [r], v = check_all(standin, [live])
+    assert (r.validity, r.requests) == (Validity.VALID, 2)
+
+
+def test_twilios_own_401_is_invalid_at_once():
+    """The control for the case above: the stand-in's 401 carries Twilio's JSON (code 20003)."""
+    dead = creds()
+    [r], _ = check_all(TwilioStandIn(), [dead])
+    assert (r.validity, r.requests) == (Validity.INVALID, 1)
+
+
 RECOVERABLE = ["429", "429-date", "429-none", "503", "500", "404", "302", "html200", "html401", "html403",
                "wrongsid", "badjson", "slow", "drop"]
 

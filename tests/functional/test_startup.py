@@ -5,7 +5,7 @@
 - A repository with fewer blobs than one batch is scanned in the scan's own process: no forkserver, no worker;
   a larger one still gets the pool, and both ways find the same candidates.
 - findings.jsonl, secrets.jsonl and summary.json, written in plain Python (``auditor.outputs``), are byte for
-  byte what the reporter's pandas frames give (``tests/reference_outputs.py``), on real scans with validation,
+  byte what the reporter's pandas frames give (``tests/helpers/outputs.py``), on real scans with validation,
   removals, branches, tags, reruns, several repositories in one store, and perturbed copies of their findings.
 - A Ctrl-C while the scan's modules load is an interruption (130), never a traceback.
 
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-import reference_outputs
+from tests.helpers import outputs as reference_outputs
 
 from auditor import outputs, pipeline
 from auditor.models import ScanOptions, Validity

@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GitRepo, load_jsonl, make_pair, run_scan, snippet
+from tests.helpers.git import GitRepo
+from tests.helpers.pairs import make_pair, snippet
+from tests.helpers.reference import brute_force_occurrences
+from tests.helpers.scan import Result, load_jsonl, run_scan
 
 Pair = tuple[str, str]
 
@@ -52,7 +55,7 @@ class RulesRepo:
     expected: set[tuple[str, str, str, int]] = field(default_factory=set)  # (path, client_id, client_secret, line)
     never: list[Pair] = field(default_factory=list)  # pairs that must not be reported anywhere
     non_utf8_pair: Pair | None = None
-    result: tuple = ()
+    result: Result | None = None
 
 
 def build_rules(root: Path) -> RulesRepo:
@@ -181,79 +184,79 @@ def rules(tmp_path_factory) -> RulesRepo:
 
 
 def test_rules_exit_code_and_commit(rules):
-    rc, stdout, stderr, findings, summary = rules.result
-    assert rc == 1, (stdout, stderr)
-    assert summary["commits_scanned"] == 1
-    assert {f["commit"] for f in findings} == {rules.commit}
+    r = rules.result
+    assert r.returncode == 1, r
+    assert r.summary["commits_scanned"] == 1
+    assert {f["commit"] for f in r.findings} == {rules.commit}
 
 
 def test_rules_exact_findings(rules):
     # ph_sid_* files are left to test_sid_placeholders_on_a_real_history, so that this test shows other causes
-    findings = [f for f in rules.result[3] if not f["path"].startswith("ph_sid_")]
+    findings = [f for f in rules.result.findings if not f["path"].startswith("ph_sid_")]
     got = {(f["path"], f["client_id"], f["client_secret"], f["line"]) for f in findings
            if (f["client_id"], f["client_secret"]) != rules.non_utf8_pair}
     assert got == rules.expected
     assert len(findings) == len(rules.expected) + 1
-    assert rules.result[4]["errors"] == []
+    assert rules.result.summary["errors"] == []
 
 
 def test_sid_placeholders_on_a_real_history(rules):
     # SPEC §3: a SID whose 32 hex digits use fewer than 6 distinct characters, or repeat a unit, is dropped
-    assert [(f["path"], f["client_id"]) for f in rules.result[3] if f["path"].startswith("ph_sid_")] == []
+    assert [(f["path"], f["client_id"]) for f in rules.result.findings if f["path"].startswith("ph_sid_")] == []
 
 
 @pytest.mark.parametrize("path", BANNED_PATHS)
 def test_banned_extension_is_not_scanned(rules, path):
-    assert [f for f in rules.result[3] if f["path"] == path] == []
+    assert [f for f in rules.result.findings if f["path"] == path] == []
 
 
 @pytest.mark.parametrize("path", LOOKALIKE_PATHS)
 def test_lookalike_extension_is_scanned(rules, path):
-    assert len([f for f in rules.result[3] if f["path"] == path]) == 1
+    assert len([f for f in rules.result.findings if f["path"] == path]) == 1
 
 
 def test_same_blob_at_banned_and_scanned_paths(rules):
-    paths = {f["path"] for f in rules.result[3]}
+    paths = {f["path"] for f in rules.result.findings}
     assert {"dup.txt", "aaa.txt"} <= paths
     assert not {"dup.md", "zzz.md"} & paths
 
 
 def test_nothing_reported_for_negative_cases(rules):
-    reported = {(f["client_id"], f["client_secret"]) for f in rules.result[3]}
-    reported -= {(f["client_id"], f["client_secret"]) for f in rules.result[3] if f["path"].startswith("ph_sid_")}
+    reported = {(f["client_id"], f["client_secret"]) for f in rules.result.findings}
+    reported -= {(f["client_id"], f["client_secret"]) for f in rules.result.findings if f["path"].startswith("ph_sid_")}
     assert not reported & set(rules.never)
     for path in ("sid_only.py", "token_only.py", "blob.bin", "nul_at_7999.dat", "weird_link", "link_to_target.py",
                  "ph_template_x.py", "ph_jinja.py", "ph_sequential.py", "ph_sequential_token.py",
                  "ph_own_digits.py", "ph_few_chars.py"):
-        assert [f for f in rules.result[3] if f["path"] == path] == [], path
+        assert [f for f in rules.result.findings if f["path"] == path] == [], path
 
 
 def test_binary_blobs_are_counted_as_skipped(rules):
-    summary = rules.result[4]
+    summary = rules.result.summary
     assert summary["blobs_skipped"]["binary"] == 2  # blob.bin, nul_at_7999.dat (not nul_at_8000.dat)
 
 
 def test_several_sids_each_get_their_own_token(rules):
-    got = {(f["path"], f["client_id"], f["client_secret"], f["line"]) for f in rules.result[3]
+    got = {(f["path"], f["client_id"], f["client_secret"], f["line"]) for f in rules.result.findings
            if f["path"] == "multi.py"}
     assert got == {e for e in rules.expected if e[0] == "multi.py"}
     assert len(got) == 2
 
 
 def test_decoy_nearer_than_the_token(rules):
-    got = [(f["client_id"], f["client_secret"]) for f in rules.result[3] if f["path"] == "decoy.py"]
+    got = [(f["client_id"], f["client_secret"]) for f in rules.result.findings if f["path"] == "decoy.py"]
     expected = [(cid, tok) for (path, cid, tok, _) in rules.expected if path == "decoy.py"]
     assert got == expected
 
 
 def test_path_with_spaces_and_unicode(rules):
-    got = [f for f in rules.result[3] if f["path"] == "dir with space/ünïcødé file.py"]
+    got = [f for f in rules.result.findings if f["path"] == "dir with space/ünïcødé file.py"]
     assert len(got) == 1
     assert got[0]["blob"] == rules.repo.rev(f"{rules.commit}:dir with space/ünïcødé file.py")
 
 
 def test_non_utf8_path(rules):
-    got = [f for f in rules.result[3] if (f["client_id"], f["client_secret"]) == rules.non_utf8_pair]
+    got = [f for f in rules.result.findings if (f["client_id"], f["client_secret"]) == rules.non_utf8_pair]
     assert len(got) == 1
     assert got[0]["path"].startswith("latin1_") and got[0]["path"].endswith(".py")
     assert got[0]["line"] == 1
@@ -263,7 +266,7 @@ def test_non_utf8_path(rules):
 
 
 def test_blob_ids_and_sha256_in_rules_repo(rules):
-    for f in rules.result[3]:
+    for f in rules.result.findings:
         if (f["client_id"], f["client_secret"]) == rules.non_utf8_pair:
             continue
         assert f["blob"] == rules.repo.rev(f"{rules.commit}:{f['path']}"), f["path"]
@@ -280,14 +283,10 @@ class History:
     c: dict[str, str] = field(default_factory=dict)  # label → commit id
     p: dict[str, Pair] = field(default_factory=dict)  # label → pair
     expected: dict[tuple[str, str, str, str], int] = field(default_factory=dict)  # (commit, path, id, tok) → line
-    result: tuple = ()
-    redacted: tuple = ()
+    result: Result | None = None
+    redacted: Result | None = None
     out: Path | None = None
     redacted_out: Path | None = None
-
-
-def pair_lines(pair: Pair) -> str:
-    return f'account_sid = "{pair[0]}"\nauth_token = "{pair[1]}"\n'
 
 
 def build_history(root: Path) -> History:
@@ -297,8 +296,8 @@ def build_history(root: Path) -> History:
         p[name] = make_pair()
     p["P2b"] = (p["P2"][0], make_pair()[1])  # same SID, new token
 
-    app = "import os\nimport twilio\n" + pair_lines(p["P1"])  # SID on line 3
-    config = "DEBUG = True\n" + pair_lines(p["P2"])  # SID on line 2
+    app = "import os\nimport twilio\n" + snippet(p["P1"])  # SID on line 3
+    config = "DEBUG = True\n" + snippet(p["P2"])  # SID on line 2
     c["c1"] = r.commit("c1: app, config, shared", {"app.py": app, "config.py": config,
                                                   "shared.txt": "color = green\nsize = 1\n", "README.txt": "hi\n"},
                        author_email="alice@example.com")
@@ -307,7 +306,7 @@ def build_history(root: Path) -> History:
 
     # side branch never merged
     r("checkout", "-q", "-b", "feature")
-    c["f1"] = r.commit("f1: feature", {"feature.py": "# feature\n" * 4 + pair_lines(p["P3"])},
+    c["f1"] = r.commit("f1: feature", {"feature.py": "# feature\n" * 4 + snippet(p["P3"])},
                        author_email="bob@example.com")
     r("checkout", "-q", "main")
 
@@ -318,7 +317,7 @@ def build_history(root: Path) -> History:
 
     # a branch merged later: content merged from it is counted once, on the branch commit
     r("checkout", "-q", "-b", "topic")
-    c["t1"] = r.commit("t1: topic", {"topic.py": pair_lines(p["P4"])})
+    c["t1"] = r.commit("t1: topic", {"topic.py": snippet(p["P4"])})
     c["t2"] = r.commit("t2: append to src/app.py", {"src/app.py": app + "# topic note\n"})
     r("checkout", "-q", "main")
 
@@ -328,7 +327,7 @@ def build_history(root: Path) -> History:
             ("a1", "ann.py", "P7", lambda: r("tag", "-a", "ann", "-m", "annotated tag")),
             ("r1", "remote.py", "P11", lambda: r("update-ref", "refs/remotes/origin/old", "HEAD"))):
         r("checkout", "-q", "-b", "tmp", c["c1"])
-        c[label] = r.commit(f"{label}: {path}", {path: pair_lines(p[pair])})
+        c[label] = r.commit(f"{label}: {path}", {path: snippet(p[pair])})
         make_ref()
         r("checkout", "-q", "main")
         r("branch", "-q", "-D", "tmp")
@@ -348,7 +347,7 @@ def build_history(root: Path) -> History:
     c["c7c"] = r.commit("c7c: empty again", allow_empty=True)
 
     # a new token for the same SID
-    c["c8"] = r.commit("c8: rotate the token", {"config.py": "DEBUG = True\n" + pair_lines(p["P2b"])})
+    c["c8"] = r.commit("c8: rotate the token", {"config.py": "DEBUG = True\n" + snippet(p["P2b"])})
 
     # a merge whose conflict resolution introduces a pair
     r("checkout", "-q", "-b", "conf")
@@ -357,7 +356,7 @@ def build_history(root: Path) -> History:
     c["c9"] = r.commit("c9: red", {"shared.txt": "color = red\nsize = 1\n"})
     r("merge", "-q", "-m", "m2: merge conf", "conf", check=False)
     assert "<<<<<<<" in (root / "shared.txt").read_text()
-    shared = "color = purple\nsize = 1\n" + pair_lines(p["P5"])  # SID on line 3
+    shared = "color = purple\nsize = 1\n" + snippet(p["P5"])  # SID on line 3
     r.write("shared.txt", shared)
     r("add", "shared.txt")
     r("commit", "-q", "--no-edit")
@@ -365,23 +364,23 @@ def build_history(root: Path) -> History:
     assert len(r("rev-list", "--parents", "-n", "1", c["m2"]).split()) == 3
 
     # a secret removed from every tip
-    c["c10"] = r.commit("c10: gone.py", {"gone.py": pair_lines(p["P10"])})
+    c["c10"] = r.commit("c10: gone.py", {"gone.py": snippet(p["P10"])})
     c["c11"] = r.commit("c11: remove gone.py", remove=("gone.py",))
 
     # a note (refs/notes/commits) holding a pair
-    r("notes", "add", "-m", "credentials used for the demo:\n" + pair_lines(p["P12"]), c["c1"])
+    r("notes", "add", "-m", "credentials used for the demo:\n" + snippet(p["P12"]), c["c1"])
     c["n1"] = r.rev("refs/notes/commits")
     assert r("ls-tree", "--name-only", c["n1"]).split() == [c["c1"]]
 
     # refs/stash
-    r.write("shared.txt", shared + "\n" * 5 + "# work in progress\n" + pair_lines(p["P9"]))  # P9's SID: line 11
+    r.write("shared.txt", shared + "\n" * 5 + "# work in progress\n" + snippet(p["P9"]))  # P9's SID: line 11
     r("stash", "push", "-q", "-m", "wip")
     c["W"] = r.rev("refs/stash")
     assert r("status", "--porcelain") == ""
 
     # a detached HEAD commit
     r("checkout", "-q", "--detach", "main")
-    c["d1"] = r.commit("d1: detached", {"detached.py": pair_lines(p["P8"])})
+    c["d1"] = r.commit("d1: detached", {"detached.py": snippet(p["P8"])})
     assert r("symbolic-ref", "-q", "HEAD", check=False) == ""
 
     h.expected = {
@@ -416,20 +415,20 @@ def history(tmp_path_factory) -> History:
 
 def found_at(history: History, label: str) -> set[tuple[str, str, str]]:
     """(path, client_id, client_secret) reported on the commit ``label``."""
-    return {(f["path"], f["client_id"], f["client_secret"]) for f in history.result[3]
+    return {(f["path"], f["client_id"], f["client_secret"]) for f in history.result.findings
             if f["commit"] == history.c[label]}
 
 
 def test_history_exact_occurrences(history):
-    rc, stdout, stderr, findings, _ = history.result
-    assert rc == 1, (stdout, stderr)
-    keys = [key(f) for f in findings]
+    r = history.result
+    assert r.returncode == 1, r
+    keys = [key(f) for f in r.findings]
     assert len(keys) == len(set(keys)), "an occurrence is reported twice"
     assert set(keys) == set(history.expected)
 
 
 def test_history_lines(history):
-    got = {key(f): f["line"] for f in history.result[3]}
+    got = {key(f): f["line"] for f in history.result.findings}
     assert got == history.expected
 
 
@@ -447,7 +446,7 @@ def test_copy_to_a_new_path_adds_an_occurrence(history):
 
 
 def test_remove_and_readd_counts_twice(history):
-    got = sorted((f["commit"], f["path"]) for f in history.result[3]
+    got = sorted((f["commit"], f["path"]) for f in history.result.findings
                  if (f["client_id"], f["client_secret"]) == history.p["P2"])
     assert got == sorted([(history.c["c1"], "config.py"), (history.c["c6"], "config.py")])
     assert found_at(history, "c5") == set()
@@ -488,13 +487,13 @@ def test_commits_scanned_equals_rev_list_all(history):
     all_commits = history.repo.rev_list_all()
     assert len(all_commits) == len(set(all_commits))
     assert {history.c[k] for k in ("c7", "c7c", "l1", "a1", "r1", "n1", "W", "d1", "f1")} <= set(all_commits)
-    summary = history.result[4]
+    summary = history.result.summary
     assert summary["commits_scanned"] == len(all_commits)
-    assert history.redacted[4]["commits_scanned"] == len(all_commits)
+    assert history.redacted.summary["commits_scanned"] == len(all_commits)
 
 
 def test_history_summary_counts(history):
-    summary = history.result[4]
+    summary = history.result.summary
     commits = len(history.repo.rev_list_all())
     assert summary["occurrences"] == 15
     assert summary["unique_secrets"] == 13
@@ -505,7 +504,7 @@ def test_history_summary_counts(history):
 
 def test_history_provenance(history):
     repo = history.repo
-    for f in history.result[3]:
+    for f in history.result.findings:
         email, epoch = repo("show", "-s", "--format=%ae%n%at", f["commit"]).split()
         assert f["author_email"] == email, f
         assert parse_time(f["author_time"]) == datetime.fromtimestamp(int(epoch), UTC), f
@@ -514,7 +513,7 @@ def test_history_provenance(history):
                                                     ).hexdigest()
         assert f["detector"] == "twilio_master_credentials"
         assert f["validity"] == "unchecked"
-    emails = {f["path"]: f["author_email"] for f in history.result[3]}
+    emails = {f["path"]: f["author_email"] for f in history.result.findings}
     assert emails["app.py"] == "alice@example.com"
     assert emails["feature.py"] == "bob@example.com"
 
@@ -534,11 +533,11 @@ def test_secrets_jsonl(history):
 
 
 def test_tokens_are_redacted_everywhere(history):
-    rc, stdout, stderr, findings, summary = history.redacted
-    assert rc == 1
-    assert {(f["commit"], f["path"], f["client_id"], f["client_secret"]) for f in findings} == {
+    r = history.redacted
+    assert r.returncode == 1
+    assert {(f["commit"], f["path"], f["client_id"], f["client_secret"]) for f in r.findings} == {
         (cm, path, cid, f"{tok[:4]}…{tok[-2:]}") for (cm, path, cid, tok) in history.expected}
-    blobs = {"stdout": stdout.encode(), "stderr": stderr.encode()}
+    blobs = {"stdout": r.stdout.encode(), "stderr": r.stderr.encode()}
     for path in history.redacted_out.rglob("*"):
         if path.is_file():
             blobs[path.name] = path.read_bytes()
@@ -560,29 +559,28 @@ def test_output_files_are_private(history):
 
 
 def test_scanner_agrees_with_brute_force_reference(history):
-    """tests/reference.py applies SPEC §4 literally with plain git; on this history both must agree exactly."""
-    reference = pytest.importorskip("reference")
-    expected = reference.brute_force_occurrences(history.repo.path, list(history.p.values()))
+    """The reference oracle applies SPEC §4 literally with plain git; on this history both must agree exactly."""
+    expected = brute_force_occurrences(history.repo.path, list(history.p.values()))
     assert expected == set(history.expected)  # the reference agrees with this file's own expectations
-    assert {key(f) for f in history.result[3]} == expected
+    assert {key(f) for f in history.result.findings} == expected
 
 
 def test_two_repositories_in_one_run(git, tmp_path):
     one, two = git("one"), git("two")
     shared, only_two = make_pair(), make_pair()
-    a1 = one.commit("a1", {"app.py": pair_lines(shared), "README.txt": "one\n"})
+    a1 = one.commit("a1", {"app.py": snippet(shared), "README.txt": "one\n"})
     one.commit("a2", {"more.txt": "more\n"})
-    b1 = two.commit("b1", {"app.py": pair_lines(shared), "README.txt": "one\n"})  # the very same blobs
-    b2 = two.commit("b2", {"svc.py": "\n\n" + pair_lines(only_two)})
+    b1 = two.commit("b1", {"app.py": snippet(shared), "README.txt": "one\n"})  # the very same blobs
+    b2 = two.commit("b2", {"svc.py": "\n\n" + snippet(only_two)})
     out = tmp_path / "out"
-    rc, stdout, stderr, findings, summary = run_scan([one.path, two.path], out, "--show-secrets")
-    assert rc == 1, (stdout, stderr)
-    assert {(f["repo"], *key(f), f["line"]) for f in findings} == {
+    r = run_scan([one.path, two.path], out, "--show-secrets")
+    assert r.returncode == 1, r
+    assert {(f["repo"], *key(f), f["line"]) for f in r.findings} == {
         (str(one.path), a1, "app.py", *shared, 1), (str(two.path), b1, "app.py", *shared, 1),
         (str(two.path), b2, "svc.py", *only_two, 3)}
-    assert summary["commits_scanned"] == 4
-    assert summary["occurrences"] == 3
-    assert summary["unique_secrets"] == 2
+    assert r.summary["commits_scanned"] == 4
+    assert r.summary["occurrences"] == 3
+    assert r.summary["unique_secrets"] == 2
     rows = load_jsonl(out / "secrets.jsonl")
     assert sorted((s["client_id"], s["occurrences"], s["repos"]) for s in rows) == sorted(
         [(shared[0], 2, 2), (only_two[0], 1, 1)])
@@ -597,7 +595,7 @@ class Moves:
     repo: GitRepo
     c: dict[str, str] = field(default_factory=dict)
     p: dict[str, Pair] = field(default_factory=dict)
-    result: tuple = ()
+    result: Result | None = None
 
 
 @pytest.fixture(scope="module")
@@ -605,15 +603,15 @@ def moves(tmp_path_factory) -> Moves:
     base = tmp_path_factory.mktemp("moves")
     m = Moves(GitRepo(base / "repo"))
     r, c, p = m.repo, m.c, m.p
-    for name in ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8"):
+    for name in ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9"):
         p[name] = make_pair()
-    settings = "import os\n" + pair_lines(p["S2"]) + "DEBUG = False\n"
-    name_py = pair_lines(p["S3"]) + "x = 1\n"
-    c["c1"] = r.commit("c1", {"plain.txt": pair_lines(p["S1"]), "keep/settings.py": settings,
-                              "old/name.py": name_py, "orig1.py": pair_lines(p["S4"]),
-                              "orig2.py": pair_lines(p["S5"]), "orig3.py": pair_lines(p["S6"]),
-                              "twin_a.py": pair_lines(p["S7"]), "twin_b.py": pair_lines(p["S7"]),
-                              "README.txt": "hi\n"})
+    settings = "import os\n" + snippet(p["S2"]) + "DEBUG = False\n"
+    name_py = snippet(p["S3"]) + "x = 1\n"
+    c["c1"] = r.commit("c1", {"plain.txt": snippet(p["S1"]), "keep/settings.py": settings,
+                              "old/name.py": name_py, "orig1.py": snippet(p["S4"]),
+                              "orig2.py": snippet(p["S5"]), "orig3.py": snippet(p["S6"]),
+                              "twin_a.py": snippet(p["S7"]), "twin_b.py": snippet(p["S7"]),
+                              "conf/keys.py": snippet(p["S9"]), "README.txt": "hi\n"})
     # a copy, while the original is edited elsewhere in the same commit: nothing was deleted, so no rename
     r.write("keep/settings.py.bak", settings)
     c["c2"] = r.commit("c2: back up settings, then edit them", {"keep/settings.py": settings + "DEBUG = True\n"})
@@ -624,12 +622,16 @@ def moves(tmp_path_factory) -> Moves:
     c["c3"] = r.commit("c3: rename and edit", {"new/name.py": name_py + "y = 2\n"})
     # a pure rename plus a copy, in one commit: one new copy
     r("mv", "orig3.py", "b_moved.py")
-    r.write("y_copy.py", pair_lines(p["S6"]))
+    r.write("y_copy.py", snippet(p["S6"]))
     # the same move twice, mirrored: renamed to a banned path and copied to a scanned one in the same commit
     r("mv", "orig1.py", "a_docs.md")
-    r.write("z_copy.py", pair_lines(p["S4"]))
+    r.write("z_copy.py", snippet(p["S4"]))
     r("mv", "orig2.py", "z_docs.md")
-    r.write("c_copy.py", pair_lines(p["S5"]))
+    r.write("c_copy.py", snippet(p["S5"]))
+    # a rename and a copy whose names sort the other way: the rename is the path with the same file name
+    (r.path / "moved").mkdir()
+    r("mv", "conf/keys.py", "moved/keys.py")
+    r.write("a_copy.py", snippet(p["S9"]))
     c["c4"] = r.commit("c4: renames and copies")
     # moved from a scanned extension to a banned one: nothing new
     r("mv", "plain.txt", "plain.md")
@@ -648,15 +650,16 @@ def moves(tmp_path_factory) -> Moves:
 
 
 def moves_at(m: Moves, label: str) -> set[tuple[str, str, str]]:
-    return {(f["path"], f["client_id"], f["client_secret"]) for f in m.result[3] if f["commit"] == m.c[label]}
+    return {(f["path"], f["client_id"], f["client_secret"]) for f in m.result.findings if f["commit"] == m.c[label]}
 
 
 def test_moves_root_commit(moves):
-    assert moves.result[0] == 1, moves.result[2]
+    assert moves.result.returncode == 1, moves.result.stderr
     p = moves.p
     assert moves_at(moves, "c1") == {("plain.txt", *p["S1"]), ("keep/settings.py", *p["S2"]),
                                      ("old/name.py", *p["S3"]), ("orig1.py", *p["S4"]), ("orig2.py", *p["S5"]),
-                                     ("orig3.py", *p["S6"]), ("twin_a.py", *p["S7"]), ("twin_b.py", *p["S7"])}
+                                     ("orig3.py", *p["S6"]), ("twin_a.py", *p["S7"]), ("twin_b.py", *p["S7"]),
+                                     ("conf/keys.py", *p["S9"])}
 
 
 def test_copy_while_editing_the_original_is_an_occurrence(moves):
@@ -671,6 +674,13 @@ def test_rename_with_an_edit_is_not_a_pure_rename(moves):
 def test_pure_rename_plus_copy_is_one_occurrence(moves):
     got = {f for f in moves_at(moves, "c4") if f[1:] == moves.p["S6"]}
     assert len(got) == 1 and got <= {("b_moved.py", *moves.p["S6"]), ("y_copy.py", *moves.p["S6"])}
+    # README "Renames:": the source orig3.py pairs with a new path of the same file name, else the first by name
+    assert got == {("y_copy.py", *moves.p["S6"])}
+
+
+def test_a_rename_pairs_with_the_new_path_of_the_same_file_name(moves):
+    # conf/keys.py -> moved/keys.py plus a copy a_copy.py: the same file name wins over the first by name
+    assert {f for f in moves_at(moves, "c4") if f[1:] == moves.p["S9"]} == {("a_copy.py", *moves.p["S9"])}
 
 
 def test_rename_to_banned_plus_copy_does_not_depend_on_file_names(moves):
@@ -680,6 +690,8 @@ def test_rename_to_banned_plus_copy_does_not_depend_on_file_names(moves):
     s5 = {f for f in moves_at(moves, "c4") if f[1:] == moves.p["S5"]}
     assert s4 <= {("z_copy.py", *moves.p["S4"])} and s5 <= {("c_copy.py", *moves.p["S5"])}
     assert len(s4) == len(s5), (s4, s5)
+    # the banned new path is not scanned, so the scanned one is the file moved: the secret was detected before
+    assert s4 == s5 == set()
 
 
 def test_rename_to_a_banned_extension_adds_nothing(moves):
@@ -689,7 +701,7 @@ def test_rename_to_a_banned_extension_adds_nothing(moves):
 def test_a_pair_is_introduced_where_both_halves_first_meet(moves):
     s8 = ("split.py", *moves.p["S8"])
     assert [moves_at(moves, label) for label in ("c6", "c7", "c8", "c9")] == [set(), {s8}, set(), {s8}]
-    lines = {f["commit"]: f["line"] for f in moves.result[3] if f["path"] == "split.py"}
+    lines = {f["commit"]: f["line"] for f in moves.result.findings if f["path"] == "split.py"}
     assert lines == {moves.c["c7"]: 2, moves.c["c9"]: 4}
 
 
@@ -697,9 +709,16 @@ def test_directory_rename_adds_nothing(moves):
     assert moves_at(moves, "c10") == set()
 
 
+def test_moves_agree_with_the_reference(moves):
+    """The rename and copy edges, exactly as the reference oracle reads SPEC §4 and the README's rename rule."""
+    expected = brute_force_occurrences(moves.repo.path, list(moves.p.values()))
+    assert {key(f) for f in moves.result.findings} == expected
+
+
 def test_same_blob_at_two_new_paths_is_two_occurrences(moves):
-    assert moves.result[4]["occurrences"] == len(moves.result[3])
-    assert {(f["commit"], f["path"]) for f in moves.result[3] if f["path"] in ("twin_a.py", "twin_b.py")} == {
+    assert moves.result.summary["occurrences"] == len(moves.result.findings)
+    assert moves_at(moves, "c1") >= {("twin_a.py", *moves.p["S7"]), ("twin_b.py", *moves.p["S7"])}
+    assert {(f["commit"], f["path"]) for f in moves.result.findings if f["path"] in ("twin_a.py", "twin_b.py")} == {
         (moves.c["c1"], "twin_a.py"), (moves.c["c1"], "twin_b.py")}
 
 
@@ -710,29 +729,28 @@ def test_same_blob_at_two_new_paths_is_two_occurrences(moves):
 def test_two_mb_blob_found_by_default_skipped_over_max_blob_bytes(git, tmp_path):
     repo = git()
     big, small = make_pair(), make_pair()
-    content = pair_lines(big) + "".join(f"row {i:08d} " + "z" * 50 + "\n" for i in range(2 * 2**20 // 64))
+    content = snippet(big) + "".join(f"row {i:08d} " + "z" * 50 + "\n" for i in range(2 * 2**20 // 64))
     assert len(content.encode()) > 2 * 2**20
-    commit = repo.commit("big", {"big.txt": content, "small.txt": pair_lines(small)})
-    rc, _, stderr, findings, summary = run_scan(repo.path, tmp_path / "out1", "--show-secrets")
-    assert rc == 1, stderr
-    assert {key(f) for f in findings} == {(commit, "big.txt", *big), (commit, "small.txt", *small)}
-    assert summary["blobs_skipped"].get("too_large", 0) == 0
-    rc, _, stderr, findings, summary = run_scan(repo.path, tmp_path / "out2", "--show-secrets",
-                                                "--max-blob-bytes", "1000000")
-    assert rc == 1, stderr
-    assert {key(f) for f in findings} == {(commit, "small.txt", *small)}
-    assert summary["blobs_skipped"]["too_large"] == 1
+    commit = repo.commit("big", {"big.txt": content, "small.txt": snippet(small)})
+    r = run_scan(repo.path, tmp_path / "out1", "--show-secrets")
+    assert r.returncode == 1, r.stderr
+    assert {key(f) for f in r.findings} == {(commit, "big.txt", *big), (commit, "small.txt", *small)}
+    assert r.summary["blobs_skipped"].get("too_large", 0) == 0
+    r = run_scan(repo.path, tmp_path / "out2", "--show-secrets", "--max-blob-bytes", "1000000")
+    assert r.returncode == 1, r.stderr
+    assert {key(f) for f in r.findings} == {(commit, "small.txt", *small)}
+    assert r.summary["blobs_skipped"]["too_large"] == 1
 
 
 def test_empty_repository(git, tmp_path):
     repo = git()
-    rc, stdout, stderr, findings, summary = run_scan(repo.path, tmp_path / "out")
-    assert rc == 0, (stdout, stderr)
-    assert findings == []
-    assert summary["commits_scanned"] == 0
-    assert summary["occurrences"] == 0
-    assert summary["occurrences_per_million_commits"] is None
-    assert summary["valid_occurrences_per_million_commits"] is None
+    r = run_scan(repo.path, tmp_path / "out")
+    assert r.returncode == 0, r
+    assert r.findings == []
+    assert r.summary["commits_scanned"] == 0
+    assert r.summary["occurrences"] == 0
+    assert r.summary["occurrences_per_million_commits"] is None
+    assert r.summary["valid_occurrences_per_million_commits"] is None
     assert "inf" not in (tmp_path / "out" / "summary.json").read_text().lower()
 
 
@@ -740,30 +758,30 @@ def test_rerun_on_the_same_store_is_incremental(git, tmp_path):
     repo = git()
     old = make_pair()
     c1 = repo.commit("one", {"README.txt": "readme\n", "notes.txt": "nothing here\n", "lib/util.py": "x = 1\n",
-                             "app.py": pair_lines(old)})
+                             "app.py": snippet(old)})
     out = tmp_path / "out"
-    rc1, _, err1, findings1, summary1 = run_scan(repo.path, out, "--show-secrets")
-    assert rc1 == 1, err1
-    assert {key(f) for f in findings1} == {(c1, "app.py", *old)}
+    first = run_scan(repo.path, out, "--show-secrets")
+    assert first.returncode == 1, first.stderr
+    assert {key(f) for f in first.findings} == {(c1, "app.py", *old)}
 
-    rc2, _, err2, findings2, summary2 = run_scan(repo.path, out, "--show-secrets")
-    assert rc2 == 1, err2
-    assert findings2 == findings1
+    second = run_scan(repo.path, out, "--show-secrets")
+    assert second.returncode == 1, second.stderr
+    assert second.findings == first.findings
     # nothing new: no tree walked, no commit attributed, only the matched blob re-read (for its token)
-    assert summary2["repos"][0]["commits_new"] == summary2["repos"][0]["changes_read"] == 0
-    assert summary2["blobs_scanned"] == 1 < summary1["blobs_scanned"]
-    assert summary2["commits_scanned"] == 1
+    assert second.summary["repos"][0]["commits_new"] == second.summary["repos"][0]["changes_read"] == 0
+    assert second.summary["blobs_scanned"] == 1 < first.summary["blobs_scanned"]
+    assert second.summary["commits_scanned"] == 1
 
     new = make_pair()
-    c2 = repo.commit("two", {"more.txt": "more\n", "svc/client.py": "import os\n" + pair_lines(new)})
-    rc3, _, err3, findings3, summary3 = run_scan(repo.path, out, "--show-secrets")
-    assert rc3 == 1, err3
-    assert {key(f) for f in findings3} == {(c1, "app.py", *old), (c2, "svc/client.py", *new)}
-    assert {f["line"] for f in findings3 if f["commit"] == c2} == {2}
-    assert summary3["commits_scanned"] == 2
-    assert summary3["occurrences"] == 2
-    assert summary3["repos"][0]["commits_new"] == 1
-    assert summary3["blobs_scanned"] == 3  # more.txt, svc/client.py, and app.py re-read
+    c2 = repo.commit("two", {"more.txt": "more\n", "svc/client.py": "import os\n" + snippet(new)})
+    third = run_scan(repo.path, out, "--show-secrets")
+    assert third.returncode == 1, third.stderr
+    assert {key(f) for f in third.findings} == {(c1, "app.py", *old), (c2, "svc/client.py", *new)}
+    assert {f["line"] for f in third.findings if f["commit"] == c2} == {2}
+    assert third.summary["commits_scanned"] == 2
+    assert third.summary["occurrences"] == 2
+    assert third.summary["repos"][0]["commits_new"] == 1
+    assert third.summary["blobs_scanned"] == 3  # more.txt, svc/client.py, and app.py re-read
     rows = load_jsonl(out / "secrets.jsonl")
     assert sorted((s["client_id"], s["client_secret"], s["occurrences"]) for s in rows) == sorted(
         [(*old, 1), (*new, 1)])
@@ -775,8 +793,8 @@ def test_scan_in_process_with_real_pool(git, tmp_path):
 
     repo = git()
     pair = make_pair()
-    c1 = repo.commit("one", {"a/b/c.py": "\n" + pair_lines(pair), "x.md": pair_lines(make_pair())})
-    c2 = repo.commit("two", {"a/b/d.py": "\n" + pair_lines(pair)})  # the same blob, copied
+    c1 = repo.commit("one", {"a/b/c.py": "\n" + snippet(pair), "x.md": snippet(make_pair())})
+    c2 = repo.commit("two", {"a/b/d.py": "\n" + snippet(pair)})  # the same blob, copied
     outcome = scan([str(repo.path)], ScanOptions(out=tmp_path / "out", validate=False, progress=False, jobs=2))
     got = {(f.commit, f.path, f.client_id, f.client_secret, f.line) for f in outcome.findings}
     assert got == {(c1, "a/b/c.py", *pair, 2), (c2, "a/b/d.py", *pair, 2)}

@@ -6,15 +6,15 @@ import json
 import sys
 from pathlib import Path
 
+import nbclient
+import nbformat
 import pytest
-from conftest import GitRepo, make_pair, snippet
 
 from auditor.pipeline import ScanOptions, scan
+from tests.helpers.git import GitRepo
+from tests.helpers.pairs import make_pair, snippet
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """The result files (findings.jsonl, secrets.jsonl, summary.json) computed the reporter's way, through its pandas
 frames (``auditor.report.frames``, ``measures``): the reference ``auditor.outputs`` — plain Python, so that a scan
-imports no pandas — is compared with byte for byte (tests/test_startup.py)."""
+imports no pandas — is compared with byte for byte (tests/functional/test_startup.py)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,97 @@
+"""``auditor report DIR`` and ``report.build``: report.md, report.html (self-contained plots), frames/ as CSV and
+Parquet, every file owner-only and without a token; on the golden history, on an empty one, on no scan at all."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import stat
+from html.parser import HTMLParser
+
+import pandas as pd
+
+from auditor import report
+from tests.helpers.git import GitRepo
+from tests.helpers.histories import scan_in_process
+from tests.helpers.scan import run_auditor
+
+
+class Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: dict[str, bytes] = {}
+        self.headings: list[str] = []
+        self._in_heading = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            assert a["src"].startswith("data:image/png;base64,")  # self-contained
+            self.images[a["data-plot"]] = base64.b64decode(a["src"].split(",", 1)[1])
+        self._in_heading = tag in ("h1", "h2", "h3")
+
+    def handle_data(self, data):
+        if self._in_heading:
+            self.headings.append(data)
+
+    def handle_endtag(self, tag):
+        self._in_heading = False
+
+
+def test_auditor_report_command(golden, tmp_path):
+    from auditor.report.render import PLOTS
+
+    out = tmp_path / "out"  # a copy: the golden scan is shared by the whole run
+    shutil.copytree(golden.out, out)
+    proc = run_auditor("report", str(out), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "occurrences: 6 in 9 commits" in proc.stdout and "7.37" in proc.stdout and "8.33" in proc.stdout
+    page = Page()
+    page.feed((out / "report.html").read_text(encoding="utf-8"))
+    page.close()
+    assert set(page.images) == set(PLOTS)
+    assert all(png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 2000 for png in page.images.values())
+    assert {"Headline", "Per repository", "Timeline of introductions", "Exposure time", "Validity",
+            "Top paths"} <= set(page.headings)
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert "## Headline" in md and "| occurrences | 6 | 9 |" in md and "Garwood" in md
+    assert all(f"plots/{name}.png" in md and (out / "plots" / f"{name}.png").is_file() for name in PLOTS)
+    frames = out / "frames"
+    for name in ("findings", "secrets", "commits", "repos", "rates", "per_repository", "by_year", "by_extension",
+                 "by_directory", "by_validity", "by_presence", "timeline", "top_paths"):
+        assert (frames / f"{name}.csv").is_file(), name
+        parquet = pd.read_parquet(frames / f"{name}.parquet")
+        assert len(parquet) == len(pd.read_csv(frames / f"{name}.csv")), name
+    pd.testing.assert_frame_equal(pd.read_parquet(frames / "rates.parquet"), report.rates(golden.frames))
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert {"audit.sqlite", "findings.jsonl", "secrets.jsonl", "summary.json", "report.md", "report.html"} <= {
+        p.name for p in written}
+    for path in written:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        data = path.read_bytes()
+        for _, token in golden.pairs.values():
+            assert token.encode() not in data, path  # the store and every export are redacted
+
+
+def test_report_of_a_missing_scan_is_a_usage_error(tmp_path):
+    proc = run_auditor("report", str(tmp_path / "nothing"), timeout=60)
+    assert proc.returncode == 2 and "no audit.sqlite" in proc.stderr
+
+
+def test_zero_commits(tmp_path):
+    empty = GitRepo(tmp_path / "empty")
+    out = tmp_path / "out"
+    scan_in_process([empty], out)
+    f = report.load(out)
+    assert f.commits_scanned == 0 and f.findings.empty and f.secrets.empty
+    assert report.headline(f)[["rate", "rate_low", "rate_high"]].isna().all().all()
+    assert report.by_year(f).empty and report.timeline(f).empty and report.top_paths(f).empty
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["occurrences_per_million_commits"] is None
+    assert summary["confidence_intervals"]["occurrences_per_million_commits"] is None
+    built = report.build(out)
+    assert "n/a (no commit scanned)" in "\n".join(built.lines())
+    page = Page()
+    page.feed(built.html.read_text(encoding="utf-8"))
+    assert len(page.images) == len(built.plots)

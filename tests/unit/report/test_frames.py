@@ -1,0 +1,96 @@
+"""report.frames: a scan's store → typed frames (findings with their end of exposure, secrets with their
+lifecycles), compared exactly with frames written out by hand from histories known by construction."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from auditor import report
+from auditor.models import secret_sha256
+from tests.helpers.git import GitRepo
+from tests.helpers.histories import scan_in_process
+from tests.helpers.pairs import make_pair, snippet
+
+TIME = "datetime64[s, UTC]"
+
+
+def run(repos: list[GitRepo], out, **kw):
+    scan_in_process(repos, out, **kw)
+    return out
+
+
+def test_findings_carry_commit_time_place_and_end_of_exposure(golden):
+    c, t = golden.c, golden.t
+    rows = [("c1", "app.py", "c3", "py", "(root)"), ("c1", "config/settings.yaml", "c5", "yaml", "config"),
+            ("c4", "app.py", None, "py", "(root)"), ("c5", "deploy/b.env", None, "env", "deploy"),
+            ("c6", "tools/run.sh", "c7", "sh", "tools"), ("c8", "README", "c9", "(none)", "(root)")]
+    expected = pd.DataFrame({
+        "commit": [c[r[0]] for r in rows], "path": [r[1] for r in rows],
+        "commit_time": [t[c[r[0]]] for r in rows],
+        "removed_commit": [c[r[2]] if r[2] else None for r in rows],
+        "removed_time": [t[c[r[2]]] if r[2] else pd.NaT for r in rows],
+        "extension": [r[3] for r in rows], "top_directory": [r[4] for r in rows],
+    }).astype({"commit": "string", "path": "string", "commit_time": TIME, "removed_commit": "string",
+               "removed_time": TIME, "extension": "string", "top_directory": "string"})
+    got = golden.frames.findings.sort_values(["commit_time", "path"]).reset_index(drop=True)[list(expected.columns)]
+    pd.testing.assert_frame_equal(got, expected)
+    assert got.dtypes.equals(expected.dtypes)
+
+
+def test_secret_lifecycles(golden):
+    c, t, p = golden.c, golden.t, golden.pairs
+    scanned = golden.frames.repos["scanned_at"].iloc[0]
+
+    def days(a, b):
+        return (b - a).total_seconds() / 86400
+
+    expected = pd.DataFrame({
+        "secret_sha256": [secret_sha256(*p[k]) for k in "ABCD"],
+        "first_commit": [c["c1"], c["c1"], c["c6"], c["c8"]],
+        "last_commit": [c["c4"], c["c5"], c["c6"], c["c8"]],
+        "occurrences": [2, 2, 1, 1], "paths": [1, 2, 1, 1],
+        "introduced_time": [t[c["c1"]], t[c["c1"]], t[c["c6"]], t[c["c8"]]],
+        "still_at_tip": [True, True, True, False],
+        "tip_refs": [["HEAD", "refs/heads/main", "refs/tags/v1"]] * 2 + [["refs/tags/v1"], []],
+        "presence": ["branch tip", "branch tip", "tag tip", "history only"],
+        "removed_time": [pd.NaT, pd.NaT, pd.NaT, t[c["c9"]]],
+        "exposure_ongoing": [True, True, True, False],
+        "exposure_days": [days(t[c["c1"]], scanned), days(t[c["c1"]], scanned), days(t[c["c6"]], scanned),
+                          days(t[c["c8"]], t[c["c9"]])],
+    }).astype({"secret_sha256": "string", "first_commit": "string", "last_commit": "string",
+               "occurrences": "int64", "paths": "int64", "introduced_time": TIME, "still_at_tip": "bool",
+               "presence": "string", "removed_time": TIME, "exposure_ongoing": "bool", "exposure_days": "Float64"})
+    got = (golden.frames.secrets.sort_values("introduced_time", kind="stable")
+           .set_index("secret_sha256").loc[expected["secret_sha256"]].reset_index()[list(expected.columns)])
+    pd.testing.assert_frame_equal(got, expected)
+
+
+def test_end_of_exposure_follows_ancestry_not_the_clock(tmp_path):
+    """The same secret added at the same path on two branches; only main removes it. The branch's occurrence never
+    ends, although main's removal is later in time. Ends are decided at scan time from the commit graph: the store
+    alone gives the same report, and a rerun that sees a new removal ends an occurrence an earlier run stored."""
+    repo = GitRepo(tmp_path / "repo")
+    pair = make_pair()
+    repo.commit("base", {"readme.txt": "hello\n"})
+    repo("checkout", "-q", "-b", "side")
+    side = repo.commit("side adds", {"s.py": snippet(pair)})
+    repo("checkout", "-q", "main")
+    main = repo.commit("main adds", {"s.py": snippet(pair), "other.txt": "x\n"})
+    gone = repo.commit("main removes", remove=("s.py",))
+    out = run([repo], tmp_path / "out")
+    ends = report.load(out).findings.set_index("commit")["removed_commit"]
+    assert (ends[main], ends[side]) == (gone, pd.NA)
+    s = report.load(out).secrets.iloc[0]
+    assert (s["still_at_tip"], s["tip_refs"], s["exposure_ongoing"]) == (True, ["refs/heads/side"], True)
+    repo.path.rename(tmp_path / "moved")  # the store alone gives the same report (SPEC §11)
+    ends = report.load(out).findings.set_index("commit")["removed_commit"]
+    assert (ends[main], ends[side]) == (gone, pd.NA)
+    (tmp_path / "moved").rename(repo.path)
+    repo("checkout", "-q", "side")
+    later = repo.commit("side removes", remove=("s.py",))
+    run([repo], out)  # incremental: only the new commit is attributed
+    assert json.loads((out / "summary.json").read_text())["repos"][0]["commits_new"] == 1
+    ends = report.load(out).findings.set_index("commit")["removed_commit"]
+    assert (ends[main], ends[side]) == (gone, later)

@@ -1,0 +1,34 @@
+"""report.stats: the exact Poisson (Garwood) interval and the rates built on it, against known values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from auditor.report.stats import gamma_cdf, gamma_quantile, per_million, poisson_interval, rate_interval
+
+
+@pytest.mark.parametrize(("k", "low", "high"), [
+    (0, 0.0, 3.688879), (1, 0.025318, 5.571643), (2, 0.242209, 7.224688), (5, 1.623486, 11.668332),
+    (10, 4.795389, 18.390356), (100, 81.363991, 121.626794)])
+def test_poisson_interval_known_values(k, low, high):
+    got = poisson_interval(k)
+    assert got[0] == pytest.approx(low, abs=1e-6) and got[1] == pytest.approx(high, abs=1e-6)
+
+
+def test_gamma_functions_against_closed_forms():
+    for x in (0.01, 0.5, 1.0, 3.0, 20.0):
+        assert gamma_cdf(1.0, x) == pytest.approx(1 - math.exp(-x), rel=1e-12)  # exponential
+        assert gamma_cdf(0.5, x) == pytest.approx(math.erf(math.sqrt(x)), rel=1e-10)  # χ² with 1 d.o.f.
+        assert gamma_cdf(3.0, x) == pytest.approx(1 - math.exp(-x) * (1 + x + x * x / 2), rel=1e-10)
+    for a in (0.5, 1.0, 7.0, 250.0, 1e5):
+        for p in (1e-4, 0.025, 0.5, 0.975):
+            assert gamma_cdf(a, gamma_quantile(p, a)) == pytest.approx(p, rel=1e-9)
+    big = poisson_interval(10**6)  # normal approximation: ± 1.96 √k
+    assert big[0] == pytest.approx(10**6 - 1960, abs=2) and big[1] == pytest.approx(10**6 + 1962, abs=2)
+
+
+def test_rates_without_commits_are_null_never_inf():
+    assert per_million(3, 0) is None and rate_interval(3, 0) == (None, None)
+    assert per_million(0, 2000) == 0.0 and rate_interval(0, 2000) == (0.0, round(3.688879454 / 2000 * 1e6, 4))
