@@ -23,8 +23,17 @@ from auditor.detectors.engine import DetectorSet
 from auditor.git.changes import FILE, Change
 from auditor.git.history import Commits, iso
 from auditor.git.objects import MODE_TREE, author, commit_tree, tree_entries
-from auditor.models import (Candidate, ExposureEnd, Finding, OccurrenceRow, RemovalRow, Resolved, SecretKey, TipRow,
-                            redact)
+from auditor.models import (
+    Candidate,
+    ExposureEnd,
+    Finding,
+    OccurrenceRow,
+    RemovalRow,
+    Resolved,
+    SecretKey,
+    TipRow,
+    redact,
+)
 
 Paths = dict[bytes, bytes]  # path → matched blob
 

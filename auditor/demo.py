@@ -12,13 +12,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from auditor.testing import history as synth
 from auditor.errors import UsageError
 from auditor.models import ScanOptions, Summary
 from auditor.outdir import OutDir
 from auditor.pipeline import scan
 from auditor.report.render import Report, build_report
 from auditor.testing import TwilioStandIn, serve_in_thread
+from auditor.testing import history as synth
 
 MARKER = ".auditor-demo"  # a directory holding it was made by the demo, so a rerun may replace its contents
 PAIRS, LIVE = 12, 5  # planted pairs; the first LIVE are valid and live, then one test, one suspended, rest invalid

@@ -22,8 +22,9 @@ class Validity(enum.StrEnum):
 
 
 def secret_sha256(client_id: str, client_secret: str) -> str:
-    """The stable, non-reversible key of a secret (SPEC §4)."""
-    return hashlib.sha256(f"{client_id}:{client_secret}".encode()).hexdigest()
+    """The stable, non-reversible key of a secret (SPEC §4): of ``client_id:client_secret``, or of the secret alone
+    for a detector with one matcher (no client_id)."""
+    return hashlib.sha256((f"{client_id}:{client_secret}" if client_id else client_secret).encode()).hexdigest()
 
 
 class SecretKey(NamedTuple):

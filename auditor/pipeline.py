@@ -21,7 +21,7 @@ from auditor.detection.stage import ScanEvents
 from auditor.detectors import Detector, DetectorSet, load_detectors
 from auditor.git import mirror
 from auditor.git.repository import open_repository
-from auditor.models import Finding, Outcome, RepoState, RepoStats, ScanOptions, Validity
+from auditor.models import Finding, Outcome, RepoState, RepoStats, Resolved, ScanOptions, Validity
 from auditor.outdir import OutDir
 from auditor.outputs import write_results
 from auditor.progress import Stage
@@ -116,11 +116,11 @@ class Run:
         return tuple((bytes.fromhex(o.commit), o.path.encode("utf-8", "surrogateescape"), bytes.fromhex(o.blob))
                      for o in self.store.occurrences(name))
 
-    def keep(self, scanned: RepoScan, resolved: dict[tuple, object]) -> None:
+    def keep(self, scanned: RepoScan, resolved: dict[tuple, Resolved]) -> None:
         """Attribute one repository's resolved candidates and store its results in one transaction."""
         stats = scanned.stats
         earlier = not scanned.attributed_anew
-        found = attribute(stats.repo, scanned.candidates, resolved, scanned.provenance,  # type: ignore[arg-type]
+        found = attribute(stats.repo, scanned.candidates, resolved, scanned.provenance,
                           self.detector_set, reachable=scanned.reachable.__contains__,
                           stored=self.store.occurrences(stats.repo) if earlier else (),
                           stored_removals=self.store.removals(stats.repo) if earlier else (),

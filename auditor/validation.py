@@ -85,7 +85,7 @@ class ValidationQueue:
         import asyncio
 
         assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()  # type: ignore[arg-type]
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     # -- candidates in, resolutions out ---------------------------------------------------------------------------
     def submit(self, candidates: Iterable[Candidate]) -> None:

@@ -18,11 +18,11 @@ import json
 import logging
 import os
 import random
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
-import urllib.parse
-import urllib.request
 
 import aiohttp
 

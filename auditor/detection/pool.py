@@ -108,7 +108,7 @@ class _Lifeline:
 
 
 def _detach(dup: object) -> int:
-    return dup.detach()  # type: ignore[attr-defined]
+    return dup.detach()
 
 
 BATCH = 256  # blob ids per task

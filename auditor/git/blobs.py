@@ -24,7 +24,6 @@ import pygit2
 
 from auditor.git.repository import GIT_ENV
 
-
 Read = tuple[bytes, bytes | None, str | None]  # (id, content, error)
 T = TypeVar("T")
 

@@ -23,6 +23,7 @@ import pygit2
 from auditor.git.objects import MODE_TREE, commit_tree, tree_entries
 from auditor.git.repository import GIT_ENV
 
+
 class Kind(IntEnum):
     """What one side of a change is."""
 

@@ -7,8 +7,8 @@ What each commit changed is ``changes``' job; where matched blobs sit is ``attri
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pygit2
@@ -110,10 +110,10 @@ def _ref_tips(repo: pygit2.Repository, out: Commits) -> None:
     unpeeled: list[tuple[str, bytes]] = []
     for name, ref in _refs(repo, out.errors):
         try:
-            out.tips.setdefault(ref.peel(pygit2.Commit).id.raw, []).append(_name(name))  # type: ignore[attr-defined]
+            out.tips.setdefault(ref.peel(pygit2.Commit).id.raw, []).append(_name(name))
         except (pygit2.GitError, KeyError, ValueError, pygit2.InvalidSpecError):
             try:
-                unpeeled.append((name, ref.resolve().target.raw))  # type: ignore[attr-defined]
+                unpeeled.append((name, ref.resolve().target.raw))
             except (pygit2.GitError, KeyError, ValueError, AttributeError):
                 continue  # a dangling symbolic ref: git ignores it too
     for name, oid in unpeeled + _worktree_heads(repo):  # a tree or blob, unreadable, or what libgit2 rejects
@@ -121,7 +121,7 @@ def _ref_tips(repo: pygit2.Repository, out: Commits) -> None:
         if why:
             out.errors.append(f"ref {_name(name)}: {why}")
         elif kind == "commit":
-            out.tips.setdefault(target, []).append(_name(name))  # type: ignore[arg-type]
+            out.tips.setdefault(target, []).append(_name(name))
         elif kind:
             out.outside[_name(name)] = kind
 

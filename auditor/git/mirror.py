@@ -26,7 +26,7 @@ from auditor.errors import RepositoryError
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX: runs are not serialised
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None
 
 _SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
 _USERINFO = re.compile(r"^([a-zA-Z][\w+.-]*://)[^/@]*@")

@@ -16,9 +16,25 @@ from auditor.models import redact
 
 if TYPE_CHECKING:
     from auditor.report.frames import PRESENCE, ScanFrames, findings_frame, load
-    from auditor.report.measures import (LATER_REFERENCES, MEASURES, by_directory, by_extension, by_presence,
-                                         by_validity, by_year, dated, headline, lifecycle, per_repository, rates,
-                                         references, tables, timeline, timeline_freq, top_paths)
+    from auditor.report.measures import (
+        LATER_REFERENCES,
+        MEASURES,
+        by_directory,
+        by_extension,
+        by_presence,
+        by_validity,
+        by_year,
+        dated,
+        headline,
+        lifecycle,
+        per_repository,
+        rates,
+        references,
+        tables,
+        timeline,
+        timeline_freq,
+        top_paths,
+    )
     from auditor.report.render import Report
     from auditor.report.stats import METHOD, per_million
 

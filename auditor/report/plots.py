@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
 LABELS = {
     "occurrences": "occurrences",
     "valid_occurrences": "valid occurrences",
@@ -30,9 +31,9 @@ def _figure(width: float = 8.0, height: float = 4.0) -> tuple[Figure, object]:
 
 
 def _empty(ax: object, text: str) -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color=COLORS["other"])  # type: ignore[attr-defined]
-    ax.set_xticks([])  # type: ignore[attr-defined]
-    ax.set_yticks([])  # type: ignore[attr-defined]
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color=COLORS["other"])
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
 def png(fig: Figure) -> bytes:
@@ -47,11 +48,11 @@ def _interval_bars(ax: object, labels: list[str], table: pd.DataFrame, color: st
     rate = table["rate"].astype("float64").to_numpy(na_value=np.nan)
     low = table["rate_low"].astype("float64").to_numpy(na_value=np.nan)
     high = table["rate_high"].astype("float64").to_numpy(na_value=np.nan)
-    ax.barh(y, np.nan_to_num(rate), color=color, alpha=0.75)  # type: ignore[attr-defined]
-    ax.errorbar(np.nan_to_num(rate), y, xerr=[np.nan_to_num(rate - low), np.nan_to_num(high - rate)],  # type: ignore[attr-defined]
+    ax.barh(y, np.nan_to_num(rate), color=color, alpha=0.75)
+    ax.errorbar(np.nan_to_num(rate), y, xerr=[np.nan_to_num(rate - low), np.nan_to_num(high - rate)],
                 fmt="none", ecolor="black", capsize=4, lw=1)
-    ax.set_yticks(y, labels)  # type: ignore[attr-defined]
-    ax.invert_yaxis()  # type: ignore[attr-defined]
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
 
 
 def headline_rates(headline: pd.DataFrame, references: dict[str, float] | None = None) -> Figure:

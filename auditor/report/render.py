@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from auditor.outdir import OutDir, private_file, write_private
 from auditor.report import frames, measures, plots
 from auditor.report.frames import ScanFrames
 from auditor.report.stats import METHOD
-from auditor.outdir import OutDir, private_file, write_private
 
 PLOTS = ("rates", "repositories", "timeline", "exposure", "validity", "by_year", "top_paths")
 NA = "n/a"
@@ -58,7 +58,7 @@ def _num(value: object, digits: int = 2) -> str:
         return NA
     if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and digits == 0):
         return f"{int(value):,}"
-    return f"{float(value):,.{digits}f}"  # type: ignore[arg-type]
+    return f"{float(value):,.{digits}f}"
 
 
 def _rate_text(row: pd.Series) -> str:

@@ -181,11 +181,11 @@ def serve_in_thread(standin: TwilioStandIn, host: str = "127.0.0.1", port: int =
     ready.wait()
     if "error" in box:
         thread.join()
-        raise RuntimeError("the Twilio stand-in did not start") from box["error"]  # type: ignore[arg-type]
+        raise RuntimeError("the Twilio stand-in did not start") from box["error"]
     try:
         yield str(box["url"])
     finally:
-        box["loop"].call_soon_threadsafe(box["stop"].set)  # type: ignore[attr-defined]
+        box["loop"].call_soon_threadsafe(box["stop"].set)
         thread.join()
 
 

@@ -26,13 +26,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import outputs as reference_outputs
-
 from auditor import outputs, pipeline
 from auditor.models import ScanOptions, Validity
 from auditor.outdir import OutDir
 from auditor.testing import TwilioStandIn, serve_in_thread
 from auditor.testing import history as synth
+from tests.helpers import outputs as reference_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("aiohttp", "matplotlib", "pandas", "numpy", "pyarrow")

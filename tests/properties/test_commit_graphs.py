@@ -21,7 +21,6 @@ from tests.helpers.pairs import make_pair
 from tests.helpers.reference import banned, brute_force_occurrences
 from tests.helpers.scan import run_scan
 
-
 # Two paths share a file name (a.py, g): a rename there pairs by name, not by order. No file name is used three
 # times, so which new path a rename pairs with is always decided by the rule (same name first, else first by name).
 PATHS = ["a.py", "b.txt", "conf/c.cfg", "conf/deep/d.env", "notes.md", "web/e.js", "docs/f.html", "g", "moved/a.py",
@@ -180,7 +179,7 @@ def _build(g: Graph, data: st.DataObject, pairs: list[tuple[str, str]], max_comm
                 mine, yours = files.get(path), theirs.get(path)
                 if mine is None or yours is None:
                     if data.draw(st.booleans()):  # kept, or deleted on the way
-                        merged[path] = mine if mine is not None else yours  # type: ignore[assignment]
+                        merged[path] = mine if mine is not None else yours
                 elif mine == yours:
                     merged[path] = mine
                 else:

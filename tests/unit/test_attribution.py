@@ -9,15 +9,33 @@ from datetime import UTC, datetime
 import pygit2
 import pytest
 
-from auditor.detectors.engine import detect
-from auditor.attribution import (Introduction, Locator, Provenance, TipPlacement, Transition, attribute,
-                                 introduced, locate)
+from auditor.attribution import (
+    Introduction,
+    Locator,
+    Provenance,
+    TipPlacement,
+    Transition,
+    attribute,
+    introduced,
+    locate,
+)
 from auditor.detectors import DetectorSet, load_detectors
+from auditor.detectors.engine import detect
 from auditor.detectors.spec import parse_detector
 from auditor.git.changes import Changes
 from auditor.git.history import list_commits
-from auditor.models import (Candidate, CheckResult, OccurrenceRow, Pair, RemovalRow, Resolved, SecretKey, TipRow,
-                            Validity, redact)
+from auditor.models import (
+    Candidate,
+    CheckResult,
+    OccurrenceRow,
+    Pair,
+    RemovalRow,
+    Resolved,
+    SecretKey,
+    TipRow,
+    Validity,
+    redact,
+)
 from tests.helpers.detectors import builtin_doc
 from tests.helpers.git import AUTHOR_EMAIL, GitRepo
 from tests.helpers.pairs import make_pair, make_token, sha, snippet

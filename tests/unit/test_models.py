@@ -8,8 +8,19 @@ from collections import Counter
 import pytest
 
 from auditor.attribution import Attribution, Provenance
-from auditor.models import (Candidate, CheckResult, Finding, Outcome, Pair, RepoStats, Resolved, SecretKey, Validity,
-                            resolve_unchecked, secret_sha256)
+from auditor.models import (
+    Candidate,
+    CheckResult,
+    Finding,
+    Outcome,
+    Pair,
+    RepoStats,
+    Resolved,
+    SecretKey,
+    Validity,
+    resolve_unchecked,
+    secret_sha256,
+)
 from auditor.repository_scan import RepoScan
 from tests.helpers.pairs import make_pair, make_token, sha
 

@@ -163,5 +163,5 @@ def test_a_failed_transaction_leaves_the_previous_results(store):
                     [])
     bad = [("not", "an", "occurrence")]  # too few columns: the insert fails mid-transaction
     with pytest.raises(sqlite3.Error):
-        store.save_repo("/repos/one", "/p1", {}, False, bad, [])  # type: ignore[arg-type]
+        store.save_repo("/repos/one", "/p1", {}, False, bad, [])
     assert [o.client_id for o in store.occurrences("/repos/one")] == [a[0]]

@@ -18,9 +18,8 @@ from datetime import datetime
 import pytest
 
 from auditor.detectors import load_detectors
-from auditor.models import Candidate, CheckResult, Pair, Validity, secret_sha256
+from auditor.models import Candidate, CheckResult, Pair, Validity, resolve_unchecked, secret_sha256
 from auditor.testing import TwilioStandIn, serve, serve_in_thread
-from auditor.models import resolve_unchecked
 from auditor.validity import Validator, _proxy_for, retry_after_seconds
 
 DET = "twilio_master_credentials"

@@ -361,9 +361,6 @@ def test_a_one_matcher_detector_finds_the_match_alone():
     assert [(p.client_secret, p.rank, p.line) for p in cand.pairs] == [(tok, 0, 2)]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="SPEC §4 violated: secret_sha256 is always sha256('<client_id>:<client_secret>'), so a "
-                          "one-matcher secret is hashed as ':<match>'")
 def test_a_one_matcher_secret_sha256_is_the_sha256_of_the_match():
     import hashlib
 
