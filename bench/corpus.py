@@ -105,6 +105,61 @@ def found(out: Path) -> tuple[int, int]:
     return s["occurrences"], s["commits_scanned"]
 
 
+def findings(out: Path) -> set[tuple]:
+    rows = [json.loads(line) for line in (out / "findings.jsonl").read_text().splitlines()]
+    return {(r["repo"], r["commit"], r["path"], r["line"], r["secret_sha256"]) for r in rows}
+
+
+def pooled(out: Path) -> str:
+    s = json.loads((out / "summary.json").read_text())
+    exact = s["confidence_intervals"]["occurrences_per_million_commits"]
+    clustered = s["corpus"]["clustered_confidence_intervals"]["occurrences_per_million_commits"]
+    return (f"pooled {s['occurrences_per_million_commits']:,.1f} per million commits, exact Poisson "
+            f"{exact[0]:,.1f}–{exact[1]:,.1f}, repository bootstrap {clustered[0]:,.1f}–{clustered[1]:,.1f}")
+
+
+def on_cluster(listing: Path, tmp: Path, kill: bool) -> tuple[float, bool, Path]:
+    """The corpus on a real `dask scheduler` and two `dask worker` processes on 127.0.0.1; with ``kill``, SIGKILL
+    the worker running the largest repository's task one second in. (wall seconds, killed, out)."""
+    import os
+    import signal
+
+    from distributed import Client
+
+    sched = tmp / "scheduler.json"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    procs = [subprocess.Popen([PY, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+                               "--no-dashboard", "--scheduler-file", str(sched)], **quiet)]
+    try:
+        while not sched.exists():
+            time.sleep(0.1)
+        procs += [subprocess.Popen([PY, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(sched),
+                                    "--nworkers", "1", "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"],
+                                   **quiet) for _ in range(2)]
+        with Client(scheduler_file=str(sched), timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+            out = tmp / "out"
+            t0 = time.perf_counter()
+            scan = subprocess.Popen([PY, "-m", "auditor", "scan", "--corpus", str(listing), "--out", str(out),
+                                     "--no-validate", "--no-progress", "--scheduler-file", str(sched)], **quiet)
+            killed = False
+            while kill and not killed and scan.poll() is None:
+                if time.perf_counter() - t0 > 1.0:
+                    for worker, keys in client.processing().items():
+                        if keys:
+                            pid = client.run(os.getpid, workers=[worker])[worker]
+                            os.kill(pid, signal.SIGKILL)
+                            killed = True
+                            break
+                time.sleep(0.01)
+            scan.wait()
+            return time.perf_counter() - t0, killed, out
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repos", type=int, default=120)
@@ -133,6 +188,14 @@ def main() -> int:
             walls.append(wall)
         note = f"{occ}/{expected} planted occurrences, {commits:,} commits, client peak RSS {peak / 1024:.0f} MiB"
         table.append((f"auditor scan --corpus, local cluster of {n} worker(s)", statistics.median(walls), note))
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "local"
+        timed([PY, "-m", "auditor", "scan", "--corpus", str(listing), "--out", str(local), "--no-validate",
+               "--no-progress", "--jobs", "2"])
+        wall, killed, out = on_cluster(listing, Path(tmp), kill=True)
+        same = findings(out) == findings(local)
+        table.append(("auditor scan --corpus on `dask scheduler` + 2 `dask worker` (one SIGKILLed 1 s in)", wall,
+                      f"killed: {killed}; findings identical to the local run: {same}; {pooled(out)}"))
     if not args.no_sequential:
         with tempfile.TemporaryDirectory() as tmp:
             wall, _, peak = timed([PY, "-m", "auditor", "scan", *map(str, repos), "--out", tmp, "--no-validate",

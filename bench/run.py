@@ -2,7 +2,7 @@
 """Benchmark harness (SPEC §9, issue 5): auditor beside the floor, the diff baseline and the peers, in one run.
 
     .venv/bin/python bench/run.py REPO [REPO ...] [--reps 3] [--peers] [--out bench/RESULTS.md]
-    .venv/bin/python bench/run.py synth:20k synth:100k /work/.mirror/numpy+numpy/repo --peers
+    .venv/bin/python bench/run.py synth:20k synth:100k MIRRORS/numpy+numpy --peers   # MIRRORS: git clone --mirror
     .venv/bin/python bench/run.py --quick              # CI: small synthetic history, ratio to the floor
     .venv/bin/python bench/run.py --render s20k numpy+numpy --out bench/RESULTS.md   # from stored results
 
