@@ -7,6 +7,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -40,6 +41,18 @@ class SecretKey(NamedTuple):
 
     def __repr__(self) -> str:
         return f"SecretKey(detector={self.detector!r}, client_id={self.client_id!r}, client_secret=<redacted>)"
+
+
+PRESENCE = ("branch tip", "tag tip", "other ref tip", "history only")  # best first: where a secret still sits
+
+
+def presence(refs: Sequence[str]) -> str:
+    """Where a secret still sits, from the refs whose tips hold it (PRESENCE)."""
+    if any(r.startswith("refs/heads/") for r in refs):
+        return PRESENCE[0]
+    if any(r.startswith("refs/tags/") for r in refs):
+        return PRESENCE[1]
+    return PRESENCE[2] if refs else PRESENCE[3]
 
 
 def redact(value: str) -> str:

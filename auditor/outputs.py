@@ -27,14 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from auditor.errors import OutputError, UsageError
-from auditor.models import Finding, RepoStats, Summary, redact
+from auditor.models import Finding, RepoStats, Summary, presence, redact
 from auditor.outdir import OutDir, private_file, write_private
 from auditor.report.stats import METHOD, per_million, rate_interval
 
 FINDING_COLUMNS = ("detector", "repo", "commit", "path", "line", "client_id", "client_secret", "secret_sha256",
                    "validity", "scope", "account_status", "account_type", "author_email", "author_time", "blob")
 VALID = "valid"
-PRESENCE = ("branch tip", "tag tip", "other ref tip", "history only")
 Row = dict[str, Any]
 
 
@@ -140,14 +139,6 @@ def _first(values: Iterable[Any]) -> Any:
     return next((v for v in values if v is not None), None)
 
 
-def _presence(refs: Sequence[str]) -> str:
-    if any(r.startswith("refs/heads/") for r in refs):
-        return PRESENCE[0]
-    if any(r.startswith("refs/tags/") for r in refs):
-        return PRESENCE[1]
-    return PRESENCE[2] if refs else PRESENCE[3]
-
-
 def _secrets(rows: list[Row], tips: Sequence[tuple], removals: list[tuple],
              scanned_at: dict[str, datetime | None]) -> list[Row]:
     tip_refs: dict[str, set[str]] = {}
@@ -187,7 +178,7 @@ def _secrets(rows: list[Row], tips: Sequence[tuple], removals: list[tuple],
                     "last_commit": last("commit"), "last_time": last("author_time"), "introduced_time": introduced,
                     "occurrences": len(group), "commits": distinct("commit"), "repos": distinct("repo"),
                     "paths": distinct("path"), "still_at_tip": bool(refs), "tip_refs": refs,
-                    "presence": _presence(refs), "removed_time": removed, "exposure_ongoing": bool(refs),
+                    "presence": presence(refs), "removed_time": removed, "exposure_ongoing": bool(refs),
                     "exposure_days": None if end is None or introduced is None
                     else (end - introduced).total_seconds() / 86400})
     return out

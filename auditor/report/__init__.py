@@ -12,10 +12,10 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from auditor.models import redact
+from auditor.models import PRESENCE, redact
 
 if TYPE_CHECKING:
-    from auditor.report.frames import PRESENCE, ScanFrames, findings_frame, load
+    from auditor.report.frames import ScanFrames, findings_frame, load
     from auditor.report.measures import (
         LATER_REFERENCES,
         MEASURES,
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from auditor.report.stats import METHOD, per_million
 
 # Loaded on first use (PEP 562): ``auditor.report.stats`` serves a scan's summary.json, which must not import pandas.
-_FROM = {"PRESENCE": "frames", "ScanFrames": "frames", "findings_frame": "frames", "load": "frames",
+_FROM = {"ScanFrames": "frames", "findings_frame": "frames", "load": "frames",
          **dict.fromkeys(["LATER_REFERENCES", "MEASURES", "by_directory", "by_extension", "by_presence",
                           "by_validity", "by_year", "dated", "headline", "lifecycle", "per_repository", "rates",
                           "references", "tables", "timeline", "timeline_freq", "top_paths"], "measures"),

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from auditor.errors import UsageError
-from auditor.models import Finding
+from auditor.models import Finding, presence
 from auditor.outdir import OutDir
 
 TIME = "datetime64[s, UTC]"
@@ -41,7 +41,6 @@ END_DTYPES = {"repo": "string", "commit": "string", "path": "string", "secret_sh
 REMOVAL_DTYPES = {"repo": "string", "detector": "string", "commit": "string", "path": "string",
                   "secret_sha256": "string", "commit_time": TIME}
 DETECTOR_DTYPES = {"detector": "string", "name": "string", "reference_occurrences_per_million_commits": "Float64"}
-PRESENCE = ("branch tip", "tag tip", "other ref tip", "history only")  # best first: where a secret still sits
 NO_EXTENSION, ROOT = "(none)", "(root)"
 
 
@@ -163,14 +162,6 @@ def _lookup(values: pd.Series, keys: pd.Series) -> pd.Series:
     return pd.Series(values.astype(TIME).reindex(keys.astype(str)).array, index=keys.index).astype(TIME)
 
 
-def _presence(refs: Sequence[str]) -> str:
-    if any(r.startswith("refs/heads/") for r in refs):
-        return PRESENCE[0]
-    if any(r.startswith("refs/tags/") for r in refs):
-        return PRESENCE[1]
-    return PRESENCE[2] if refs else PRESENCE[3]
-
-
 def secrets_frame(findings: pd.DataFrame, tips: pd.DataFrame, removals: pd.DataFrame,
                   repos: pd.DataFrame) -> pd.DataFrame:
     """One row per unique secret: first/last introduction, counts, validity, presence at ref tips, exposure.
@@ -200,7 +191,7 @@ def secrets_frame(findings: pd.DataFrame, tips: pd.DataFrame, removals: pd.DataF
     return secrets.assign(
         still_at_tip=at_tip,
         tip_refs=pd.Series(refs, index=secrets.index, dtype=object),
-        presence=pd.Series([_presence(r) for r in refs], index=secrets.index, dtype="string"),
+        presence=pd.Series([presence(r) for r in refs], index=secrets.index, dtype="string"),
         removed_time=removed.astype(TIME),
         exposure_ongoing=at_tip,
         exposure_days=((end - secrets["introduced_time"]).dt.total_seconds() / 86400).astype("Float64"),

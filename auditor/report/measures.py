@@ -12,8 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from auditor.models import Validity
-from auditor.report import frames as _frames
+from auditor.models import PRESENCE, Validity
 from auditor.report.frames import ScanFrames, typed
 from auditor.report.stats import with_rates
 
@@ -140,7 +139,7 @@ def by_validity(f: ScanFrames, detector: str | None = None) -> pd.DataFrame:
 def by_presence(f: ScanFrames, detector: str | None = None) -> pd.DataFrame:
     """By where each secret still is: at a branch tip, only at a tag tip, at another ref's tip, or only in history."""
     found = _of(f.findings, detector).merge(f.secrets[["secret_sha256", "presence"]], on="secret_sha256", how="left")
-    order = {p: i for i, p in enumerate(_frames.PRESENCE)}
+    order = {p: i for i, p in enumerate(PRESENCE)}
     return (_count_by(f, found, ["presence"])
             .sort_values("presence", key=lambda s: s.map(order), kind="stable").reset_index(drop=True))
 

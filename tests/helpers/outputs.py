@@ -15,24 +15,15 @@ import pandas as pd
 
 from auditor.models import Finding, RepoStats, Summary, redact
 from auditor.outdir import OutDir, private_file, write_private
-from auditor.outputs import _pooled
+from auditor.outputs import _pooled, rates_of
 from auditor.report import frames as fr
 from auditor.report.measures import counts, unique_secrets
-from auditor.report.stats import METHOD, per_million, rate_interval
+from auditor.report.stats import METHOD
 
 
 def summary_rates(frame: pd.DataFrame, commits: int, *, validated: bool) -> dict[str, Any]:
+    """Counts the reporter's way; laid out as summary.json lays them out (``rates_of``, shared)."""
     return rates_of(counts(frame, validated), commits)
-
-
-def rates_of(found: dict[str, int | None], commits: int) -> dict[str, Any]:
-    out: dict[str, Any] = dict(found)
-    intervals: dict[str, Any] = {}
-    for m, c in found.items():
-        key = f"{m}_per_million_commits"
-        out[key] = None if c is None else per_million(c, commits)
-        intervals[key] = None if c is None or not commits else list(rate_interval(c, commits))
-    return out | {"confidence_intervals": intervals}
 
 
 def _jsonable(value: Any) -> Any:
