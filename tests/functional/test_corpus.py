@@ -57,18 +57,23 @@ class Corpus:
         self.shared = _pair()
         self.big = root / "big"
         generate(self.big, commits=12000, files=400, pairs=6, seed=11)
-        self.good = [self.big]
+        self.good: list[Path | str] = [self.big]
         for i, commits in enumerate((150, 600, 2500)):
             generate(root / f"gen{i}", commits=commits, files=60, pairs=3, seed=20 + i)
             self.good.append(root / f"gen{i}")
         for i in range(3):  # one secret, three repositories: asked about once
             _tiny(root / f"shared{i}", self.shared, f"project {i}")
             self.good.append(root / f"shared{i}")
+        _tiny(root / "remote", _pair(), "fetched")  # named by URL: the worker that scans it mirrors it first
+        ENV["AUDITOR_CACHE"] = str(root / "cache")  # every process of this module (workers too) mirrors there
+        self.url = (root / "remote").as_uri()
+        self.good.append(self.url)
         broken = root / "broken"
         broken.mkdir()
         (broken / ".git").write_text("gitdir: /nonexistent/nowhere\n")  # a work tree whose git directory is gone
         self.file = root / "corpus.txt"
-        lines = ["# a test corpus", *(p.name for p in self.good), "", "missing", "broken", "gen0/.git", "gen1"]
+        lines = ["# a test corpus", *(p if isinstance(p, str) else p.name for p in self.good), "", "missing", "broken",
+                 "gen0/.git", "gen1"]
         self.file.write_text("\n".join(lines) + "\n")
         self.valid = {self.shared}  # the stand-in says this one is live; every other pair is invalid
 
@@ -79,7 +84,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def cluster(corpus: Corpus, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A real scheduler and two real workers (one process, one thread each) on 127.0.0.1; the scheduler file."""
     where = tmp_path_factory.mktemp("dask")
     scheduler_file = where / "scheduler.json"
@@ -166,6 +171,7 @@ def test_corpus_on_a_cluster_equals_a_sequential_run_and_checks_each_secret_once
     assert low <= summary["occurrences_per_million_commits"] <= high
     assert "bootstrap" in pooled["clustered_confidence_interval_method"]
     assert "not scanned" in proc.stderr and "missing" in proc.stderr
+    assert rows[corpus.url]["occurrences"] == 1  # mirrored by a worker into AUDITOR_CACHE, then scanned
 
 
 def test_a_worker_killed_mid_task_changes_nothing(corpus: Corpus, cluster: Path, tmp_path: Path) -> None:
