@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         headline,
         lifecycle,
         per_repository,
+        pooled,
         rates,
         references,
         tables,
@@ -41,8 +42,8 @@ if TYPE_CHECKING:
 # Loaded on first use (PEP 562): ``auditor.report.stats`` serves a scan's summary.json, which must not import pandas.
 _FROM = {"ScanFrames": "frames", "findings_frame": "frames", "load": "frames",
          **dict.fromkeys(["LATER_REFERENCES", "MEASURES", "by_directory", "by_extension", "by_presence",
-                          "by_validity", "by_year", "dated", "headline", "lifecycle", "per_repository", "rates",
-                          "references", "tables", "timeline", "timeline_freq", "top_paths"], "measures"),
+                          "by_validity", "by_year", "dated", "headline", "lifecycle", "per_repository", "pooled",
+                          "rates", "references", "tables", "timeline", "timeline_freq", "top_paths"], "measures"),
          "METHOD": "stats", "per_million": "stats"}
 _MODULES = {"frames", "measures", "stats", "plots", "render"}
 
@@ -57,7 +58,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = ["LATER_REFERENCES", "MEASURES", "METHOD", "PRESENCE", "ScanFrames", "build", "by_directory",
            "by_extension", "by_presence", "by_validity", "by_year", "dated", "findings_frame", "headline",
-           "lifecycle", "load", "per_million", "per_repository", "rates", "redact", "references", "tables",
+           "lifecycle", "load", "per_million", "per_repository", "pooled", "rates", "redact", "references", "tables",
            "timeline", "timeline_freq", "top_paths"]
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from auditor.models import PRESENCE, Validity
 from auditor.report.frames import ScanFrames, typed
-from auditor.report.stats import with_rates
+from auditor.report.stats import cluster_interval, with_rates
 
 VALID = Validity.VALID.value
 # Figures published after the one in a detector's file, shown beside it: (source, occurrences per million commits).
@@ -99,6 +99,26 @@ def per_repository(f: ScanFrames) -> pd.DataFrame:
         rows += _measure_rows(f.findings[f.findings["repo"] == repo], int(commits), f.validated, repo=repo)
     rows += _measure_rows(f.findings, f.commits_scanned, f.validated, repo="(all repositories)")
     return _rate_frame(rows, {"repo": "string"})
+
+
+def pooled(f: ScanFrames) -> pd.DataFrame:
+    """Every measure pooled over the repositories, with the exact Poisson interval and beside it one that allows for
+    occurrences clustering in a few repositories (stats.CLUSTER_METHOD); ``repos_with`` holds at least one."""
+    per = per_repository(f)
+    each = per[per["repo"] != "(all repositories)"]
+    rows = []
+    for measure, group in each.groupby("measure", sort=False):
+        counts_ = group["count"]
+        low, high = (None, None) if counts_.isna().any() else cluster_interval(
+            [int(c) for c in counts_], [int(n) for n in group["commits"]])
+        rows.append({"measure": measure, "count": None if counts_.isna().any() else int(counts_.sum()),
+                     "commits": int(group["commits"].sum()), "repositories": len(group),
+                     "repos_with": int((counts_.fillna(0) > 0).sum()), "clustered_low": low, "clustered_high": high})
+    frame = pd.DataFrame(rows, columns=["measure", "count", "commits", "repositories", "repos_with", "clustered_low",
+                                        "clustered_high"])
+    return with_rates(frame.astype({"measure": "string", "count": "Int64", "commits": "int64",
+                                    "repositories": "int64", "repos_with": "int64", "clustered_low": "Float64",
+                                    "clustered_high": "Float64"}))
 
 
 def _of(found: pd.DataFrame, detector: str | None) -> pd.DataFrame:
@@ -224,9 +244,9 @@ def tables(f: ScanFrames, *, top: int = 20) -> dict[str, pd.DataFrame]:
     """Every frame the report shows or exports, by name (secrets redacted: they come from the store)."""
     return {"findings": f.findings, "secrets": f.secrets, "commits": f.commits, "repos": f.repos, "tips": f.tips,
             "removals": f.removals, "detectors": f.detectors, "headline": headline(f), "rates": rates(f),
-            "per_repository": per_repository(f), "by_year": by_year(f), "by_extension": by_extension(f),
-            "by_directory": by_directory(f), "by_validity": by_validity(f), "by_presence": by_presence(f),
-            "timeline": timeline(f, timeline_freq(f)), "top_paths": top_paths(f, top)}
+            "per_repository": per_repository(f), "pooled": pooled(f), "by_year": by_year(f),
+            "by_extension": by_extension(f), "by_directory": by_directory(f), "by_validity": by_validity(f),
+            "by_presence": by_presence(f), "timeline": timeline(f, timeline_freq(f)), "top_paths": top_paths(f, top)}
 
 
 def timeline_freq(f: ScanFrames) -> str:

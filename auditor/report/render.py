@@ -17,7 +17,7 @@ import pandas as pd
 from auditor.outdir import OutDir, private_file, write_private
 from auditor.report import frames, measures, plots
 from auditor.report.frames import ScanFrames
-from auditor.report.stats import METHOD
+from auditor.report.stats import CLUSTER_METHOD, METHOD
 
 PLOTS = ("rates", "repositories", "timeline", "exposure", "validity", "by_year", "top_paths")
 NA = "n/a"
@@ -97,6 +97,19 @@ def _reference_lines(headline: pd.DataFrame, references: list[tuple[str, str, fl
     return out
 
 
+def _pooled_lines(pooled: pd.DataFrame) -> list[str]:
+    """Occurrences pooled over several repositories, with both intervals (SPEC §10)."""
+    occ = pooled[pooled["measure"] == "occurrences"]
+    if occ.empty or int(occ.iloc[0]["repositories"]) < 2 or pd.isna(occ.iloc[0]["rate"]):
+        return []
+    r = occ.iloc[0]
+    return [f"Pooled over {int(r['repositories']):,} repositories ({int(r['repos_with']):,} with at least one "
+            f"occurrence): {_num(r['rate'])} occurrences per million commits; exact Poisson interval "
+            f"{_num(r['rate_low'])}–{_num(r['rate_high'])}, which assumes independent occurrences; allowing for "
+            f"occurrences clustering in a few repositories {_num(r['clustered_low'])}–{_num(r['clustered_high'])} "
+            f"({CLUSTER_METHOD})."]
+
+
 def _references(f: ScanFrames) -> list[tuple[str, str, float]]:
     return [(str(d), str(src), float(v)) for d, src, v in measures.references(f).itertuples(index=False)]
 
@@ -171,7 +184,8 @@ def sections(f: ScanFrames, t: dict[str, pd.DataFrame]) -> list[Section]:
         Section("Compared with the published reference", (*refs, *(
             "" if refs else "No published reference for these detectors.",)), _with_ci(per_detector).drop(
             columns=["measure"]), None, 3),
-        Section("Per repository", ("Each repository's rates use its own commits; the last row pools them.",),
+        Section("Per repository", ("Each repository's rates use its own commits; the last row pools them.",
+                                   *_pooled_lines(t["pooled"])),
                 _rates_wide(t["per_repository"], "repo"), "repositories"),
         Section("Timeline of introductions", (
             f"Occurrences introduced per {_UNITS[measures.timeline_freq(f)]} (committer time), and commits made.",

@@ -122,7 +122,7 @@ def cluster_interval(counts: Sequence[int], commits: Sequence[int], *, resamples
     (None, None) with fewer than two repositories that have commits."""
     import numpy as np  # here: a scan's summary.json needs it only for a corpus
 
-    pairs = [(c, n) for c, n in zip(counts, commits, strict=True) if n]
+    pairs = sorted((c, n) for c, n in zip(counts, commits, strict=True) if n)  # the same set, the same interval
     if len(pairs) < 2:
         return None, None
     k = np.array([c for c, _ in pairs], dtype=float)

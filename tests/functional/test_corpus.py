@@ -170,6 +170,11 @@ def test_corpus_on_a_cluster_equals_a_sequential_run_and_checks_each_secret_once
     low, high = pooled["clustered_confidence_intervals"]["occurrences_per_million_commits"]
     assert low <= summary["occurrences_per_million_commits"] <= high
     assert "bootstrap" in pooled["clustered_confidence_interval_method"]
+    from auditor import report  # the report, from the store alone, gives the same pooled intervals
+
+    row = report.pooled(report.load(tmp_path / "out")).set_index("measure").loc["occurrences"]
+    assert [row["clustered_low"], row["clustered_high"]] == [low, high]
+    assert row["repositories"] == len(corpus.good) and row["count"] == summary["occurrences"]
     assert "not scanned" in proc.stderr and "missing" in proc.stderr
     assert rows[corpus.url]["occurrences"] == 1  # mirrored by a worker into AUDITOR_CACHE, then scanned
 

@@ -32,3 +32,18 @@ def test_gamma_functions_against_closed_forms():
 def test_rates_without_commits_are_null_never_inf():
     assert per_million(3, 0) is None and rate_interval(3, 0) == (None, None)
     assert per_million(0, 2000) == 0.0 and rate_interval(0, 2000) == (0.0, round(3.688879454 / 2000 * 1e6, 4))
+
+
+def test_the_cluster_interval_allows_for_clustering_and_ignores_order():
+    from auditor.report.stats import cluster_interval
+
+    clustered = ([0] * 19 + [40], [1000] * 20)  # every occurrence in one repository
+    spread = ([2] * 20, [1000] * 20)  # the same 40, two in each
+    low, high = cluster_interval(*clustered)
+    exact = rate_interval(40, 20000)
+    assert low < exact[0] and high > exact[1]  # wider than Poisson when occurrences cluster
+    s_low, s_high = cluster_interval(*spread)
+    assert high - low > 3 * (s_high - s_low)
+    assert cluster_interval(list(reversed(clustered[0])), clustered[1]) == (low, high)  # a set of repositories
+    assert cluster_interval([0, 0], [10, 10]) == rate_interval(0, 20)  # nothing found: the exact interval
+    assert cluster_interval([3], [10]) == (None, None)  # one repository: no spread to measure
