@@ -293,10 +293,10 @@ def _pooled(repos: Sequence[RepoStats], per_repo: dict[str, dict[str, int | None
 
     scanned = [r for r in repos if r.error is None]
     intervals: dict[str, Any] = {}
-    for m in per_repo[scanned[0].repo] if scanned else ():
+    for m in _counts([], True):
         got = [per_repo[r.repo][m] for r in scanned]
         intervals[f"{m}_per_million_commits"] = (
-            None if any(c is None for c in got)
+            None if not scanned or any(c is None for c in got)
             else list(cluster_interval([int(c or 0) for c in got], [r.commits_scanned for r in scanned])))
     return {"repositories": len(repos), "repositories_scanned": len(scanned),
             "repositories_failed": [{"repo": r.repo, "error": r.error} for r in repos if r.error is not None],
