@@ -202,9 +202,6 @@ def test_progress_lines_name_each_stage_when_stderr_is_not_a_tty(tmp_path: Path)
     assert re.fullmatch(r"auditor: validation: [01] candidates resolved, 1 requests in [0-9.]+ s", lines[1]), lines
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="SPEC §5 violated: the checks table has no base URL, so an answer of one provider is "
-                          "reused against another")
 def test_a_cached_answer_is_reused_only_for_the_same_base(tmp_path: Path) -> None:
     pair = make_pair()
     repo = _repo(tmp_path, {"a.py": snippet(pair)})
@@ -213,6 +210,11 @@ def test_a_cached_answer_is_reused_only_for_the_same_base(tmp_path: Path) -> Non
     with serve_in_thread(a) as url_a, serve_in_thread(b) as url_b:
         first = _validated(repo, out, url_a)
         second = _validated(repo, out, url_b)
-    assert [f["validity"] for f in first.findings] == ["valid"] and len(a.requests) == 1
-    assert len(b.requests) == 1  # another base: asked, not answered from the store
-    assert [f["validity"] for f in second.findings] == ["invalid"]
+        third = _validated(repo, out, url_b)
+        fourth = _validated(repo, out, url_a)
+    assert [f["validity"] for f in first.findings] == ["valid"]
+    assert [f["validity"] for f in second.findings] == ["invalid"]  # another base: asked, not answered from the store
+    assert [f["validity"] for f in third.findings] == ["invalid"]  # the same base again: from the store
+    assert [f["validity"] for f in fourth.findings] == ["valid"]  # the store keeps one answer a secret: B's, not A's
+    assert (len(a.requests), len(b.requests)) == (2, 1)
+    assert [r.summary["validation_requests"] for r in (first, second, third, fourth)] == [1, 1, 0, 1]
