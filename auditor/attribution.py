@@ -374,7 +374,8 @@ def attribute(repo: str, by_blob: Mapping[bytes, Sequence[Candidate]], resolved:
         f = Finding(detector=key.detector, repo=repo, commit=commit.hex(), path=path.decode("utf-8", "replace"),
                     line=line, client_id=key.client_id, client_secret=key.client_secret, secret_sha256=r.secret_sha256,
                     validity=r.check.validity, scope=r.check.scope, account_status=r.check.account_status,
-                    account_type=r.check.account_type, author_email=email, author_time=when, blob=blob.hex())
+                    account_type=r.check.account_type, author_email=email, author_time=when, blob=blob.hex(),
+                    subaccount=r.check.subaccount, region=r.check.region)
         out.findings.append(f)
         places.append((commit, path, key))
         out.occurrences.append(OccurrenceRow(f.detector, f.commit, f.path, f.line, f.blob, f.client_id,

@@ -53,6 +53,21 @@ def _url(text: str) -> str:
     return text.rstrip("/")
 
 
+def _regions(text: str) -> tuple[str, ...]:
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    if not names or not all(re.fullmatch(r"[a-z]{2}[0-9]{1,2}", n) for n in names):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of Twilio regions: use e.g. ie1,au1")
+    return tuple(dict.fromkeys(names))
+
+
+def _region_url(text: str) -> tuple[str, str]:
+    region, sep, url = text.partition("=")
+    region = region.strip().lower()
+    if not sep or not re.fullmatch(r"[a-z]{2}[0-9]{1,2}", region):
+        raise argparse.ArgumentTypeError(f"{text!r} is not REGION=URL: use e.g. ie1=http://127.0.0.1:8081")
+    return region, _url(url)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="auditor", description="Audit the whole history of git repositories for "
                                      "leaked credentials, check whether they still work, and measure occurrences "
@@ -76,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--twilio-api-url", type=_url, default=os.environ.get("AUDITOR_TWILIO_API_URL") or None,
                    metavar="URL",
                    help="base URL of Twilio's API (default https://api.twilio.com, or $AUDITOR_TWILIO_API_URL)")
+    s.add_argument("--twilio-regions", type=_regions, default=(), metavar="LIST",
+                   help="after Twilio's US1 host refuses a pair (401, code 20003: also what a token of another region "
+                        "gets), ask these regions' hosts in turn, e.g. ie1,au1 (known: au1 br1 de1 ie1 jp1 jp2 sg1 "
+                        "us2); default: US1 only")
+    s.add_argument("--twilio-region-url", type=_region_url, action="append", default=[], metavar="REGION=URL",
+                   help="ask this base URL for REGION instead of Twilio's regional host (a stand-in, a proxy); "
+                        "REGION must be listed in --twilio-regions")
     s.add_argument("--jobs", type=_positive(int), default=None, help="detection processes (default: CPU count)")
     s.add_argument("--show-secrets", action="store_true",
                    help="write tokens in clear in findings.jsonl and secrets.jsonl")
@@ -236,6 +258,11 @@ def _print_result(summary: Summary, alerts: list[Finding], show_secrets: bool, o
         print(f"auditor: {failed} of {summary.unique_secrets} secrets could not be checked (failed_to_check: the "
               "provider was unreachable, too slow or answered garbage), so none of them can alert; rerun the same "
               "command to ask again", file=sys.stderr)
+    for detector, about in summary.detectors.items():
+        invalid = sum(n.get("invalid", 0) for n in (about.get("unique_secrets_by_region") or {}).values())
+        if about.get("regions_note") and invalid:  # where it matters: something read invalid
+            print(f"auditor: {detector}: {invalid} secret{'' if invalid == 1 else 's'} read invalid, and "
+                  f"{about['regions_note']} (README: Regions)", file=sys.stderr)
     if summary.error_count:
         print(f"auditor: {summary.error_count} objects or refs could not be read (see errors in summary.json)")
     seen = set()
@@ -261,7 +288,10 @@ def main(argv: list[str] | None = None) -> int:
         from auditor.pipeline import scan
 
     api_urls = {"twilio": args.twilio_api_url} if args.twilio_api_url else {}
-    opts = ScanOptions(out=args.out, validate=args.validate, api_urls=api_urls, jobs=args.jobs,
+    regions = {"twilio": args.twilio_regions} if args.twilio_regions else {}
+    region_urls = {"twilio": dict(args.twilio_region_url)} if args.twilio_region_url else {}
+    opts = ScanOptions(out=args.out, validate=args.validate, api_urls=api_urls, regions=regions,
+                       region_urls=region_urls, jobs=args.jobs,
                        show_secrets=args.show_secrets, progress=args.progress, detectors_dir=args.detectors,
                        max_blob_bytes=args.max_blob_bytes, recheck=args.recheck, recheck_after=args.recheck_after,
                        max_pairs_per_sid=args.max_pairs_per_sid, validate_concurrency=args.validate_concurrency,

@@ -100,8 +100,14 @@ class CheckResult:
     scope: str | None = None  # "live" / "test"
     account_status: str | None = None
     account_type: str | None = None
+    subaccount: bool | None = None  # the account has a parent account (None: not said)
     checked_at: str | None = None  # ISO 8601 UTC
     requests: int = 0  # HTTP requests this check cost, retries included
+    base: str | None = None  # the API base asked first: a stored answer is reused only for the same base
+    region: str | None = None  # the provider's region whose host gave this answer (us1, ie1, …)
+    # None: the base's answer stood alone. Otherwise the base refused the pair as it refuses another region's
+    # credential, and these regions were asked next ("ie1=URL au1=URL"; "" when none were listed)
+    fallbacks: str | None = None
 
     @classmethod
     def unchecked(cls) -> CheckResult:
@@ -164,6 +170,8 @@ class Finding:
     author_email: str
     author_time: str
     blob: str
+    subaccount: bool | None = None  # the provider says the account has a parent account
+    region: str | None = None  # the provider's region whose host answered the check (us1, ie1, …)
 
 
 # -- rows the store keeps (their field order is the store's column order) --------------------------------------
@@ -231,6 +239,10 @@ class ScanOptions:
     out: Path
     validate: bool = True
     api_urls: dict[str, str] = field(default_factory=dict)  # company (lower case) → API base its checks ask
+    # company (lower case) → regions whose hosts are asked after the base refused a credential (--twilio-regions)
+    regions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # company (lower case) → region → API base in place of the detector's (--twilio-region-url: a stand-in, a proxy)
+    region_urls: dict[str, dict[str, str]] = field(default_factory=dict)
     jobs: int | None = None
     show_secrets: bool = False
     progress: bool = True

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +32,8 @@ from auditor.outdir import OutDir, private_file, write_private
 from auditor.report.stats import METHOD, per_million, rate_interval
 
 FINDING_COLUMNS = ("detector", "repo", "commit", "path", "line", "client_id", "client_secret", "secret_sha256",
-                   "validity", "scope", "account_status", "account_type", "author_email", "author_time", "blob")
+                   "validity", "scope", "account_status", "account_type", "subaccount", "region", "author_email",
+                   "author_time", "blob")
 VALID = "valid"
 Row = dict[str, Any]
 
@@ -98,6 +99,32 @@ def rates_of(found: dict[str, int | None], commits: int) -> dict[str, Any]:
         out[key] = None if c is None else per_million(c, commits)
         intervals[key] = None if c is None or not commits else list(rate_interval(c, commits))
     return out | {"confidence_intervals": intervals}
+
+
+# -- regions (which hosts were asked, which answered) --------------------------------------------------------------
+def regions_note(detector: Any, asked: Sequence[str], validated: bool) -> str | None:
+    """What summary.json says when only the base's region was asked (SPEC §5: auth tokens are regional)."""
+    if not validated or len(asked) != 1:
+        return None
+    return (f"only {asked[0]} was asked: a credential made in another region is refused there as a bad one is, so "
+            f"it reads invalid; --{detector.company.lower()}-regions lists other regions to ask after a refusal")
+
+
+def _by_region(rows: Sequence[Row]) -> dict[str, dict[str, int]]:
+    """Unique secrets per region whose host answered, and per answer."""
+    seen: dict[str, dict[str, set[str]]] = {}
+    for r in rows:
+        if r["region"] is not None and r["validity"] in (VALID, "invalid"):
+            seen.setdefault(r["region"], {}).setdefault(r["validity"], set()).add(r["secret_sha256"])
+    return {region: {v: len(s) for v, s in sorted(got.items())} for region, got in sorted(seen.items())}
+
+
+def region_fields(detector: Any, asked: Sequence[str] | None, rows: Sequence[Row], validated: bool) -> dict[str, Any]:
+    """A detector's summary entry: the regions its checks ask (None: it knows no regions), and what each answered."""
+    if asked is None:
+        return {"regions": None, "regions_note": None, "unique_secrets_by_region": None}
+    return {"regions": list(asked), "regions_note": regions_note(detector, asked, validated),
+            "unique_secrets_by_region": _by_region(rows) if validated else None}
 
 
 # -- the store ----------------------------------------------------------------------------------------------------
@@ -174,6 +201,7 @@ def _secrets(rows: list[Row], tips: Sequence[tuple], removals: list[tuple],
         out.append({"secret_sha256": sha, "detector": detector, "client_id": first("client_id"),
                     "client_secret": first("client_secret"), "validity": first("validity"), "scope": first("scope"),
                     "account_status": first("account_status"), "account_type": first("account_type"),
+                    "subaccount": first("subaccount"), "region": first("region"),
                     "first_commit": first("commit"), "first_time": first("author_time"),
                     "last_commit": last("commit"), "last_time": last("author_time"), "introduced_time": introduced,
                     "occurrences": len(group), "commits": distinct("commit"), "repos": distinct("repo"),
@@ -197,13 +225,15 @@ def _exposures(rows: list[Row]) -> dict[str, list[Row]]:
 # -- the files ------------------------------------------------------------------------------------------------------
 def write_results(out: OutDir, findings: list[Finding], repos: Sequence[RepoStats], tips: Sequence[tuple],
                   detectors: Sequence[Any], *, show_secrets: bool, validated: bool, validation_requests: int,
-                  validation_unique: int, wall_seconds: float, interrupted: bool, pooled: bool = False) -> Summary:
+                  validation_unique: int, wall_seconds: float, interrupted: bool, pooled: bool = False,
+                  regions: Mapping[str, Sequence[str]] | None = None) -> Summary:
     """Write findings.jsonl, secrets.jsonl (with lifecycles) and summary.json; return the summary. ``pooled``: a
-    corpus, whose summary also gives intervals that allow for clustering in repositories."""
+    corpus, whose summary also gives intervals that allow for clustering in repositories. ``regions``: detector id →
+    the regions its checks ask, in order (for the detectors that know their provider's regions)."""
     try:
         return _write(out, findings, repos, tips, detectors, show_secrets=show_secrets, validated=validated,
                       validation_requests=validation_requests, validation_unique=validation_unique,
-                      wall_seconds=wall_seconds, interrupted=interrupted, pooled=pooled)
+                      wall_seconds=wall_seconds, interrupted=interrupted, pooled=pooled, regions=regions or {})
     except OSError as e:
         raise OutputError(f"{out.root}: cannot write the results ({e.strerror or e}: {e.filename}). Pass --out "
                           "a directory you can write to (the store keeps what was scanned: rerun).") from None
@@ -211,7 +241,8 @@ def write_results(out: OutDir, findings: list[Finding], repos: Sequence[RepoStat
 
 def _write(out: OutDir, findings: list[Finding], repos: Sequence[RepoStats], tips: Sequence[tuple],
            detectors: Sequence[Any], *, show_secrets: bool, validated: bool, validation_requests: int,
-           validation_unique: int, wall_seconds: float, interrupted: bool, pooled: bool) -> Summary:
+           validation_unique: int, wall_seconds: float, interrupted: bool, pooled: bool,
+           regions: Mapping[str, Sequence[str]]) -> Summary:
     rows = []
     for f in findings:
         row = asdict(f) | {"validity": f.validity.value}
@@ -260,6 +291,7 @@ def _write(out: OutDir, findings: list[Finding], repos: Sequence[RepoStats], tip
     for r in rows:
         found_in.setdefault(r["repo"], []).append(r)
     per_repo = {r.repo: _counts(found_in.get(r.repo, []), validated) for r in repos}
+    found_by = {d.id: [r for r in rows if r["detector"] == d.id] for d in detectors}
     summary = Summary(
         commits_scanned=commits,
         blobs_scanned=sum(r.blobs_scanned for r in repos),
@@ -270,9 +302,9 @@ def _write(out: OutDir, findings: list[Finding], repos: Sequence[RepoStats], tip
         validated=validated,
         validation_requests=validation_requests,
         validation_unique=validation_unique,
-        detectors={d.id: {"name": d.name, **summary_rates([r for r in rows if r["detector"] == d.id], commits,
-                                                          validated=validated),
-                          "reference_occurrences_per_million_commits": d.reference_occurrences_per_million_commits}
+        detectors={d.id: {"name": d.name, **summary_rates(found_by[d.id], commits, validated=validated),
+                          "reference_occurrences_per_million_commits": d.reference_occurrences_per_million_commits,
+                          **region_fields(d, regions.get(d.id), found_by[d.id], validated)}
                    for d in detectors},
         repos=tuple(r.summary(rates_of(per_repo[r.repo], r.commits_scanned)) for r in repos),
         seconds={k: round(v, 3) for k, v in seconds.items()} | {"total": round(wall_seconds, 3)},

@@ -19,6 +19,7 @@ from pathlib import Path
 from auditor.attribution import attribute
 from auditor.detection.stage import ScanEvents
 from auditor.detectors import Detector, DetectorSet, load_detectors
+from auditor.errors import UsageError
 from auditor.git import mirror
 from auditor.git.repository import open_repository
 from auditor.models import Finding, Outcome, RepoState, RepoStats, Resolved, ScanOptions, Validity
@@ -42,6 +43,49 @@ def base_urls(detectors: Sequence[Detector], api_urls: dict[str, str]) -> dict[s
     return {d.id: api_urls[d.company.lower()] for d in detectors if d.company.lower() in api_urls}
 
 
+def fallback_bases(detectors: Sequence[Detector], regions: dict[str, tuple[str, ...]],
+                   region_urls: dict[str, dict[str, str]]) -> dict[str, tuple[tuple[str, str], ...]]:
+    """Detector id → (region, API base) asked in turn after its base refused a credential, for the regions the user
+    listed for that provider (by company); a region's base is the user's (``region_urls``) or the detector's own.
+    A region nobody gives a base for, or a base given for a region not listed, is a usage error."""
+    out: dict[str, tuple[tuple[str, str], ...]] = {}
+    for company in sorted(set(regions) | set(region_urls)):
+        listed, urls = regions.get(company, ()), region_urls.get(company, {})
+        flag = f"--{company}-regions"
+        if unlisted := sorted(set(urls) - set(listed)):
+            raise UsageError(f"--{company}-region-url gives a base for {', '.join(unlisted)}, which {flag} does not "
+                             f"list: add {','.join(unlisted)} to {flag} (only listed regions are asked)")
+        checked = [d for d in detectors if d.company.lower() == company and d.check is not None]
+        if not checked:
+            raise UsageError(f"{flag}: no detector of {company} has a validity check")
+        for d in checked:
+            assert d.check is not None
+            known = d.check.regional_bases
+            if d.check.base_region in urls:
+                raise UsageError(f"{d.check.base_region} is the base of {d.id}'s checks: point it elsewhere with "
+                                 f"--{company}-api-url, not --{company}-region-url")
+            asked = []
+            for region in listed:
+                if region == d.check.base_region:
+                    continue  # always asked first
+                url = urls.get(region) or known.get(region)
+                if url is None:
+                    raise UsageError(f"{flag}: {d.id} knows no API host for region {region!r} (it knows "
+                                     f"{', '.join([*filter(None, [d.check.base_region]), *sorted(known)]) or 'none'}); "
+                                     f"give one with --{company}-region-url {region}=URL")
+                asked.append((region, url))
+            out[d.id] = tuple(asked)
+    return out
+
+
+def regions_asked(detectors: Sequence[Detector], fallbacks: dict[str, tuple[tuple[str, str], ...]]
+                  ) -> dict[str, tuple[str, ...]]:
+    """Detector id → the regions a check asks, in order (the base's, then those asked after it refused a credential),
+    for the detectors that know their provider's regions."""
+    return {d.id: (d.check.base_region, *(region for region, _ in fallbacks.get(d.id, ())))
+            for d in detectors if d.check is not None and d.check.base_region is not None}
+
+
 class Run:
     """One run over one or more repositories, sharing a store, a validation queue and the detectors."""
 
@@ -51,6 +95,8 @@ class Run:
         self.detectors = load_detectors(opts.detectors_dir)
         self.detector_set = DetectorSet(self.detectors)
         self.ruleset = ruleset_of(self.detectors, opts.max_pairs_per_sid)
+        self.fallbacks = fallback_bases(self.detectors, opts.regions, opts.region_urls)  # before anything is written
+        self.regions = regions_asked(self.detectors, self.fallbacks)
         self.state_key = f"{self.ruleset}:{opts.max_blob_bytes}"  # a larger limit reads skipped blobs
         self.out.prepare()
         self.store = Store(self.out.store)
@@ -63,8 +109,9 @@ class Run:
         cache = {} if opts.recheck or not opts.validate else self.store.fresh_checks(
             timedelta(seconds=opts.recheck_after))
         return ValidationQueue(self.detectors, validate=opts.validate, base_urls=base_urls(self.detectors,
-                               opts.api_urls), concurrency=opts.validate_concurrency, rate=opts.validate_rate,
-                               timeout=opts.validate_timeout, cache=cache, progress=opts.progress)
+                               opts.api_urls), fallbacks=self.fallbacks, concurrency=opts.validate_concurrency,
+                               rate=opts.validate_rate, timeout=opts.validate_timeout, cache=cache,
+                               progress=opts.progress)
 
     def save_checks(self, queue: ValidationQueue) -> None:
         for sha, detector, client_id, result in queue.drain_checks():
@@ -161,7 +208,8 @@ def finish(run: Run, queue: ValidationQueue, started: float, interrupted: bool, 
     summary = write_results(run.out, run.findings, run.repos, run.tips, run.detectors,
                             show_secrets=opts.show_secrets, validated=opts.validate,
                             validation_requests=queue.requests, validation_unique=queue.unique,
-                            wall_seconds=time.perf_counter() - started, interrupted=interrupted, pooled=pooled)
+                            wall_seconds=time.perf_counter() - started, interrupted=interrupted, pooled=pooled,
+                            regions=run.regions)
     if interrupted:
         raise KeyboardInterrupt
     strict = {d.id for d in run.detectors if d.only_valid_secrets_raise_alert}

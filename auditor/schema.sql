@@ -22,7 +22,15 @@ CREATE TABLE IF NOT EXISTS checks (
     scope          TEXT,              -- live / test, for valid secrets
     account_status TEXT,              -- provider's account status (active / suspended / closed)
     account_type   TEXT,              -- provider's account type (Trial / Full)
-    checked_at     TEXT NOT NULL      -- ISO 8601 UTC; older than --recheck-after is asked again
+    checked_at     TEXT NOT NULL,     -- ISO 8601 UTC; older than --recheck-after is asked again
+    -- Added in schema 3 (an older store gains them empty, so none of its checks is reused: their base is unknown).
+    base           TEXT,              -- the API base asked first; a check is reused only by a run asking the same
+    region         TEXT,              -- the provider's region whose host gave the answer (us1, ie1, …)
+    fallbacks      TEXT,              -- NULL: the base's answer stood alone; else the base refused the pair as it
+                                      -- refuses another region's credential and these were asked next
+                                      -- ("ie1=URL au1=URL"; '' when no region was listed): reused only by a run
+                                      -- that lists the same
+    subaccount     INTEGER            -- 1: the account has a parent account; 0: a main account; NULL: not said
 );
 
 CREATE TABLE IF NOT EXISTS repos (

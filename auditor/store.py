@@ -22,7 +22,11 @@ def _ids(raw: bytes) -> frozenset[bytes]:
     """Concatenated 20-byte ids → the set of them."""
     return frozenset(raw[i:i + 20] for i in range(0, len(raw), 20))
 
-SCHEMA_VERSION = "2"  # 2: exposure_ends (lifecycles decided at scan time)
+SCHEMA_VERSION = "3"  # 2: exposure_ends (lifecycles decided at scan time); 3: checks remember their servers
+# The columns of checks that schema 3 added, which an older store gains (empty) when opened.
+NEW_CHECK_COLUMNS = {"base": "TEXT", "region": "TEXT", "fallbacks": "TEXT", "subaccount": "INTEGER"}
+CHECK_COLUMNS = ("secret_sha256", "detector", "client_id", "validity", "scope", "account_status", "account_type",
+                 "checked_at", *NEW_CHECK_COLUMNS)
 
 
 class Store:
@@ -39,10 +43,18 @@ class Store:
                               "to, or delete a damaged audit.sqlite to start afresh.") from None
         row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         if row is not None and row[0] != SCHEMA_VERSION:
-            # an older store: its occurrences have no exposure ends, so the next scan of each repository is whole
-            with self.transaction():
-                self.db.execute("DELETE FROM rescan_state")
+            self._upgrade(row[0])
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+
+    def _upgrade(self, version: str) -> None:
+        """An older store works on: what it lacks is added empty, and what cannot be trusted any more is redone."""
+        with self.transaction():
+            if version == "1":  # its occurrences have no exposure ends, so the next scan of each repository is whole
+                self.db.execute("DELETE FROM rescan_state")
+            have = {r[1] for r in self.db.execute("PRAGMA table_info(checks)")}
+            for column, kind in NEW_CHECK_COLUMNS.items():
+                if column not in have:  # no base: none of its checks is reused (SPEC §5)
+                    self.db.execute(f"ALTER TABLE checks ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         self.db.close()
@@ -77,20 +89,26 @@ class Store:
 
     # -- validity cache --------------------------------------------------------------------------------
     def fresh_checks(self, max_age: timedelta | None) -> dict[str, CheckResult]:
-        """Checks recent enough to trust (all of them when ``max_age`` is None); failures are never cached."""
+        """Checks recent enough to trust (all of them when ``max_age`` is None); failures are never cached. Each says
+        the servers that gave it: the validator reuses only those of the servers it asks."""
         cutoff = (datetime.now(UTC) - max_age).isoformat(timespec="seconds") if max_age is not None else ""
-        rows = self.db.execute("SELECT secret_sha256, validity, scope, account_status, account_type, checked_at "
-                               "FROM checks WHERE checked_at >= ? AND validity IN ('valid', 'invalid')", (cutoff,))
+        rows = self.db.execute("SELECT secret_sha256, validity, scope, account_status, account_type, checked_at, base, "
+                               "region, fallbacks, subaccount FROM checks "
+                               "WHERE checked_at >= ? AND validity IN ('valid', 'invalid')", (cutoff,))
         return {r[0]: CheckResult(validity=Validity(r[1]), scope=r[2], account_status=r[3], account_type=r[4],
-                                  checked_at=r[5]) for r in rows}
+                                  checked_at=r[5], base=r[6], region=r[7], fallbacks=r[8],
+                                  subaccount=None if r[9] is None else bool(r[9])) for r in rows}
 
     def save_check(self, sha: str, detector: str, client_id: str, result: CheckResult) -> None:
         if result.validity is Validity.UNCHECKED:
             return
         with self.transaction():
-            self.db.execute("INSERT OR REPLACE INTO checks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            self.db.execute(f"INSERT OR REPLACE INTO checks ({', '.join(CHECK_COLUMNS)}) "  # noqa: S608 - fixed names
+                            f"VALUES ({', '.join('?' * len(CHECK_COLUMNS))})",
                             (sha, detector, client_id, result.validity.value, result.scope, result.account_status,
-                             result.account_type, result.checked_at or datetime.now(UTC).isoformat()))
+                             result.account_type, result.checked_at or datetime.now(UTC).isoformat(), result.base,
+                             result.region, result.fallbacks,
+                             None if result.subaccount is None else int(result.subaccount)))
 
     # -- results ---------------------------------------------------------------------------------------
     def load_state(self, repo: str, path: str, ruleset: str) -> RepoState | None:

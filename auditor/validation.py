@@ -32,9 +32,10 @@ class ValidationQueue:
 
     def __init__(self, detectors: Sequence[Detector], *, validate: bool, base_urls: Mapping[str, str],
                  concurrency: int, rate: float, timeout: float, cache: Mapping[str, CheckResult],
-                 progress: bool) -> None:
+                 progress: bool, fallbacks: Mapping[str, Sequence[tuple[str, str]]] | None = None) -> None:
         self._detectors, self._validate, self._progress = detectors, validate, progress
-        self._options = dict(base_urls=base_urls, concurrency=concurrency, rate=rate, timeout=timeout, cache=cache)
+        self._options = dict(base_urls=base_urls, fallbacks=fallbacks or {}, concurrency=concurrency, rate=rate,
+                             timeout=timeout, cache=cache)
         self._futures: dict[tuple, concurrent.futures.Future[Resolved]] = {}
         self._checks: list[Check] = []
         self._lock = threading.Lock()

@@ -41,14 +41,29 @@ class Pairing:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Differs:
+    """A kept flag: whether the JSON value at ``key`` differs from ``other`` ("{client_id}" is substituted); None when
+    the key is absent or not a string (e.g. Twilio's ``owner_account_sid`` ≠ ``sid``: a subaccount)."""
+
+    key: str
+    other: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ResponseRule:
-    """One row of the validity check's decision table; the first rule that fits a response wins."""
+    """One row of the validity check's decision table; the first rule that fits a response wins.
+
+    ``validity: failed_to_check`` is a final answer that is no answer (the provider's own "not found": asking again
+    gives the same), so it is not retried. ``ask_other_regions``: this answer is also what a credential of another
+    region gets on this host; with regions listed, their hosts are asked next (``Check.regional_bases``).
+    """
 
     status: int
     validity: Validity
     json: Mapping[str, Any] | None = None  # every key must equal ("{client_id}" is substituted)
     scope: str | None = None
-    keep: Mapping[str, str] = field(default_factory=dict)  # finding field → JSON key
+    keep: Mapping[str, str | Differs] = field(default_factory=dict)  # finding field → JSON key (or a Differs test)
+    ask_other_regions: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,6 +74,9 @@ class Check:
     base_env: str | None
     auth: str
     responses: tuple[ResponseRule, ...]
+    base_region: str | None = None  # the provider's region ``base`` serves (Twilio: us1)
+    regional_bases: Mapping[str, str] = field(default_factory=dict)  # region → its API base, asked only when listed
+    throttle_per_client: Mapping[str, Any] | None = None  # a 429 whose JSON body has these keys limits one client_id
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -119,6 +137,34 @@ def _patterns(values: Any, src: object, where: str) -> tuple[str, ...]:
     return tuple(_pattern(v, src, f"{where}[{i}]") for i, v in enumerate(values))
 
 
+RULE_VALIDITIES = (Validity.VALID, Validity.INVALID, Validity.FAILED_TO_CHECK)
+REGION = regex.compile(r"[a-z]{2}[0-9]{1,2}")  # Twilio's region names: us1, ie1, au1, jp2…
+
+
+def _keep(doc: Mapping[str, Any], src: object, where: str) -> dict[str, str | Differs]:
+    out: dict[str, str | Differs] = {}
+    for name, value in _get(doc, "keep", dict, src, prefix=where, default={}).items():
+        if isinstance(value, str):
+            out[name] = value
+        elif isinstance(value, dict) and set(value) == {"key", "differs_from"} and all(
+                isinstance(v, str) for v in value.values()):
+            out[name] = Differs(key=value["key"], other=value["differs_from"])
+        else:
+            raise DetectorFileError(src, f"{where}keep.{name}", "must be a JSON key, or {key: KEY, differs_from: "
+                                    "VALUE} (a flag: the value at KEY is not VALUE)")
+    return out
+
+
+def _regional_bases(doc: Mapping[str, Any], src: object, p: str) -> dict[str, str]:
+    bases = _get(doc, "regional_bases", dict, src, prefix=p, default={})
+    for region, url in bases.items():
+        if not (isinstance(region, str) and REGION.fullmatch(region)):
+            raise DetectorFileError(src, f"{p}regional_bases", f"{region!r} is not a region name (e.g. ie1)")
+        if not (isinstance(url, str) and regex.match(r"https?://[^/\s]+", url)):
+            raise DetectorFileError(src, f"{p}regional_bases.{region}", "must be an http(s) URL")
+    return {region: url.rstrip("/") for region, url in bases.items()}
+
+
 def _check(doc: Mapping[str, Any], src: object) -> Check:
     p = "check."
     rules = []
@@ -127,21 +173,26 @@ def _check(doc: Mapping[str, Any], src: object) -> Check:
         if not isinstance(r, dict):
             raise DetectorFileError(src, where[:-1], "must be a mapping")
         raw = _get(r, "validity", str, src, prefix=where)
-        try:
-            validity = Validity(raw)
-        except ValueError:
-            raise DetectorFileError(src, where + "validity", f"must be valid or invalid, got {raw!r}") from None
-        rules.append(ResponseRule(status=_get(r, "status", int, src, prefix=where), validity=validity,
+        if raw not in RULE_VALIDITIES:
+            raise DetectorFileError(src, where + "validity", "must be valid, invalid or failed_to_check (a final "
+                                    f"answer that is no answer: not retried), got {raw!r}")
+        rules.append(ResponseRule(status=_get(r, "status", int, src, prefix=where), validity=Validity(raw),
                                   json=_get(r, "json", dict, src, prefix=where, default=None),
                                   scope=_get(r, "scope", str, src, prefix=where, default=None),
-                                  keep=_get(r, "keep", dict, src, prefix=where, default={})))
+                                  keep=_keep(r, src, where),
+                                  ask_other_regions=_get(r, "ask_other_regions", bool, src, prefix=where,
+                                                         default=False)))
     auth = _get(doc, "auth", str, src, prefix=p, default="basic")
     if auth != "basic":
         raise DetectorFileError(src, p + "auth", f"only 'basic' is supported, got {auth!r}")
+    base_region = _get(doc, "base_region", str, src, prefix=p, default=None)
+    if base_region is not None and not REGION.fullmatch(base_region):
+        raise DetectorFileError(src, p + "base_region", f"{base_region!r} is not a region name (e.g. us1)")
     return Check(method=_get(doc, "method", str, src, prefix=p, default="GET"),
                  url=_get(doc, "url", str, src, prefix=p), base=_get(doc, "base", str, src, prefix=p),
                  base_env=_get(doc, "base_env", str, src, prefix=p, default=None), auth=auth,
-                 responses=tuple(rules))
+                 responses=tuple(rules), base_region=base_region, regional_bases=_regional_bases(doc, src, p),
+                 throttle_per_client=_get(doc, "throttle_per_client", dict, src, prefix=p, default=None))
 
 
 def _examples(doc: Mapping[str, Any], key: str, src: object) -> tuple[Example, ...]:

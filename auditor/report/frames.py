@@ -26,8 +26,8 @@ TIME = "datetime64[s, UTC]"
 FINDING_DTYPES = {
     "detector": "string", "repo": "string", "commit": "string", "path": "string", "line": "int64",
     "client_id": "string", "client_secret": "string", "secret_sha256": "string", "validity": "string",
-    "scope": "string", "account_status": "string", "account_type": "string", "author_email": "string",
-    "author_time": TIME, "blob": "string",
+    "scope": "string", "account_status": "string", "account_type": "string", "subaccount": "boolean",
+    "region": "string", "author_email": "string", "author_time": TIME, "blob": "string",
 }
 # Added to findings here: the introducing commit's committer time (what rates per year count), where the file sits,
 # and the first descendant commit whose blob at the same path no longer holds the secret (end of that exposure).
@@ -96,8 +96,8 @@ def _store_path(path: Path) -> Path:
 _QUERIES = {
     "findings": """
         SELECT o.detector, o.repo, o.commit_id, o.path, o.line, o.client_id, o.secret_redacted, o.secret_sha256,
-               COALESCE(c.validity, 'unchecked'), c.scope, c.account_status, c.account_type, o.author_email,
-               o.author_time, o.blob
+               COALESCE(c.validity, 'unchecked'), c.scope, c.account_status, c.account_type, c.subaccount, c.region,
+               o.author_email, o.author_time, o.blob
         FROM occurrences o LEFT JOIN checks c ON c.secret_sha256 = o.secret_sha256""",
     "commits": "SELECT repo, commit_id, commit_time FROM commits",
     "repos": "SELECT repo, path, commits_scanned, shallow, scanned_at FROM repos",
@@ -114,9 +114,13 @@ def read_store(store: Path, repos: Sequence[str] | None = None) -> dict[str, pd.
     try:
         with closing(sqlite3.connect(store.resolve().as_uri() + "?mode=ro", uri=True)) as db:
             have = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            # a store of an older auditor has no exposure_ends: its occurrences show no end until rescanned
+            # a store of an older auditor has no exposure_ends (its occurrences show no end until rescanned), and its
+            # checks no subaccount or region (until a scan opens the store, which adds them)
+            checks = {r[1] for r in db.execute("PRAGMA table_info(checks)")}
+            newer = ", ".join(f"c.{c}" if c in checks else "NULL" for c in ("subaccount", "region"))
+            queries = {name: sql.replace("c.subaccount, c.region", newer) for name, sql in _QUERIES.items()}
             out = {name: typed(db.execute(sql).fetchall() if name != "ends" or "exposure_ends" in have else [],
-                               _DTYPES[name]) for name, sql in _QUERIES.items()}
+                               _DTYPES[name]) for name, sql in queries.items()}
     except sqlite3.Error as e:
         if "no such table" in str(e):
             raise UsageError(f"{store}: not an auditor store ({e}). Pass the --out directory of a scan.") from None
@@ -177,7 +181,8 @@ def secrets_frame(findings: pd.DataFrame, tips: pd.DataFrame, removals: pd.DataF
                .agg(client_id=("client_id", "first"),
                     client_secret=("client_secret", "first"), validity=("validity", "first"),
                     scope=("scope", "first"), account_status=("account_status", "first"),
-                    account_type=("account_type", "first"),
+                    account_type=("account_type", "first"), subaccount=("subaccount", "first"),
+                    region=("region", "first"),
                     first_commit=("commit", "first"), first_time=("author_time", "first"),
                     last_commit=("commit", "last"), last_time=("author_time", "last"),
                     introduced_time=("commit_time", "min"),

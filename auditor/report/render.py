@@ -158,8 +158,21 @@ def _with_ci(frame: pd.DataFrame, *, commits: bool = False) -> pd.DataFrame:
 
 
 # -- sections ---------------------------------------------------------------------------------------------------
-def sections(f: ScanFrames, t: dict[str, pd.DataFrame]) -> list[Section]:
-    """The report, in order; each section may have a table and a plot (a name of PLOTS)."""
+def _regions(f: ScanFrames, summary: dict) -> tuple[str, ...]:
+    """Which provider regions answered (from the store), and what the last scan says it did not ask."""
+    answered = f.findings[f.findings["region"].notna()]
+    per = answered.groupby("region")["secret_sha256"].nunique()
+    lines = [f"Answered by the API host of region: {', '.join(f'{r} ({n:,} secrets)' for r, n in per.items())}."
+             ] if len(per) else []
+    for detector, about in (summary.get("detectors") or {}).items():
+        if isinstance(about, dict) and about.get("regions_note"):
+            lines.append(f"{detector}: {about['regions_note']}.")
+    return tuple(lines)
+
+
+def sections(f: ScanFrames, t: dict[str, pd.DataFrame], summary: dict | None = None) -> list[Section]:
+    """The report, in order; each section may have a table and a plot (a name of PLOTS). ``summary``: the last
+    summary.json, for what the store does not say (which regions the last scan asked)."""
     repos = len(f.repos)
     secrets = f.secrets
     removed = secrets[~secrets["exposure_ongoing"] & secrets["exposure_days"].notna()]
@@ -199,7 +212,7 @@ def sections(f: ScanFrames, t: dict[str, pd.DataFrame]) -> list[Section]:
             f"{_num(removed['exposure_days'].astype('float64').median())} days. "
             f"{int(secrets['still_at_tip'].sum()):,} still at a ref tip.",
         ), None, "exposure"),
-        Section("Validity", (), _with_ci(t["by_validity"]), "validity"),
+        Section("Validity", _regions(f, summary or {}), _with_ci(t["by_validity"]), "validity"),
         Section("Still present, or only in history", (
             "Where each secret still is: at a branch tip, only at a tag tip, only at another ref's tip (e.g. a "
             "remote-tracking ref or the stash), or only in history.",), _with_ci(t["by_presence"]), None),
@@ -309,8 +322,9 @@ def build_report(directory: Path, *, top: int = 20) -> Report:
     for name, data in images.items():
         plot_paths[name] = out.plots / f"{name}.png"
         write_private(plot_paths[name], data)
-    secs = sections(f, t)
-    if out.read_summary().get("interrupted"):
+    summary = out.read_summary()
+    secs = sections(f, t, summary)
+    if summary.get("interrupted"):
         secs.insert(0, Section("Incomplete", (
             "The last scan into this directory was interrupted (summary.json says so): what follows is partial. "
             "Rerun the same `auditor scan` command to complete it (it resumes), then `auditor report` again.",),

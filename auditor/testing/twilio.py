@@ -6,7 +6,12 @@ The network of a test, a benchmark or a user's dry run should never be api.twili
 the 200 body, so a test can prove that body never leaks — and it records every request it receives
 so assertions are made on what reached the server, not on what the client believes it sent.
 
+Errors come in Twilio's JSON shape (``{code, message, more_info, status}``). One stand-in plays one region: a pair
+it does not know gets 401/20003, as a token of another region does on Twilio's hosts, so two stand-ins on two ports
+(``--twilio-api-url`` and ``--twilio-region-url ie1=URL``) play a token that works in one region only.
+
     python -m auditor.testing --valid AC…:token --test AC…:token --latency 0.05 --port 8099
+    python -m auditor.testing --region ie1 --valid AC…:token --closed AC…:token --subaccount AC…:token
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import argparse
 import asyncio
 import base64
 import email.utils
+import hashlib
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -28,29 +34,43 @@ ACCOUNT_PATH = "/2010-04-01/Accounts/{sid}.json"
 Creds = set[tuple[str, str]]
 
 
-def _error(status: int, code: int, message: str) -> web.Response:
-    return web.json_response({"code": code, "message": message, "status": status,
-                              "more_info": f"https://www.twilio.com/docs/errors/{code}"}, status=status)
+def _error(status: int, code: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    """Twilio's error body (twilio.com/docs/api/errors: 20003 Authenticate, 20404 Not Found, 20429 Too Many
+    Requests, 20500/20503…)."""
+    return web.json_response({"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}",
+                              "status": status}, status=status, headers=headers)
+
+
+def parent_of(sid: str) -> str:
+    """The (made-up, stable) parent account SID the stand-in gives a subaccount."""
+    return "AC" + hashlib.sha256(sid.encode()).hexdigest()[:32]
 
 
 @dataclass
 class TwilioStandIn:
     """What the stand-in knows and what it saw; mutate it between requests to change its answers.
 
-    ``faults`` is a script consumed one entry per request, before any normal answer:
-    ``"429"`` (Retry-After: ``retry_after`` seconds), ``"429-date"`` (Retry-After as an HTTP date),
-    ``"429-none"`` (no Retry-After), any other 3-digit status (e.g. ``"503"``), ``"html200"`` (an HTML
-    page with that status: what a proxy or a CDN answers; ``"html401"`` too), ``"wrongsid"`` (200 JSON of
-    another account), ``"badjson"`` (200, truncated JSON),
+    ``faults`` is a script consumed one entry per request, before any normal answer (``sid_faults`` the same for
+    one SID's requests, before ``faults``): ``"429"`` (Twilio's 20429, Retry-After: ``retry_after`` seconds),
+    ``"429-date"`` (Retry-After as an HTTP date), ``"429-none"`` (no Retry-After), ``"429-gateway"`` (a 429 that
+    is not Twilio's: plain text), any other 3-digit status (e.g. ``"503"``: Twilio's JSON error 20000 + status
+    for 4xx and 5xx, so ``"404"`` is Twilio's own 20404), ``"html200"`` (an HTML page with that status: what a proxy
+    or a CDN answers; ``"html401"`` too), ``"401-empty"`` (a 401 without a body) and ``"401-json"`` (a gateway's
+    JSON 401, not Twilio's), ``"wrongsid"`` (200 JSON of another account), ``"badjson"`` (200, truncated JSON),
     ``"slow"`` (answers after ``slow_seconds``, beyond a client's timeout) and ``"drop"`` (closes the
     connection without answering).
     """
 
-    valid: Creds = field(default_factory=set)  # → 200 account document
+    valid: Creds = field(default_factory=set)  # → 200 account document (status ``account_status``)
     test: Creds = field(default_factory=set)  # test credentials → 403 code 20008
     suspended: Creds = field(default_factory=set)  # → 403 code 20403
+    closed: Creds = field(default_factory=set)  # → 200, status closed
+    subaccounts: Creds = field(default_factory=set)  # → 200 of a subaccount: owner_account_sid is parent_of(sid)
+    region: str = "us1"  # the Twilio region this stand-in plays (what it prints; pairs it does not know get 401)
+    serves_accounts: bool = True  # False: a host without the Accounts resource (every request 404, code 20404)
     latency: float = 0.0  # seconds before every answer
     faults: list[str] = field(default_factory=list)
+    sid_faults: dict[str, list[str]] = field(default_factory=dict)  # SID → its own script, as ``faults``
     retry_after: int = 1
     slow_seconds: float = 5.0
     account_status: str = "active"
@@ -85,20 +105,30 @@ class TwilioStandIn:
         try:
             if self.latency:
                 await asyncio.sleep(self.latency)
+            if self.sid_faults.get(sid):
+                return await self._fault(self.sid_faults[sid].pop(0), request, sid)
             if self.faults:
                 return await self._fault(self.faults.pop(0), request, sid)
+            if not self.serves_accounts:
+                return _error(404, 20404, "The requested resource was not found")
             return self._answer(request, sid)
         finally:
             self.in_flight -= 1
 
     async def _fault(self, fault: str, request: web.Request, sid: str) -> web.StreamResponse:
         if fault == "429":
-            return web.Response(status=429, text="Too Many Requests", headers={"Retry-After": str(self.retry_after)})
+            return _error(429, 20429, "Too Many Requests", {"Retry-After": str(self.retry_after)})
         if fault == "429-date":
-            return web.Response(status=429, text="Too Many Requests", headers={
+            return _error(429, 20429, "Too Many Requests", {
                 "Retry-After": email.utils.formatdate(time.time() + self.retry_after, usegmt=True)})
         if fault == "429-none":
-            return web.Response(status=429, text="Too Many Requests")
+            return _error(429, 20429, "Too Many Requests")
+        if fault == "429-gateway":
+            return web.Response(status=429, text="Too Many Requests", headers={"Retry-After": str(self.retry_after)})
+        if fault == "401-empty":
+            return web.Response(status=401)
+        if fault == "401-json":
+            return web.json_response({"error": "unauthorized", "message": "Unauthorized"}, status=401)
         if fault.startswith("html") and fault[4:].isdigit():
             return web.Response(status=int(fault[4:]), content_type="text/html",
                                 text="<html><body><h1>Service temporarily unavailable</h1></body></html>")
@@ -114,7 +144,10 @@ class TwilioStandIn:
             request.transport.abort()  # no status line at all: the client sees a disconnect
             return web.Response()
         if fault.isdigit() and len(fault) == 3:
-            return web.Response(status=int(fault), text=f"fault {fault}")
+            status = int(fault)
+            if status >= 400:
+                return _error(status, 20000 + status, f"fault {fault}")
+            return web.Response(status=status, text=f"fault {fault}")
         raise ValueError(f"unknown fault {fault!r}")
 
     def _answer(self, request: web.Request, sid: str) -> web.Response:
@@ -126,12 +159,14 @@ class TwilioStandIn:
         creds = (login, password)
         if scheme.lower() != "basic" or not sep or login != sid:
             return _error(401, 20003, "Authenticate")
-        if creds in self.valid:
+        if creds in self.valid or creds in self.closed or creds in self.subaccounts:
             return web.json_response({
-                "sid": sid, "owner_account_sid": sid, "friendly_name": "stand-in account",
-                "status": self.account_status, "type": self.account_type,
+                "sid": sid, "owner_account_sid": parent_of(sid) if creds in self.subaccounts else sid,
+                "friendly_name": "owner@example.com",  # Twilio's default is the owner's e-mail: never kept
+                "status": "closed" if creds in self.closed else self.account_status, "type": self.account_type,
                 "auth_token": password,  # the real API returns it too; the client must never leak it
-                "date_created": "Thu, 01 Jan 2015 00:00:00 +0000", "uri": ACCOUNT_PATH.format(sid=sid)})
+                "date_created": "Thu, 01 Jan 2015 00:00:00 +0000", "date_updated": "Thu, 01 Jan 2015 00:00:00 +0000",
+                "uri": ACCOUNT_PATH.format(sid=sid)})
         if creds in self.test:
             return _error(403, 20008, "Resource not accessible with Test Account Credentials")
         if creds in self.suspended:
@@ -204,17 +239,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--valid", action="append", default=[], metavar="SID:TOKEN", help="live credentials (200)")
     p.add_argument("--test", action="append", default=[], metavar="SID:TOKEN", help="test credentials (403 20008)")
     p.add_argument("--suspended", action="append", default=[], metavar="SID:TOKEN", help="403 20403")
+    p.add_argument("--closed", action="append", default=[], metavar="SID:TOKEN", help="200, account status closed")
+    p.add_argument("--subaccount", action="append", default=[], metavar="SID:TOKEN",
+                   help="200 of a subaccount (owner_account_sid is another SID)")
+    p.add_argument("--region", default="us1", help="the Twilio region this stand-in plays (default us1)")
     p.add_argument("--latency", type=float, default=0.0, help="seconds before every answer")
     p.add_argument("--fault", action="append", default=[], help="scripted faults, one per request (see TwilioStandIn)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
     args = p.parse_args(argv)
     standin = TwilioStandIn(valid=_creds(args.valid), test=_creds(args.test), suspended=_creds(args.suspended),
+                            closed=_creds(args.closed), subaccounts=_creds(args.subaccount), region=args.region,
                             latency=args.latency, faults=list(args.fault))
 
     async def run() -> None:
         async with serve(standin, args.host, args.port) as url:
-            print(f"Twilio stand-in at {url}  (export AUDITOR_TWILIO_API_URL={url}); Ctrl-C stops", flush=True)
+            use = (f"export AUDITOR_TWILIO_API_URL={url}" if args.region == "us1"
+                   else f"--twilio-regions {args.region} --twilio-region-url {args.region}={url}")
+            print(f"Twilio stand-in ({args.region}) at {url}  ({use}); Ctrl-C stops", flush=True)
             await asyncio.Event().wait()
 
     try:

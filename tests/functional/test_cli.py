@@ -207,12 +207,29 @@ def test_bare_repository(leaky, tmp_path):
 
 # -- SPEC §3 and §5 options not implemented yet: each fails today, and will say so when it is -----------------------
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="SPEC §5: --twilio-regions is not implemented")
 def test_the_summary_says_which_twilio_regions_were_asked(leaky, tmp_path):
     repo, _, _ = leaky
     r = run_scan(repo.path, tmp_path / "out", "--twilio-regions", "us1,ie1")
     assert r.returncode == 1, r
     assert "ie1" in str(r.summary)
+    about = r.summary["detectors"]["twilio_master_credentials"]
+    assert about["regions"] == ["us1", "ie1"]  # US1 first (the base), then those listed
+    assert (about["regions_note"], about["unique_secrets_by_region"]) == (None, None)  # nothing was asked
+    assert "only us1 was asked" not in r.stderr
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (("--twilio-regions", "ie1,xx9"), "knows no API host for region 'xx9'"),
+    (("--twilio-regions", "ie1", "--twilio-region-url", "au1=http://127.0.0.1:9"), "add au1 to --twilio-regions"),
+    (("--twilio-regions", "us1", "--twilio-region-url", "us1=http://127.0.0.1:9"), "--twilio-api-url"),
+    (("--twilio-regions", "ie1;au1"), "not a list of Twilio regions"),
+    (("--twilio-regions", "ie1", "--twilio-region-url", "ie1"), "not REGION=URL"),
+])
+def test_regions_nobody_can_ask_are_a_usage_error(leaky, tmp_path, args, said):
+    repo, _, _ = leaky
+    r = run_scan(repo.path, tmp_path / "out", *args)
+    assert r.returncode == 2 and said in r.stderr, r
+    assert r.summary is None  # refused before anything was scanned
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason="SPEC §3: --detectors FILE (a gitleaks TOML config) is "

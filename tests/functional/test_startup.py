@@ -196,9 +196,14 @@ def _variants(args: tuple, kwargs: dict) -> dict[str, tuple[tuple, dict]]:
     if findings:
         validities = [Validity.VALID, Validity.INVALID, Validity.FAILED_TO_CHECK, Validity.UNCHECKED]
         mixed = [dataclasses.replace(f, validity=validities[i % 4], scope=("live", "test", None)[i % 3],
-                                     account_status=(None, "active", "suspended")[i % 3])
+                                     account_status=(None, "active", "suspended")[i % 3],
+                                     subaccount=(None, False, True)[i % 3], region=("us1", "ie1", None, "au1")[i % 4])
                  for i, f in enumerate(findings)]
         out["mixed-validity"] = ((args[0], mixed, repos, tips, detectors), kwargs | {"validated": True})
+        listed = {"twilio_master_credentials": ("us1", "ie1", "au1")}
+        out["regions-listed"] = ((args[0], mixed, repos, tips, detectors), kwargs | {"validated": True,
+                                                                                      "regions": listed})
+        out["no-regions-known"] = ((args[0], mixed, repos, tips, detectors), kwargs | {"regions": {}})
         odd = [dataclasses.replace(f, author_time=("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z",
                                                    f.author_time)[i % 3]) for i, f in enumerate(findings)]
         odd[0] = dataclasses.replace(odd[0], commit="f" * 40)  # a commit the store does not have (interrupted)
@@ -255,3 +260,9 @@ def test_result_files_are_byte_identical_to_the_reporters(tmp_path, recorded):
     assert any(s["still_at_tip"] for s in rerun) and any(s["removed_time"] for s in rerun)
     assert any(e["removed_commit"] for s in rerun for e in s["exposures"])
     assert {s["validity"] for s in rerun} == {"valid", "invalid"} and {s["scope"] for s in rerun} >= {"live", "test"}
+    listed = json.loads((tmp_path / "call0-regions-listed-plain" / "summary.json").read_text())
+    by_region = listed["detectors"]["twilio_master_credentials"]["unique_secrets_by_region"]
+    assert set(by_region) == {"us1", "ie1"} and by_region["ie1"]  # au1 goes with unchecked ones: not asked
+    mixed = [json.loads(line) for line in (tmp_path / "call0-mixed-validity-plain" / "secrets.jsonl").read_text()
+             .splitlines()]
+    assert {s["subaccount"] for s in mixed} == {None, False, True} and None in {s["region"] for s in mixed}

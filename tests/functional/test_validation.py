@@ -1,7 +1,8 @@
 """SPEC §5 through the command line: the CLI in a subprocess against the Twilio stand-in on 127.0.0.1, which counts
 what reached it. Exit codes and the alert list with validation on, the validity fields of every output, the options
 that bound the checks (--max-pairs-per-sid, --recheck-after, --no-validate, $AUDITOR_TWILIO_API_URL), a provider
-that only ever throttles, and a cached answer that belongs to another base URL."""
+that only ever throttles, a cached answer that belongs to another base URL, Twilio's other answers (closed accounts,
+subaccounts, foreign 401s, 404s) and regional tokens (--twilio-regions, two stand-ins playing two regions)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 from auditor.testing import TwilioStandIn, serve_in_thread
 from tests.helpers.git import GitRepo
 from tests.helpers.pairs import make_pair, make_token, redacted, sha, snippet
-from tests.helpers.scan import Result, load_jsonl, run_scan
+from tests.helpers.scan import Result, load_jsonl, run_auditor, run_scan
 
 
 def _repo(tmp_path: Path, files: dict[str, str]) -> GitRepo:
@@ -202,9 +203,6 @@ def test_progress_lines_name_each_stage_when_stderr_is_not_a_tty(tmp_path: Path)
     assert re.fullmatch(r"auditor: validation: [01] candidates resolved, 1 requests in [0-9.]+ s", lines[1]), lines
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="SPEC §5 violated: the checks table has no base URL, so an answer of one provider is "
-                          "reused against another")
 def test_a_cached_answer_is_reused_only_for_the_same_base(tmp_path: Path) -> None:
     pair = make_pair()
     repo = _repo(tmp_path, {"a.py": snippet(pair)})
@@ -213,6 +211,98 @@ def test_a_cached_answer_is_reused_only_for_the_same_base(tmp_path: Path) -> Non
     with serve_in_thread(a) as url_a, serve_in_thread(b) as url_b:
         first = _validated(repo, out, url_a)
         second = _validated(repo, out, url_b)
-    assert [f["validity"] for f in first.findings] == ["valid"] and len(a.requests) == 1
-    assert len(b.requests) == 1  # another base: asked, not answered from the store
-    assert [f["validity"] for f in second.findings] == ["invalid"]
+        third = _validated(repo, out, url_b)
+        fourth = _validated(repo, out, url_a)
+    assert [f["validity"] for f in first.findings] == ["valid"]
+    assert [f["validity"] for f in second.findings] == ["invalid"]  # another base: asked, not answered from the store
+    assert [f["validity"] for f in third.findings] == ["invalid"]  # the same base again: from the store
+    assert [f["validity"] for f in fourth.findings] == ["valid"]  # the store keeps one answer a secret: B's, not A's
+    assert (len(a.requests), len(b.requests)) == (2, 1)
+    assert [r.summary["validation_requests"] for r in (first, second, third, fourth)] == [1, 1, 0, 1]
+
+
+def test_answers_twilio_gives_beyond_live_and_dead(tmp_path: Path) -> None:
+    """SPEC §5 case by case through the CLI: a closed account (invalid, with its status), a subaccount (valid, and
+    said to be one), a 401 that is not Twilio's (failed_to_check, never invalid), Twilio's 404 (asked once)."""
+    closed, sub, proxied, missing = (make_pair() for _ in range(4))
+    repo = _repo(tmp_path, {f"{name}.py": snippet(pair) for name, pair in
+                            (("closed", closed), ("sub", sub), ("proxied", proxied), ("missing", missing))})
+    standin = TwilioStandIn(closed={closed}, subaccounts={sub},
+                            sid_faults={proxied[0]: ["401-empty", "401-json"] * 2, missing[0]: ["404"] * 4})
+    with serve_in_thread(standin) as url:
+        r = _validated(repo, tmp_path / "out", url, "--show-secrets")
+    assert r.returncode == 1, r
+    got = {f["path"]: (f["validity"], f["scope"], f["account_status"], f["subaccount"], f["region"])
+           for f in r.findings}
+    assert got == {"closed.py": ("invalid", None, "closed", False, "us1"), "sub.py": ("valid", "live", "active", True,
+                                                                                     "us1"),
+                   "proxied.py": ("failed_to_check", None, None, None, None),
+                   "missing.py": ("failed_to_check", None, None, None, None)}
+    asked = {sid: n for sid, n in ((p[0], standin.sids().count(p[0])) for p in (closed, sub, proxied, missing))}
+    assert asked == {closed[0]: 1, sub[0]: 1, proxied[0]: 4, missing[0]: 1}
+    assert _alerts(r) == {sub[0]: "valid/live"}
+    rows = {s["client_id"]: s for s in load_jsonl(r.out / "secrets.jsonl")}
+    assert (rows[sub[0]]["subaccount"], rows[closed[0]]["account_status"]) == (True, "closed")
+    assert "owner@example.com" not in (r.out / "findings.jsonl").read_text()  # Twilio's friendly_name: never kept
+    assert "2 of 4 secrets could not be checked" in r.stderr
+
+
+def _regional(tmp_path: Path):
+    """Secrets of three kinds — US1's, IE1's, and dead everywhere — and a stand-in for each region."""
+    in_us, in_ie, dead = make_pair(), make_pair(), make_pair()
+    repo = _repo(tmp_path, {"us.py": snippet(in_us), "ie.py": snippet(in_ie), "dead.py": snippet(dead)})
+    return repo, (in_us, in_ie, dead), TwilioStandIn(valid={in_us}), TwilioStandIn(valid={in_ie}, region="ie1")
+
+
+def test_a_token_of_another_region_is_found_there_with_twilio_regions(tmp_path: Path) -> None:
+    """SPEC §5: auth tokens are regional. Two stand-ins on two ports play US1 and IE1: with --twilio-regions ie1
+    the pair US1 refuses is asked of IE1, which knows it; the region that answered is kept everywhere."""
+    repo, (in_us, in_ie, dead), us, ie = _regional(tmp_path)
+    with serve_in_thread(us) as us_url, serve_in_thread(ie) as ie_url:
+        r = _validated(repo, tmp_path / "out", us_url, "--twilio-regions", "ie1",
+                       "--twilio-region-url", f"ie1={ie_url}")
+    assert r.returncode == 1, r
+    assert _alerts(r) == {in_us[0]: "valid/live", in_ie[0]: "valid/live"}
+    got = {f["path"]: (f["validity"], f["region"]) for f in r.findings}
+    assert got == {"us.py": ("valid", "us1"), "ie.py": ("valid", "ie1"), "dead.py": ("invalid", "us1")}
+    assert sorted(us.sids()) == sorted([in_us[0], in_ie[0], dead[0]])
+    assert sorted(ie.sids()) == sorted([in_ie[0], dead[0]])  # only what US1 refused
+    rows = {s["client_id"]: s["region"] for s in load_jsonl(r.out / "secrets.jsonl")}
+    assert rows == {in_us[0]: "us1", in_ie[0]: "ie1", dead[0]: "us1"}
+    about = r.summary["detectors"]["twilio_master_credentials"]
+    assert (about["regions"], about["regions_note"]) == (["us1", "ie1"], None)
+    assert about["unique_secrets_by_region"] == {"ie1": {"valid": 1}, "us1": {"invalid": 1, "valid": 1}}
+    assert r.summary["validation_requests"] == 5 and "only us1 was asked" not in r.stderr
+    stored = sqlite3.connect(r.out / "audit.sqlite").execute("SELECT region, base, fallbacks FROM checks").fetchall()
+    assert sorted(stored, key=str) == sorted([("us1", us_url, None), ("ie1", us_url, f"ie1={ie_url}"),
+                                              ("us1", us_url, f"ie1={ie_url}")], key=str)
+
+
+def test_without_twilio_regions_the_summary_and_stderr_say_only_us1_was_asked(tmp_path: Path) -> None:
+    """The same secrets without --twilio-regions: the IE1 token reads invalid, and the run says why it may not be.
+    A later run that lists ie1 asks again about what US1 refused (another set of servers), and reuses the rest."""
+    repo, (in_us, in_ie, dead), us, ie = _regional(tmp_path)
+    out = tmp_path / "out"
+    with serve_in_thread(us) as us_url, serve_in_thread(ie) as ie_url:
+        plain = _validated(repo, out, us_url)
+        asked_plain = (len(us.requests), len(ie.requests))
+        reported = run_auditor("report", str(out))
+        listed = _validated(repo, out, us_url, "--twilio-regions", "ie1", "--twilio-region-url", f"ie1={ie_url}")
+        again = _validated(repo, out, us_url, "--twilio-regions", "ie1", "--twilio-region-url", f"ie1={ie_url}")
+    assert plain.returncode == 1, plain
+    assert {f["path"]: (f["validity"], f["region"]) for f in plain.findings} == {
+        "us.py": ("valid", "us1"), "ie.py": ("invalid", "us1"), "dead.py": ("invalid", "us1")}
+    about = plain.summary["detectors"]["twilio_master_credentials"]
+    assert about["regions"] == ["us1"] and about["regions_note"].startswith("only us1 was asked")
+    assert "--twilio-regions" in about["regions_note"]
+    assert re.search(r"twilio_master_credentials: 2 secrets read invalid, and only us1 was asked", plain.stderr)
+    assert asked_plain == (3, 0)
+    assert reported.returncode == 0, reported.stderr
+    text = (out / "report.md").read_text()
+    assert "Answered by the API host of region: us1 (3 secrets)" in text and "only us1 was asked" in text
+    # the run that lists ie1: the two refused pairs are asked again (US1, then IE1); the valid one is not
+    assert {f["path"]: (f["validity"], f["region"]) for f in listed.findings} == {
+        "us.py": ("valid", "us1"), "ie.py": ("valid", "ie1"), "dead.py": ("invalid", "us1")}
+    assert listed.summary["validation_requests"] == 4 and sorted(ie.sids()) == sorted([in_ie[0], dead[0]])
+    assert again.summary["validation_requests"] == 0  # the same servers: every answer from the store
+    assert len(us.requests) == 3 + 2

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import pandas as pd
 
 from auditor.models import Finding, RepoStats, Summary, redact
 from auditor.outdir import OutDir, private_file, write_private
-from auditor.outputs import _pooled, rates_of
+from auditor.outputs import _pooled, rates_of, regions_note
 from auditor.report import frames as fr
 from auditor.report.measures import counts, unique_secrets
 from auditor.report.stats import METHOD
@@ -48,10 +48,26 @@ def _write_jsonl(path: Path, frame: Any) -> None:
 
 
 # -- the run's result files -----------------------------------------------------------------------------------
+def region_fields(detector: Any, asked: Sequence[str] | None, frame: pd.DataFrame, validated: bool
+                  ) -> dict[str, Any]:
+    """The regions a detector's checks ask, and unique secrets per answering region and answer."""
+    if asked is None:
+        return {"regions": None, "regions_note": None, "unique_secrets_by_region": None}
+    answered = frame[frame["region"].notna() & frame["validity"].isin(["valid", "invalid"])]
+    counts = answered.groupby(["region", "validity"])["secret_sha256"].nunique()
+    by_region: dict[str, dict[str, int]] = {}
+    for (region, validity), n in counts.items():
+        by_region.setdefault(str(region), {})[str(validity)] = int(n)
+    return {"regions": list(asked), "regions_note": regions_note(detector, asked, validated),
+            "unique_secrets_by_region": by_region if validated else None}
+
+
 def write_results(out: OutDir, findings: list[Finding], repos: Sequence[RepoStats], tips: Sequence[tuple],
                    detectors: Sequence[Any], *, show_secrets: bool, validated: bool, validation_requests: int,
-                   validation_unique: int, wall_seconds: float, interrupted: bool, pooled: bool = False) -> Summary:
+                   validation_unique: int, wall_seconds: float, interrupted: bool, pooled: bool = False,
+                   regions: Mapping[str, Sequence[str]] | None = None) -> Summary:
     """What auditor.outputs writes, computed through the reporter's pandas frames."""
+    regions = regions or {}
     frame = fr.findings_frame(findings)
     if not show_secrets:
         frame = frame.assign(client_secret=frame["client_secret"].map(redact, na_action="ignore"))
@@ -92,7 +108,8 @@ def write_results(out: OutDir, findings: list[Finding], repos: Sequence[RepoStat
         validation_unique=validation_unique,
         detectors={d.id: {"name": d.name, **summary_rates(frame[frame["detector"] == d.id], commits,
                                                           validated=validated),
-                          "reference_occurrences_per_million_commits": d.reference_occurrences_per_million_commits}
+                          "reference_occurrences_per_million_commits": d.reference_occurrences_per_million_commits,
+                          **region_fields(d, regions.get(d.id), frame[frame["detector"] == d.id], validated)}
                    for d in detectors},
         repos=tuple(r.summary(rates_of(per_repo[r.repo], r.commits_scanned)) for r in repos),
         seconds={k: round(v, 3) for k, v in seconds.items()} | {"total": round(wall_seconds, 3)},

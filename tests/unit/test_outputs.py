@@ -88,11 +88,12 @@ def test_summary_json_has_intervals(golden):
 # -- write_results on hand-made values --------------------------------------------------------------------------
 
 def _finding(pair, *, commit: str, path: str, validity: Validity = Validity.UNCHECKED, scope: str | None = None,
-             status: str | None = None, kind: str | None = None, repo: str = "/repos/one") -> Finding:
+             status: str | None = None, kind: str | None = None, repo: str = "/repos/one",
+             subaccount: bool | None = None, region: str | None = None) -> Finding:
     return Finding(detector=DETECTOR, repo=repo, commit=commit, path=path, line=3, client_id=pair[0],
                    client_secret=pair[1], secret_sha256=sha(pair), validity=validity, scope=scope,
                    account_status=status, account_type=kind, author_email="a@example.com",
-                   author_time="2021-03-01T00:00:00Z", blob="b" * 40)
+                   author_time="2021-03-01T00:00:00Z", blob="b" * 40, subaccount=subaccount, region=region)
 
 
 def _stats(repo: str = "/repos/one", **kw) -> RepoStats:
@@ -112,9 +113,9 @@ def made():
     live, dead = make_pair(), make_pair()
     findings = [
         _finding(live, commit="1" * 40, path="app.py", validity=Validity.VALID, scope="live", status="active",
-                 kind="Full"),
+                 kind="Full", subaccount=True, region="ie1"),
         _finding(live, commit="2" * 40, path="copy/app.py", validity=Validity.VALID, scope="live",
-                 status="active", kind="Full"),
+                 status="active", kind="Full", subaccount=True, region="ie1"),
         _finding(dead, commit="2" * 40, path="old.py", validity=Validity.FAILED_TO_CHECK),
     ]
     return live, dead, findings
@@ -142,7 +143,8 @@ def test_findings_jsonl_has_every_field_of_spec_7(tmp_path, made):
     assert row == {"detector": DETECTOR, "repo": "/repos/one", "commit": "1" * 40, "path": "app.py", "line": 3,
                    "client_id": live[0], "client_secret": redacted(live[1]), "secret_sha256": sha(live),
                    "validity": "valid", "scope": "live", "account_status": "active", "account_type": "Full",
-                   "author_email": "a@example.com", "author_time": "2021-03-01T00:00:00Z", "blob": "b" * 40}
+                   "subaccount": True, "region": "ie1", "author_email": "a@example.com",
+                   "author_time": "2021-03-01T00:00:00Z", "blob": "b" * 40}
 
 
 def test_secrets_jsonl_one_row_per_secret_with_its_validity(tmp_path, made):
@@ -152,9 +154,29 @@ def test_secrets_jsonl_one_row_per_secret_with_its_validity(tmp_path, made):
     rows = {r["client_id"]: r for r in load_jsonl(tmp_path / "secrets.jsonl")}
     assert set(rows) == {live[0], dead[0]}
     got = {k: (r["occurrences"], r["commits"], r["validity"], r["scope"], r["account_status"], r["account_type"],
-               r["still_at_tip"], r["tip_refs"]) for k, r in rows.items()}
-    assert got == {live[0]: (2, 2, "valid", "live", "active", "Full", True, ["refs/heads/main"]),
-                   dead[0]: (1, 1, "failed_to_check", None, None, None, False, [])}
+               r["subaccount"], r["region"], r["still_at_tip"], r["tip_refs"]) for k, r in rows.items()}
+    assert got == {live[0]: (2, 2, "valid", "live", "active", "Full", True, "ie1", True, ["refs/heads/main"]),
+                   dead[0]: (1, 1, "failed_to_check", None, None, None, None, None, False, [])}
+
+
+def test_summary_says_which_regions_were_asked_and_which_answered(tmp_path, made):
+    live, dead, findings = made
+    refused = make_pair()
+    findings = [*findings, _finding(refused, commit="3" * 40, path="r.py", validity=Validity.INVALID, region="us1")]
+    asked = {DETECTOR: ("us1", "ie1")}
+    about = _write(tmp_path / "a", findings, [_stats()], validated=True, regions=asked).detectors[DETECTOR]
+    assert (about["regions"], about["regions_note"]) == (["us1", "ie1"], None)
+    assert about["unique_secrets_by_region"] == {"ie1": {"valid": 1}, "us1": {"invalid": 1}}  # failures: no region
+    about = _write(tmp_path / "b", findings, [_stats()], validated=True, regions={DETECTOR: ("us1",)}
+                   ).detectors[DETECTOR]
+    assert about["regions"] == ["us1"] and about["regions_note"].startswith("only us1 was asked")
+    about = _write(tmp_path / "c", findings, [_stats()], regions=asked).detectors[DETECTOR]
+    assert (about["regions"], about["regions_note"], about["unique_secrets_by_region"]) == (["us1", "ie1"], None,
+                                                                                           None)
+    about = _write(tmp_path / "d", findings, [_stats()], validated=True).detectors[DETECTOR]  # knows no regions
+    assert (about["regions"], about["regions_note"], about["unique_secrets_by_region"]) == (None, None, None)
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["detectors"][DETECTOR]["regions"] == [
+        "us1", "ie1"]
 
 
 def test_summary_counts_and_rates(tmp_path, made):

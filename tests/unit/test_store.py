@@ -3,13 +3,16 @@ state a rerun builds on, as they round-trip; never a token in the file."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import stat
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from auditor import store as store_module
 from auditor.errors import OutputError
 from auditor.models import CheckResult, OccurrenceRow, RemovalRow, RepoState, TipRow, Validity, redact
 from auditor.store import Store
@@ -104,6 +107,62 @@ def test_old_checks_are_not_fresh(store):
     # a newer answer replaces the older one
     store.save_check(sha(old), "twilio_master_credentials", old[0], CheckResult(validity=Validity.INVALID))
     assert store.fresh_checks(timedelta(hours=24))[sha(old)].validity is Validity.INVALID
+
+
+def test_a_check_keeps_the_servers_that_gave_it_and_whether_the_account_is_a_subaccount(store):
+    found, refused, sub = make_pair(), make_pair(), make_pair()
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    kept = {
+        sha(found): CheckResult(validity=Validity.VALID, scope="live", account_status="active", subaccount=False,
+                                checked_at=now, base="http://127.0.0.1:1", region="ie1",
+                                fallbacks="au1=http://127.0.0.1:2 ie1=http://127.0.0.1:3"),
+        sha(refused): CheckResult(validity=Validity.INVALID, checked_at=now, base="https://api.twilio.com",
+                                  region="us1", fallbacks=""),
+        sha(sub): CheckResult(validity=Validity.VALID, scope="live", subaccount=True, checked_at=now,
+                              base="https://api.twilio.com", region="us1"),
+    }
+    for pair in (found, refused, sub):
+        store.save_check(sha(pair), "twilio_master_credentials", pair[0], dataclasses.replace(kept[sha(pair)],
+                                                                                              requests=3))
+    assert store.fresh_checks(timedelta(hours=1)) == kept  # requests is this run's cost, not kept
+
+
+OLD_CHECKS = """CREATE TABLE checks (secret_sha256 TEXT PRIMARY KEY, detector TEXT NOT NULL, client_id TEXT NOT NULL,
+    validity TEXT NOT NULL, scope TEXT, account_status TEXT, account_type TEXT, checked_at TEXT NOT NULL)"""
+
+
+@pytest.mark.parametrize("version", ["1", "2"])
+def test_an_older_store_works_and_its_checks_have_no_base(tmp_path, version):
+    """Schema 3 added the servers of a check: an older store gains the columns empty, so its checks are read back
+    without a base (the validator reuses none of them) and new ones are kept whole."""
+    path = tmp_path / "audit.sqlite"
+    old, new = make_pair(), make_pair()
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        con.execute("INSERT INTO meta VALUES ('schema_version', ?)", (version,))
+        con.execute(OLD_CHECKS)
+        con.execute("INSERT INTO checks VALUES (?, ?, ?, 'valid', 'live', 'active', 'Full', ?)",
+                    (sha(old), "twilio_master_credentials", old[0], now))
+        con.executescript(Path(store_module.__file__).with_name("schema.sql").read_text())
+        con.execute("INSERT INTO rescan_state VALUES ('/r', '/r/.git', 'x', x'', x'', x'')")
+    con.close()
+    s = Store(path)
+    try:
+        assert s.fresh_checks(None) == {sha(old): CheckResult(validity=Validity.VALID, scope="live",
+                                                              account_status="active", account_type="Full",
+                                                              checked_at=now)}
+        result = CheckResult(validity=Validity.VALID, scope="live", subaccount=True, checked_at=now,
+                             base="https://api.twilio.com", region="us1")
+        s.save_check(sha(new), "twilio_master_credentials", new[0], result)
+        assert s.fresh_checks(None)[sha(new)] == result
+        assert s.db.execute("SELECT value FROM meta").fetchone() == (store_module.SCHEMA_VERSION,)
+        # schema 1 had no exposure ends: its repositories are scanned whole once; schema 2's state stands
+        assert s.db.execute("SELECT count(*) FROM rescan_state").fetchone() == ((0,) if version == "1" else (1,))
+    finally:
+        s.close()
+    Store(path).close()  # and opens again as a store of this version
 
 
 # -- one repository's results --------------------------------------------------------------------------------------

@@ -19,6 +19,17 @@ MALFORMED = [
     pytest.param(lambda: builtin_doc(minimum_number_of_matches="two"), "minimum_number_of_matches",
                  id="wrong-type-int"),
     pytest.param(lambda: builtin_doc(matchers=["client_id"]), "matchers", id="wrong-type-mapping"),
+    pytest.param(lambda: edited(builtin_doc(), "check.responses.0.validity", "unchecked"),
+                 "check.responses[0].validity", id="rule-validity"),
+    pytest.param(lambda: edited(builtin_doc(), "check.responses.1.keep", {"subaccount": {"key": "x"}}),
+                 "check.responses[1].keep.subaccount", id="keep-test"),
+    pytest.param(lambda: edited(builtin_doc(), "check.responses.3.ask_other_regions", "yes"),
+                 "check.responses[3].ask_other_regions", id="ask-other-regions"),
+    pytest.param(lambda: edited(builtin_doc(), "check.regional_bases.ie1", "api.dublin.ie1.twilio.com"),
+                 "check.regional_bases.ie1", id="regional-base-url"),
+    pytest.param(lambda: edited(builtin_doc(), "check.regional_bases", {"Dublin": "https://x.example"}),
+                 "check.regional_bases", id="region-name"),
+    pytest.param(lambda: edited(builtin_doc(), "check.base_region", "US 1"), "check.base_region", id="base-region"),
 ]
 
 
@@ -44,3 +55,24 @@ def test_valid_extra_detector_is_added(tmp_path):
     (tmp_path / "notes.txt").write_text("not a detector", encoding="utf-8")
     ids = [d.id for d in detector_spec.load_detectors(tmp_path)]
     assert sorted(ids) == ["custom_twilio", "twilio_master_credentials"]
+
+
+def test_the_twilio_check_reads_as_spec_5_says():
+    """The built-in decision table: closed before live, the 401 only with Twilio's code (and the one that may be
+    another region's token), Twilio's 404 final; US1 the base, the regional hosts and the per-account 429."""
+    check = next(d for d in detector_spec.load_detectors() if d.id == "twilio_master_credentials").check
+    rows = [(r.status, dict(r.json or {}), r.validity.value, r.scope, r.ask_other_regions) for r in check.responses]
+    assert rows == [
+        (200, {"sid": "{client_id}", "status": "closed"}, "invalid", None, False),
+        (200, {"sid": "{client_id}"}, "valid", "live", False),
+        (403, {"code": 20008}, "valid", "test", False),
+        (401, {"code": 20003}, "invalid", None, True),
+        (403, {"code": 20403}, "invalid", None, False),
+        (404, {"code": 20404}, "failed_to_check", None, False)]
+    assert check.responses[1].keep == {"account_status": "status", "account_type": "type",
+                                       "subaccount": detector_spec.Differs(key="owner_account_sid",
+                                                                           other="{client_id}")}
+    assert (check.base, check.base_region) == ("https://api.twilio.com", "us1")
+    assert check.regional_bases["ie1"] == "https://api.dublin.ie1.twilio.com"
+    assert set(check.regional_bases) == {"au1", "br1", "de1", "ie1", "jp1", "jp2", "sg1", "us2"}
+    assert dict(check.throttle_per_client) == {"code": 20429}

@@ -4,6 +4,7 @@ lifecycles), compared exactly with frames written out by hand from histories kno
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import pandas as pd
 
@@ -94,3 +95,32 @@ def test_end_of_exposure_follows_ancestry_not_the_clock(tmp_path):
     assert json.loads((out / "summary.json").read_text())["repos"][0]["commits_new"] == 1
     ends = report.load(out).findings.set_index("commit")["removed_commit"]
     assert (ends[main], ends[side]) == (gone, later)
+
+
+def test_findings_carry_region_and_subaccount_and_an_older_store_reads_without_them(tmp_path):
+    """The checks' region and subaccount reach the findings and secrets frames; a store an older auditor wrote (no
+    such columns, not yet opened by a scan) is read with them empty."""
+    repo = GitRepo(tmp_path / "repo")
+    sub, plain = make_pair(), make_pair()
+    repo.commit("one", {"a.py": snippet(sub), "b.py": snippet(plain)})
+    out = run([repo], tmp_path / "out")
+    con = sqlite3.connect(out / "audit.sqlite")
+    with con:
+        for pair, flag, region in ((sub, 1, "ie1"), (plain, 0, "us1")):
+            con.execute("INSERT INTO checks (secret_sha256, detector, client_id, validity, scope, checked_at, base, "
+                        "region, subaccount) VALUES (?, 'twilio_master_credentials', ?, 'valid', 'live', "
+                        "'2026-01-01T00:00:00+00:00', 'https://api.twilio.com', ?, ?)",
+                        (secret_sha256(*pair), pair[0], region, flag))
+    findings = report.load(out).findings.set_index("client_id")
+    assert (findings.loc[sub[0], "subaccount"], findings.loc[sub[0], "region"]) == (True, "ie1")
+    assert (findings.loc[plain[0], "subaccount"], findings.loc[plain[0], "region"]) == (False, "us1")
+    assert str(findings["subaccount"].dtype) == "boolean"
+    secrets = report.load(out).secrets.set_index("client_id")
+    assert (secrets.loc[sub[0], "subaccount"], secrets.loc[sub[0], "region"]) == (True, "ie1")
+    with con:
+        con.execute("ALTER TABLE checks DROP COLUMN region")
+        con.execute("ALTER TABLE checks DROP COLUMN subaccount")
+    con.close()
+    findings = report.load(out).findings
+    assert list(findings["validity"]) == ["valid", "valid"]
+    assert findings["region"].isna().all() and findings["subaccount"].isna().all()
