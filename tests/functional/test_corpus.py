@@ -256,3 +256,40 @@ def test_bad_corpus_input_is_exit_2_in_seconds_with_what_to_do(tmp_path: Path, c
     assert {"no_file": "no such corpus file", "empty": "names no repository", "neither_path_nor_url": "line 2",
             "nobody_answers": "cannot reach the Dask scheduler", "scheduler_without_corpus": "--corpus",
             "no_repo_at_all": "at least one REPO"}[case] in said
+
+
+def test_a_worker_with_another_auditor_is_refused_before_any_task(corpus: Corpus, tmp_path: Path) -> None:
+    """A worker whose installation differs from the client's (here: another copy of the package, first on its
+    path, saying another version) stops the run before any task, exit 2, saying what to do."""
+    import shutil
+
+    import auditor
+
+    other = tmp_path / "other"
+    shutil.copytree(Path(auditor.__file__).parent, other / "auditor", ignore=shutil.ignore_patterns("__pycache__"))
+    init = other / "auditor" / "__init__.py"
+    init.write_text(init.read_text().replace(f'__version__ = "{auditor.__version__}"', '__version__ = "0.0.0-other"'))
+    scheduler_file = tmp_path / "scheduler.json"
+    env = {**ENV, "PYTHONPATH": str(other)}
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                               "--port", "0", "--no-dashboard", "--scheduler-file", str(scheduler_file)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, cwd=tmp_path)]
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists():
+            assert time.monotonic() < deadline, "the Dask scheduler did not start"
+            time.sleep(0.1)
+        procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file",
+                                       str(scheduler_file), "--nthreads", "1", "--host", "127.0.0.1",
+                                       "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      env=env, cwd=tmp_path))
+        proc = subprocess.run(_cmd("--corpus", str(corpus.file), "--out", str(tmp_path / "out"), "--scheduler-file",
+                                   str(scheduler_file), "--no-validate"),
+                              capture_output=True, text=True, env=ENV, timeout=120)
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    assert "0.0.0-other" in proc.stderr and "install the same auditor" in proc.stderr, proc.stderr
+    assert not (tmp_path / "out" / "findings.jsonl").exists()  # nothing was scanned
