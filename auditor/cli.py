@@ -102,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--show-secrets", action="store_true",
                    help="write tokens in clear in findings.jsonl and secrets.jsonl")
     s.add_argument("--no-progress", dest="progress", action="store_false", help="no progress output on stderr")
-    s.add_argument("--detectors", type=Path, default=None, metavar="DIR", help="directory of extra detector YAML")
+    s.add_argument("--detectors", type=Path, default=None, metavar="PATH",
+                   help="a directory of extra detector YAML, or another tool's catalog: a gitleaks config (.toml) or a "
+                        "Nosey Parker rules file (each rule a detector; what a rule says that is not applied is said)")
     s.add_argument("--max-blob-bytes", type=_positive(int), default=64 * 1024 * 1024, metavar="N",
                    help="skip (and count) blobs larger than N bytes (default 64 MiB)")
     s.add_argument("--recheck", action="store_true", help="ask the provider again about every secret")
@@ -297,6 +299,11 @@ def main(argv: list[str] | None = None) -> int:
                        max_pairs_per_sid=args.max_pairs_per_sid, validate_concurrency=args.validate_concurrency,
                        validate_rate=args.validate_rate, validate_timeout=args.validate_timeout)
     try:
+        if args.detectors is not None and args.detectors.is_file():
+            from auditor.detectors.spec import load_with_notes
+
+            for note in load_with_notes(args.detectors)[1]:  # at load, before a long scan
+                print(f"auditor: {note}", file=sys.stderr)
         if args.corpus is None and (args.scheduler or args.scheduler_file):
             raise UsageError("--scheduler and --scheduler-file run a corpus: add --corpus FILE (one repository per "
                              "line), or drop them to scan here")

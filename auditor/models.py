@@ -246,7 +246,7 @@ class ScanOptions:
     jobs: int | None = None
     show_secrets: bool = False
     progress: bool = True
-    detectors_dir: Path | None = None
+    detectors_dir: Path | None = None  # a directory of detector YAML, or a catalog file (detectors.catalogs)
     max_blob_bytes: int = 64 * 1024 * 1024
     recheck: bool = False
     recheck_after: float = 24 * 3600.0  # seconds

@@ -27,6 +27,7 @@ from typing import Any
 import regex
 import yaml
 
+from auditor.detectors import catalogs
 from auditor.detectors.engine import CompiledDetector, DetectorSet, detect
 from auditor.detectors.spec import Detector, Example, detector_files, parse_detector
 from auditor.errors import DetectorFileError
@@ -145,7 +146,8 @@ def _load(src: str | Path, file: Any) -> Detector:
 def check_detectors(extra_dir: Path | None = None, *, max_pairs: int = 8) -> CheckReport:
     """Check the built-in detector files and every ``*.yaml``/``*.yml`` of ``extra_dir``; never raises for a bad
     file (that is a result), only DetectorFileError when ``extra_dir`` is not a directory."""
-    files = detector_files(extra_dir)
+    catalog = extra_dir is not None and extra_dir.is_file()  # a gitleaks config or a Nosey Parker rules file
+    files = detector_files(None if catalog else extra_dir)
     results: list[FileResult] = []
     loaded: list[Detector] = []
     builtins: dict[str, str] = {}  # id → the built-in file that defines it
@@ -172,7 +174,19 @@ def check_detectors(extra_dir: Path | None = None, *, max_pairs: int = 8) -> Che
         results.append(FileResult(source=source, detector=detector.id, examples=len(detector.examples),
                                   negative_examples=len(detector.negative_examples), problems=tuple(problems)))
     overall: list[Problem] = []
-    if extra_dir is not None and not any(isinstance(src, Path) for src, _ in files):
+    if catalog:
+        try:
+            rules, notes = catalogs.load(extra_dir)
+        except DetectorFileError as e:
+            rules, notes = [], []
+            results.append(FileResult(source=str(extra_dir), detector=None,
+                                      problems=(Problem(Severity.ERROR, str(e)),)))
+        overall += [Problem(Severity.WARNING, note) for note in notes]
+        for rule in rules:
+            loaded.append(rule)
+            results.append(FileResult(source=f"{extra_dir} rule {rule.id}", detector=rule.id,
+                                      problems=tuple(check_detector(rule, max_pairs))))
+    elif extra_dir is not None and not any(isinstance(src, Path) for src, _ in files):
         overall.append(Problem(Severity.WARNING, f"{extra_dir} holds no *.yaml or *.yml file"))
     try:
         DetectorSet(_as_scanned(loaded))  # what a scan compiles: one detector per id, the last file's

@@ -32,6 +32,9 @@ class ContentWhitelist:
 class Matcher:
     name: str
     pattern: str  # group 1, if any, is the body placeholders are judged on; the whole match is the value
+    # Another tool's rule (detectors.catalogs): the value is this group instead (0: the first non-empty group, else
+    # the whole match), as gitleaks' secretGroup and Nosey Parker's groups say.
+    secret_group: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -286,15 +289,32 @@ def detector_files(extra_dir: Path | None = None) -> list[tuple[str | Path, Any]
         if entry.name.endswith((".yaml", ".yml"))]
     if extra_dir is not None:
         if not extra_dir.is_dir():
-            raise DetectorFileError(extra_dir, "--detectors", "is not a directory of detector YAML files")
+            raise DetectorFileError(extra_dir, "--detectors", "is neither a directory of detector YAML files nor a "
+                                    "gitleaks config or Nosey Parker rules file")
         files += [(path, path) for path in sorted(extra_dir.iterdir()) if path.suffix in (".yaml", ".yml")]
     return files
 
 
-def load_detectors(extra_dir: Path | None = None) -> tuple[Detector, ...]:
-    """The built-in detectors, plus every ``*.yaml``/``*.yml`` of ``extra_dir`` (a user's own)."""
+def load_detectors(extra: Path | None = None) -> tuple[Detector, ...]:
+    """The built-in detectors, plus every ``*.yaml``/``*.yml`` of the directory ``extra`` (a user's own) — or, when
+    ``extra`` is a file, the rules of a gitleaks config or a Nosey Parker rules file (``load_with_notes`` also says
+    what of them is not honoured)."""
+    return load_with_notes(extra)[0]
+
+
+def load_with_notes(extra: Path | None = None) -> tuple[tuple[Detector, ...], list[str]]:
     found: dict[str, Detector] = {}
-    for src, file in detector_files(extra_dir):
+    notes: list[str] = []
+    catalog = extra is not None and extra.is_file()
+    for src, file in detector_files(None if catalog else extra):
         d = _load_file(file.read_text(encoding="utf-8"), src)
         found[d.id] = d  # a user's detector may replace a built-in one of the same id (`auditor detectors check`)
-    return tuple(found.values())
+    if catalog:
+        from auditor.detectors import catalogs
+
+        rules, notes = catalogs.load(extra)
+        for d in rules:
+            if d.id in found:
+                notes.append(f"{extra}: rule {d.id}: replaces the detector of the same id")
+            found[d.id] = d
+    return tuple(found.values()), notes

@@ -1,0 +1,111 @@
+"""Other tools' rule catalogs as detectors (SPEC §3): a gitleaks TOML config (``[[rules]]``) or a Nosey Parker rules
+YAML (``rules:``). Each rule becomes a detector with one matcher whose secret is its capture group (gitleaks'
+``secretGroup``, else the first non-empty group, else the whole match — as gitleaks and Nosey Parker read them).
+
+What a rule says that auditor cannot honour is said, rule by rule, in the notes ``load`` returns — never dropped or
+changed silently: a rule whose pattern the ``regex`` module cannot compile is not loaded (and said so); gitleaks'
+``entropy``, ``path`` and allowlists are not applied (more candidates than gitleaks reports, never fewer); gitleaks'
+``keywords`` are kept as the rule's content gate, exactly their meaning there.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import regex
+
+from auditor.detectors.spec import ContentWhitelist, Detector, Matcher, Pairing
+from auditor.errors import DetectorFileError
+
+SUPPORTED_GITLEAKS = {"id", "description", "regex", "secretGroup", "keywords", "tags"}
+
+
+def _detector(rule_id: str, name: str, pattern: str, group: int, *, keywords: tuple[str, ...], source: str,
+              category: str) -> Detector:
+    gate = ContentWhitelist(patterns=tuple(regex.escape(k.lower()) for k in keywords)) if keywords else None
+    return Detector(id=rule_id, name=name, category=category, company="", high_recall=False,
+                    validity_check_available=False, only_valid_secrets_raise_alert=False,
+                    minimum_number_of_matches=1, prefixed=False, filename_banlist=None, content_whitelist=gate,
+                    matchers=(Matcher(name="client_secret", pattern=pattern, secret_group=group),),
+                    pairing=Pairing(), check=None, examples=(), negative_examples=(), source=source)
+
+
+def _compiles(pattern: str) -> str | None:
+    try:
+        regex.compile(pattern.encode())
+    except (regex.error, UnicodeEncodeError) as e:
+        return str(e)
+    return None
+
+
+def _gitleaks(doc: Mapping[str, Any], src: str) -> tuple[list[Detector], list[str]]:
+    detectors, notes = [], []
+    for key in ("allowlist", "allowlists"):
+        if key in doc:
+            notes.append(f"{src}: the global [{key}] is not applied (auditor reports what it would hide)")
+    for i, rule in enumerate(doc.get("rules") or ()):
+        if not isinstance(rule, Mapping) or not isinstance(rule.get("id"), str):
+            raise DetectorFileError(src, f"rules[{i}].id", "is required (a string)")
+        rid = rule["id"]
+        pattern = rule.get("regex")
+        if not isinstance(pattern, str):
+            notes.append(f"{src}: rule {rid}: not loaded: it has no regex (a path-only rule); auditor matches "
+                         "content")
+            continue
+        if (why := _compiles(pattern)) is not None:
+            notes.append(f"{src}: rule {rid}: not loaded: its regex does not compile here ({why})")
+            continue
+        for key in sorted(set(rule) - SUPPORTED_GITLEAKS):
+            notes.append(f"{src}: rule {rid}: '{key}' is not applied (auditor may report more than gitleaks)")
+        group = rule.get("secretGroup", 0)
+        if not isinstance(group, int) or group < 0 or group > regex.compile(pattern.encode()).groups:
+            notes.append(f"{src}: rule {rid}: not loaded: secretGroup {group!r} names no group of its regex")
+            continue
+        keywords = tuple(k for k in rule.get("keywords") or () if isinstance(k, str))
+        detectors.append(_detector(rid, str(rule.get("description") or rid), pattern, group, keywords=keywords,
+                                   source=src, category="gitleaks rule"))
+    return detectors, notes
+
+
+def _noseyparker(doc: Mapping[str, Any], src: str) -> tuple[list[Detector], list[str]]:
+    detectors, notes = [], []
+    for i, rule in enumerate(doc.get("rules") or ()):
+        if not isinstance(rule, Mapping) or not isinstance(rule.get("pattern"), str):
+            raise DetectorFileError(src, f"rules[{i}].pattern", "is required (a string)")
+        rid = str(rule.get("id") or rule.get("name") or f"rule-{i}")
+        if (why := _compiles(rule["pattern"])) is not None:
+            notes.append(f"{src}: rule {rid}: not loaded: its pattern does not compile here ({why})")
+            continue
+        detectors.append(_detector(rid, str(rule.get("name") or rid), rule["pattern"], 0, keywords=(), source=src,
+                                   category="Nosey Parker rule"))
+    return detectors, notes
+
+
+def load(path: Path) -> tuple[list[Detector], list[str]]:
+    """A catalog file → its rules as detectors, and a note for each thing a rule says that is not honoured."""
+    src = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DetectorFileError(src, "--detectors", f"cannot be read as UTF-8 text: {e}") from None
+    if path.suffix == ".toml":
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise DetectorFileError(src, "<toml>", f"is not valid TOML: {e}") from None
+        if not isinstance(doc.get("rules"), list):
+            raise DetectorFileError(src, "rules", "is required: a gitleaks config holds [[rules]]")
+        return _gitleaks(doc, src)
+    import yaml
+
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise DetectorFileError(src, "<yaml>", f"is not valid YAML: {e}") from None
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("rules"), list):
+        raise DetectorFileError(src, "rules", "is required: pass a gitleaks config (.toml), a Nosey Parker rules file "
+                                "(rules: [...]) or a directory of auditor detector files")
+    return _noseyparker(doc, src)

@@ -1,0 +1,134 @@
+"""Other tools' catalogs as detectors: a gitleaks config and a Nosey Parker rules file, read as those tools read them
+(the secret is the secretGroup, else the first non-empty group, else the whole match); what is not honoured is said
+rule by rule."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from pathlib import Path
+
+import pytest
+
+from auditor.detectors import CompiledDetector
+from auditor.detectors.catalogs import load
+from auditor.detectors.engine import detect
+from auditor.detectors.spec import load_with_notes
+from auditor.errors import DetectorFileError
+from auditor.models import resolve_unchecked
+
+GITLEAKS = """
+[allowlist]
+paths = ['''vendor/''']
+
+[[rules]]
+id = "svc-key"
+description = "a service key"
+regex = '''(svc|api)_key\\s*=\\s*"([0-9a-f]{32})"'''
+secretGroup = 2
+keywords = ["_key"]
+
+[[rules]]
+id = "first-group"
+regex = '''token:\\s*(?:"([0-9a-f]{24})"|'([0-9a-f]{24})')'''
+entropy = 3.5
+[rules.allowlist]
+regexes = ['''0{24}''']
+
+[[rules]]
+id = "whole-match"
+regex = '''zz-[0-9a-f]{20}'''
+
+[[rules]]
+id = "path-only"
+path = '''\\.pem$'''
+
+[[rules]]
+id = "broken"
+regex = '''(?P<unclosed'''
+
+[[rules]]
+id = "bad-group"
+regex = '''k=([0-9a-f]{8})'''
+secretGroup = 3
+"""
+
+NOSEYPARKER = """
+rules:
+- name: Example Key
+  id: np.example.1
+  pattern: |
+    (?x)
+    \\b example_key \\s* = \\s*   # the assignment
+    ([A-Za-z0-9]{30})          # the key
+  examples:
+  - 'example_key = abc'
+"""
+
+
+def _hex(n: int) -> str:
+    return secrets.token_hex(n // 2)
+
+
+def _values(detector, text: str) -> set[str]:
+    return {c.pairs[0].client_secret for c in detect([CompiledDetector(detector)], text.encode(), "blob", 8)}
+
+
+def test_a_gitleaks_config_becomes_detectors_with_notes_for_what_is_not_applied(tmp_path: Path) -> None:
+    path = tmp_path / "gitleaks.toml"
+    path.write_text(GITLEAKS)
+    detectors, notes = load(path)
+    by_id = {d.id: d for d in detectors}
+    assert set(by_id) == {"svc-key", "first-group", "whole-match"}
+    said = "\n".join(notes)
+    for fragment in ("global [allowlist] is not applied", "rule first-group: 'entropy' is not applied",
+                     "rule first-group: 'allowlist' is not applied", "rule path-only: not loaded",
+                     "rule broken: not loaded: its regex does not compile", "rule bad-group: not loaded: secretGroup"):
+        assert fragment in said, said
+    key, tok, z = _hex(32), _hex(24), _hex(20)
+    assert _values(by_id["svc-key"], f'api_key = "{key}"\n') == {key}  # secretGroup 2, not the whole match
+    assert _values(by_id["svc-key"], f'API_KEY = "{key}"\n') == set()  # the regex is case-sensitive
+    assert _values(by_id["svc-key"], f'x = "{key}"\n') == set()
+    assert _values(by_id["first-group"], f"token: '{tok}'\n") == {tok}  # the first non-empty group
+    assert _values(by_id["whole-match"], f"zz-{z}\n") == {f"zz-{z}"}
+    assert by_id["svc-key"].content_whitelist is not None  # keywords: the rule's gate, as in gitleaks
+
+
+def test_a_one_matcher_secret_is_keyed_by_the_secret_alone(tmp_path: Path) -> None:
+    path = tmp_path / "gitleaks.toml"
+    path.write_text(GITLEAKS)
+    svc = next(d for d in load(path)[0] if d.id == "svc-key")
+    key = _hex(32)
+    [cand] = detect([CompiledDetector(svc)], f'svc_key = "{key}"\n'.encode(), "blob", 8)
+    assert resolve_unchecked(cand).secret_sha256 == hashlib.sha256(key.encode()).hexdigest()
+
+
+def test_a_noseyparker_rules_file_becomes_detectors(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yml"
+    path.write_text(NOSEYPARKER)
+    [rule], notes = load(path)
+    assert (rule.id, rule.name, notes) == ("np.example.1", "Example Key", [])
+    value = secrets.token_hex(15)
+    assert _values(rule, f"example_key = {value}\n") == {value}  # verbose pattern, the capture group
+
+
+def test_load_with_notes_keeps_the_builtins_beside_a_catalog(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yml"
+    path.write_text(NOSEYPARKER)
+    detectors, _ = load_with_notes(path)
+    assert {"twilio_master_credentials", "np.example.1"} <= {d.id for d in detectors}
+
+
+@pytest.mark.parametrize(("name", "text", "field"), [
+    ("a.toml", "rules = 3\n", "rules"),
+    ("a.toml", "[[rules]\n", "<toml>"),
+    ("a.yml", "detectors: []\n", "rules"),
+    ("a.yml", "rules:\n- name: x\n", "rules[0].pattern"),
+    ("a.toml", '[[rules]]\nregex = "x"\n', "rules[0].id"),
+])
+def test_a_malformed_catalog_names_the_file_and_the_field(tmp_path: Path, name: str, text: str, field: str) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(DetectorFileError) as e:
+        load(path)
+    assert e.value.field == field and str(path) in str(e.value)
