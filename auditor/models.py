@@ -43,16 +43,65 @@ class SecretKey(NamedTuple):
         return f"SecretKey(detector={self.detector!r}, client_id={self.client_id!r}, client_secret=<redacted>)"
 
 
-PRESENCE = ("branch tip", "tag tip", "other ref tip", "history only")  # best first: where a secret still sits
+PRESENCE = ("branch tip", "tag tip", "pull-request tip", "other ref tip", "history only")  # best first: where a
+# secret still sits. A pull-request ref (refs/pull/*, refs/merge-requests/*) holds a fork's contribution, not the
+# project's code: it is told apart from a branch (SPEC §11).
+REF_KINDS = ("branch", "tag", "pull request", "other")
+_PULL_PREFIXES = ("refs/pull/", "refs/merge-requests/", "refs/remotes/origin/pr/")
+
+
+def ref_kind(ref: str) -> str:
+    """The kind of a ref (REF_KINDS): branch (refs/heads/, HEAD), tag (refs/tags/), pull request (refs/pull/*,
+    refs/merge-requests/*), other (remote-tracking refs, notes, the stash…)."""
+    if ref.startswith("refs/heads/") or ref == "HEAD":
+        return REF_KINDS[0]
+    if ref.startswith("refs/tags/"):
+        return REF_KINDS[1]
+    if ref.startswith(_PULL_PREFIXES):
+        return REF_KINDS[2]
+    return REF_KINDS[3]
 
 
 def presence(refs: Sequence[str]) -> str:
     """Where a secret still sits, from the refs whose tips hold it (PRESENCE)."""
-    if any(r.startswith("refs/heads/") for r in refs):
-        return PRESENCE[0]
-    if any(r.startswith("refs/tags/") for r in refs):
-        return PRESENCE[1]
-    return PRESENCE[2] if refs else PRESENCE[3]
+    kinds = {ref_kind(r) for r in refs}
+    for kind, where in zip(REF_KINDS, PRESENCE, strict=False):
+        if kind in kinds:
+            return where
+    return PRESENCE[-1]
+
+
+def short_ref(ref: str) -> str:
+    """refs/heads/main → main, refs/pull/620/head → #620, refs/merge-requests/7/head → !7, else the ref."""
+    for prefix in ("refs/heads/", "refs/tags/"):
+        if ref.startswith(prefix):
+            return ref[len(prefix):]
+    parts = ref.split("/")
+    if ref.startswith("refs/pull/") and len(parts) > 2:
+        return f"#{parts[2]}"
+    if ref.startswith("refs/merge-requests/") and len(parts) > 2:
+        return f"!{parts[2]}"
+    return ref
+
+
+def refs_by_kind(refs: Sequence[str]) -> str:
+    """'branch: main; pull request: #620, #823' — the refs whose tips hold a secret, by kind ('' for none)."""
+    groups: dict[str, list[str]] = {}
+    named = set(refs) - ({"HEAD"} if any(r.startswith("refs/heads/") for r in refs) else set())  # HEAD: a branch's
+    for ref in sorted(named):
+        groups.setdefault(ref_kind(ref), []).append(short_ref(ref))
+    return "; ".join(f"{kind}: {', '.join(groups[kind])}" for kind in REF_KINDS if kind in groups)
+
+
+def short_repo(repo: str) -> str:
+    """A repository as people name it: owner/name for a URL, the directory's name for a path (no .git)."""
+    text = repo.rstrip("/")
+    if text.endswith(".git"):
+        text = text[:-4]
+    parts = [p for p in text.replace(":", "/").split("/") if p]
+    if "://" in repo or (repo.count(":") == 1 and "@" in repo.split(":")[0]):
+        return "/".join(parts[-2:]) if len(parts) >= 2 else text
+    return parts[-1] if parts else repo
 
 
 def redact(value: str) -> str:

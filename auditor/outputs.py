@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from auditor import sarif
 from auditor.errors import OutputError, UsageError
 from auditor.models import Finding, RepoStats, Summary, presence, redact
 from auditor.outdir import OutDir, private_file, write_private
@@ -235,6 +236,7 @@ def _write(out: OutDir, findings: list[Finding], repos: Sequence[RepoStats], tip
                  for commit, path, sha, removed, when in store.rows(
                      "SELECT commit_id, path, secret_sha256, removed_commit, removed_time FROM exposure_ends "
                      "WHERE repo = ?", name)} if store.has("exposure_ends") else {}
+        checked_at = dict(store.rows("SELECT secret_sha256, checked_at FROM checks"))
         times: dict[tuple[str, str], datetime | None] = {}
         for r in rows:
             key = (r["repo"], r["commit"])
@@ -284,6 +286,11 @@ def _write(out: OutDir, findings: list[Finding], repos: Sequence[RepoStats], tip
         pooled=_pooled(repos, per_repo) if pooled else None,
     )
     write_private(out.summary, (json.dumps(summary.as_json(), indent=2) + "\n").encode("utf-8"))
+    tip_refs: dict[str, list[str]] = {}
+    for _, sha, ref, _ in tips:
+        tip_refs.setdefault(sha, []).append(ref)
+    write_private(out.sarif, sarif.dumps(sarif.document(rows, tip_refs, [(d.id, d.name) for d in detectors],
+                                                        checked_at)))
     return summary
 
 

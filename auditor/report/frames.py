@@ -30,9 +30,11 @@ FINDING_DTYPES = {
     "author_time": TIME, "blob": "string",
 }
 # Added to findings here: the introducing commit's committer time (what rates per year count), where the file sits,
-# and the first descendant commit whose blob at the same path no longer holds the secret (end of that exposure).
+# the first descendant commit whose blob at the same path no longer holds the secret (end of that exposure), and
+# when its validity was checked (validity is only true as of then; NaT when never checked).
 DERIVED_DTYPES = {"commit_time": TIME, "extension": "string", "top_directory": "string",
-                  "removed_commit": "string", "removed_time": TIME}
+                  "removed_commit": "string", "removed_time": TIME, "checked_at": TIME}
+CHECK_DTYPES = {"secret_sha256": "string", "checked_at": TIME}  # when each secret's validity was last asked
 COMMIT_DTYPES = {"repo": "string", "commit": "string", "commit_time": TIME}
 REPO_DTYPES = {"repo": "string", "path": "string", "commits_scanned": "int64", "shallow": "bool", "scanned_at": TIME}
 TIP_DTYPES = {"repo": "string", "secret_sha256": "string", "ref": "string", "path": "string"}
@@ -104,9 +106,10 @@ _QUERIES = {
     "tips": "SELECT repo, secret_sha256, ref, path FROM tip_presence",
     "removals": "SELECT repo, detector, commit_id, path, secret_sha256, commit_time FROM removals",
     "ends": "SELECT repo, commit_id, path, secret_sha256, removed_commit, removed_time FROM exposure_ends",
+    "checks": "SELECT secret_sha256, checked_at FROM checks",
 }
 _DTYPES = {"findings": FINDING_DTYPES, "commits": COMMIT_DTYPES, "repos": REPO_DTYPES, "tips": TIP_DTYPES,
-           "removals": REMOVAL_DTYPES, "ends": END_DTYPES}
+           "removals": REMOVAL_DTYPES, "ends": END_DTYPES, "checks": CHECK_DTYPES}
 
 
 def read_store(store: Path, repos: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
@@ -127,7 +130,8 @@ def read_store(store: Path, repos: Sequence[str] | None = None) -> dict[str, pd.
 
 def restrict(tables: dict[str, pd.DataFrame], repos: Sequence[str]) -> dict[str, pd.DataFrame]:
     """The rows of ``repos`` only, in every table."""
-    return {name: frame[frame["repo"].isin(list(repos))].reset_index(drop=True) for name, frame in tables.items()}
+    return {name: frame[frame["repo"].isin(list(repos))].reset_index(drop=True) if "repo" in frame else frame
+            for name, frame in tables.items()}
 
 
 def load(path: str | Path, *, repos: Sequence[str] | None = None) -> ScanFrames:
@@ -205,7 +209,7 @@ def _extension(path: str) -> str:
 
 def assemble(*, findings: pd.DataFrame, commits: pd.DataFrame, repos: pd.DataFrame, tips: pd.DataFrame,
              removals: pd.DataFrame, ends: pd.DataFrame, detectors: pd.DataFrame, validated: bool,
-             source: Path | None = None) -> ScanFrames:
+             source: Path | None = None, checks: pd.DataFrame | None = None) -> ScanFrames:
     """Typed tables → ScanFrames: findings gain commit time, extension, top directory and end of exposure."""
     times = commits.rename(columns={"commit_time": "_time"})
     findings = (findings.reset_index(drop=True)
@@ -216,6 +220,9 @@ def assemble(*, findings: pd.DataFrame, commits: pd.DataFrame, repos: pd.DataFra
         extension=paths.map(_extension).astype("string"),
         top_directory=paths.map(lambda p: p.split("/", 1)[0] if "/" in p else ROOT).astype("string"),
     ).drop(columns="_time")
+    checked = (checks if checks is not None else typed([], CHECK_DTYPES)).drop_duplicates("secret_sha256")
+    findings = findings.assign(checked_at=_lookup(checked.set_index("secret_sha256")["checked_at"],
+                                                  findings["secret_sha256"]))
     findings = _with_ends(findings, ends)[[*FINDING_DTYPES, *DERIVED_DTYPES]]
     known = set(detectors["detector"].dropna())
     extra = sorted(set(findings["detector"]) - known)  # found by a detector the summary did not name

@@ -12,7 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from auditor.models import PRESENCE, Validity
+from auditor.models import PRESENCE, Validity, ref_kind, refs_by_kind, short_repo
+from auditor.report.frames import TIME as TIME_DTYPE
 from auditor.report.frames import ScanFrames, typed
 from auditor.report.stats import cluster_interval, with_rates
 
@@ -240,9 +241,59 @@ def lifecycle(f: ScanFrames, secret: str) -> pd.DataFrame:
     return rows.assign(exposure_days=days.astype("Float64"))
 
 
+# -- what to do ------------------------------------------------------------------------------------------------
+RISKS = ("valid, at a branch tip", "valid, only in history", "unchecked", "invalid")  # highest first
+ROTATE_NOW, ROTATE_HISTORY, NOTHING = "rotate now", "rotate — still in history", "nothing to do"
+ACTION_COLUMNS = {"risk": "int64", "action": "string", "repo": "string", "location": "string", "commit": "string",
+                  "author": "string", "introduced_time": TIME_DTYPE, "refs": "string", "validity": "string",
+                  "checked_at": TIME_DTYPE, "client_id": "string", "client_secret": "string",
+                  "occurrences": "int64", "secret_sha256": "string", "detector": "string"}
+
+
+def _risk(validity: str, at_branch: bool) -> tuple[int, str]:
+    """(rank in RISKS, action). A secret out of every tip is still in the history anyone can clone: a live one is
+    rotated all the same; only an invalid one needs nothing. Unchecked (or failed to check) is treated as live."""
+    if validity == VALID:
+        return (0, ROTATE_NOW) if at_branch else (1, ROTATE_HISTORY)
+    if validity == Validity.INVALID.value:
+        return 3, NOTHING
+    return 2, ROTATE_NOW if at_branch else ROTATE_HISTORY
+
+
+def actions(f: ScanFrames) -> pd.DataFrame:
+    """What to do, one row per secret, highest risk first (RISKS; then earliest introduced): the repository (short
+    name), where it was first introduced (path:line, commit, author), the refs whose tips still hold it by kind
+    (branch / tag / pull request / other), its validity and when that was checked, and the action."""
+    found = f.findings.sort_values(["commit_time", "author_time", "commit", "path", "line"], kind="stable")
+    tips = f.tips.groupby(["secret_sha256"])["ref"].agg(lambda r: sorted(set(r)))
+    rows = []
+    for (sha, detector), group in found.groupby(["secret_sha256", "detector"], sort=False):
+        first = group.iloc[0]
+        refs = list(tips.get(sha, []))
+        at_branch = any(ref_kind(r) == "branch" for r in refs)
+        validity = str(first["validity"])
+        rank, action = _risk(validity, at_branch)
+        repos = sorted({short_repo(str(r)) for r in group["repo"]})
+        more = len(group) - 1
+        rows.append({
+            "risk": rank + 1, "action": action, "repo": ", ".join(repos),
+            "location": f"{first['path']}:{int(first['line'])}" + (f" (+{more} more)" if more else ""),
+            "commit": str(first["commit"])[:10], "author": first["author_email"],
+            "introduced_time": first["commit_time"], "refs": refs_by_kind(refs) or "none (history only)",
+            "validity": validity, "checked_at": first["checked_at"], "client_id": first["client_id"],
+            "client_secret": first["client_secret"], "occurrences": len(group), "secret_sha256": sha,
+            "detector": detector})
+    frame = pd.DataFrame(rows, columns=list(ACTION_COLUMNS))
+    frame = frame.astype({c: t for c, t in ACTION_COLUMNS.items() if t != TIME_DTYPE})
+    frame = frame.assign(**{c: pd.to_datetime(frame[c], utc=True).astype(TIME_DTYPE)
+                            for c, t in ACTION_COLUMNS.items() if t == TIME_DTYPE})
+    return frame.sort_values(["risk", "introduced_time", "repo", "location"], kind="stable").reset_index(drop=True)
+
+
 def tables(f: ScanFrames, *, top: int = 20) -> dict[str, pd.DataFrame]:
     """Every frame the report shows or exports, by name (secrets redacted: they come from the store)."""
-    return {"findings": f.findings, "secrets": f.secrets, "commits": f.commits, "repos": f.repos, "tips": f.tips,
+    return {"actions": actions(f),
+            "findings": f.findings, "secrets": f.secrets, "commits": f.commits, "repos": f.repos, "tips": f.tips,
             "removals": f.removals, "detectors": f.detectors, "headline": headline(f), "rates": rates(f),
             "per_repository": per_repository(f), "pooled": pooled(f), "by_year": by_year(f),
             "by_extension": by_extension(f), "by_directory": by_directory(f), "by_validity": by_validity(f),

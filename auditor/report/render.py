@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from auditor import sarif
+from auditor.models import short_repo
 from auditor.outdir import OutDir, private_file, write_private
 from auditor.report import frames, measures, plots
 from auditor.report.frames import ScanFrames
@@ -163,6 +165,7 @@ def sections(f: ScanFrames, t: dict[str, pd.DataFrame]) -> list[Section]:
     repos = len(f.repos)
     secrets = f.secrets
     removed = secrets[~secrets["exposure_ongoing"] & secrets["exposure_days"].notna()]
+    gone_days = _num(removed["exposure_days"].astype("float64").median()) if len(removed) else NA
     headline = t["headline"].assign(**{"per million commits [95% CI]": [_rate_text(r) for _, r in
                                                                        t["headline"].iterrows()]})
     headline = headline.assign(measure=headline["measure"].map(lambda m: plots.LABELS.get(m, m)))[
@@ -173,6 +176,7 @@ def sections(f: ScanFrames, t: dict[str, pd.DataFrame]) -> list[Section]:
                        "removed_time", "exposure_days", "presence"]].head(50))
     per_detector = t["rates"][t["rates"]["measure"] == "occurrences"]
     return [
+        _what_to_do(f, t["actions"]),
         Section("Headline", (
             f"{repos} repositor{'y' if repos == 1 else 'ies'}, {f.commits_scanned:,} commits scanned, "
             f"{len(f.findings):,} occurrences of {len(secrets):,} unique secrets"
@@ -184,6 +188,7 @@ def sections(f: ScanFrames, t: dict[str, pd.DataFrame]) -> list[Section]:
         Section("Compared with the published reference", (*refs, *(
             "" if refs else "No published reference for these detectors.",)), _with_ci(per_detector).drop(
             columns=["measure"]), None, 3),
+        _coverage(f, t),
         Section("Per repository", ("Each repository's rates use its own commits; the last row pools them.",
                                    *_pooled_lines(t["pooled"])),
                 _rates_wide(t["per_repository"], "repo"), "repositories"),
@@ -193,15 +198,17 @@ def sections(f: ScanFrames, t: dict[str, pd.DataFrame]) -> list[Section]:
                "every rate)."] if (undated := int((~measures.dated(f)[0]).sum())) else [])),
                 None, "timeline"),
         Section("Exposure time", (
-            "From a secret's first introducing commit to the last commit that removed it (the first descendant "
-            "whose blob at that path no longer holds it), or to the scan for secrets still at a ref tip.",
-            f"{len(removed):,} secret(s) removed everywhere; median exposure "
-            f"{_num(removed['exposure_days'].astype('float64').median())} days. "
-            f"{int(secrets['still_at_tip'].sum()):,} still at a ref tip.",
+            "From a secret's first introducing commit to the last commit that removed it from a ref tip (the first "
+            "descendant whose blob at that path no longer holds it), or to the scan for secrets still at a ref tip. "
+            "Gone from the tips is not gone: every secret here is still in the history anyone with a clone can read.",
+            *([] if secrets.empty else [
+                f"{len(removed):,} secret(s) gone from every ref tip, after a median {gone_days} days — still in "
+                f"history: rotate the live ones. {int(secrets['still_at_tip'].sum()):,} still at a ref tip."]),
         ), None, "exposure"),
         Section("Validity", (), _with_ci(t["by_validity"]), "validity"),
         Section("Still present, or only in history", (
-            "Where each secret still is: at a branch tip, only at a tag tip, only at another ref's tip (e.g. a "
+            "Where each secret still is: at a branch tip, only at a tag tip, only at a pull-request ref's tip (a "
+            "fork's contribution: refs/pull/*, refs/merge-requests/*), only at another ref's tip (e.g. a "
             "remote-tracking ref or the stash), or only in history.",), _with_ci(t["by_presence"]), None),
         Section("By year of introduction", ("Occurrences introduced in a year per million commits made that year.",),
                 _with_ci(t["by_year"], commits=True), "by_year"),
@@ -212,6 +219,60 @@ def sections(f: ScanFrames, t: dict[str, pd.DataFrame]) -> list[Section]:
         Section("Files", ("Every frame is in `frames/` as CSV and Parquet; plots in `plots/`; "
                           "`auditor report DIR` rebuilds all of it from `audit.sqlite`.",), None, None),
     ]
+
+
+ACTION_SHOWN = ["risk", "action", "repo", "location", "commit", "author", "refs", "validity", "checked_at",
+                "client_id", "client_secret"]
+
+
+def _what_to_do(f: ScanFrames, actions: pd.DataFrame) -> Section:
+    """The first section: one row per secret, highest risk first, with the action."""
+    if actions.empty:
+        n = f.commits_scanned
+        return Section("What to do", (f"Nothing: no secret found in {n:,} commit{'' if n == 1 else 's'}.",), None,
+                       None)
+    n = actions["action"].value_counts()
+    count = ", ".join(f"{int(n[a]):,} {a}" for a in (measures.ROTATE_NOW, measures.ROTATE_HISTORY, measures.NOTHING)
+                      if a in n)
+    text = [f"{len(actions):,} secret(s): {count}. Risk: " + "; ".join(
+        f"{i} {r}" for i, r in enumerate(measures.RISKS, 1)) + ". Removing a secret from the tips does not end "
+        "it: it stays in every clone's history, so a live one is rotated (revoked at the provider) either way.",
+        "Refs are those whose tips still hold the secret: a pull-request ref (GitHub refs/pull/N, GitLab "
+        "refs/merge-requests/N) is a contribution from a fork, still served by the host."]
+    if not f.validated:
+        text.append("Validity was not checked (--no-validate): every secret is treated as live.")
+    shown = actions[ACTION_SHOWN].head(200)
+    if len(actions) > len(shown):
+        text.append(f"The {len(shown)} highest risks shown; all {len(actions):,} are in frames/actions.csv.")
+    return Section("What to do", tuple(text), shown, None)
+
+
+def _coverage(f: ScanFrames, t: dict[str, pd.DataFrame]) -> Section:
+    """What was and was not read: shallow or partial clones, unreadable objects, blobs skipped by reason."""
+    summary = OutDir(f.source).read_summary() if f.source is not None else {}
+    repos = {r.get("repo"): r for r in summary.get("repos", []) if isinstance(r, dict)}
+    text = []
+    shallow = [str(r) for r in f.repos.loc[f.repos["shallow"], "repo"]]
+    partial = [name for name, r in repos.items() if r.get("partial_clone")]
+    errors = int(summary.get("error_count", len(summary.get("errors", []))) or 0)
+    skipped = {k: int(v) for k, v in (summary.get("blobs_skipped") or {}).items() if v}
+    if shallow:
+        text.append(f"Shallow clone ({', '.join(map(short_repo, shallow))}): history before its boundary "
+                    "was not seen; the audit is incomplete.")
+    if partial:
+        text.append(f"Partial clone ({', '.join(map(short_repo, partial))}): objects never fetched were not "
+                    "scanned; clone without --filter for a full audit.")
+    if errors:
+        text.append(f"{errors:,} object(s) could not be read and were not scanned (summary.json → errors).")
+    if skipped:
+        text.append("Blobs skipped: " + ", ".join(f"{v:,} {k}" for k, v in sorted(skipped.items())) + ".")
+    if not (shallow or partial or errors):
+        blobs = f", {int(summary['blobs_scanned']):,} blobs" if "blobs_scanned" in summary else ""
+        text.insert(0, f"Complete: every object reachable from every ref was read ({f.commits_scanned:,} commits"
+                       f"{blobs}).")
+    else:
+        text.insert(0, "Incomplete: what follows was not read, so the counts above are lower bounds.")
+    return Section("Coverage", tuple(text), None, None)
 
 
 def _figures(f: ScanFrames, t: dict[str, pd.DataFrame]) -> dict[str, object]:
@@ -296,12 +357,23 @@ def export(named: dict[str, pd.DataFrame], directory: Path) -> list[Path]:
 
 
 
+def write_sarif(f: ScanFrames, path: Path) -> None:
+    """findings.sarif from the store's findings (auditor.sarif; the scan writes the same from its results)."""
+    rows = f.findings.astype(object).where(f.findings.notna(), None).to_dict("records")
+    tip_refs = f.tips.groupby("secret_sha256")["ref"].agg(list).to_dict() if len(f.tips) else {}
+    checked = dict(zip(f.findings["secret_sha256"], f.findings["checked_at"].astype(object), strict=True))
+    detectors = list(zip(f.detectors["detector"].astype(str), f.detectors["name"].fillna(f.detectors["detector"])
+                         .astype(str), strict=True))
+    write_private(path, sarif.dumps(sarif.document(rows, tip_refs, detectors, checked)))
+
+
 def build_report(directory: Path, *, top: int = 20) -> Report:
     """Load ``directory``'s store, write frames/, plots/, report.md and report.html; return what was written."""
     out = OutDir(directory)
     f = frames.load(directory)
     t = measures.tables(f, top=top)
     exported = export(t, out.frames)
+    write_sarif(f, out.sarif)
     figures = _figures(f, t)
     images = {name: plots.png(fig) for name, fig in figures.items()}
     out.plots.mkdir(exist_ok=True)
@@ -316,7 +388,9 @@ def build_report(directory: Path, *, top: int = 20) -> Report:
             "Rerun the same `auditor scan` command to complete it (it resumes), then `auditor report` again.",),
             None, None))
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    title = f"auditor report — {', '.join(map(str, f.repos['repo'])) or 'no repository'}"
+    names = [short_repo(str(r)) for r in f.repos["repo"]]
+    title = ("auditor report — " + (", ".join(names) if 0 < len(names) <= 3 else
+                                    f"{len(names)} repositories" if names else "no repository"))
     intro = Section("About this report", (f"Built {stamp} from {out.store}.",), None, None, 3)
     md, page = out.report_md, out.report_html
     write_private(md, _markdown([*secs, intro], title).encode("utf-8"))
