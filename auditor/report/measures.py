@@ -172,6 +172,7 @@ def by_year(f: ScanFrames, detector: str | None = None) -> pd.DataFrame:
     occ = found.groupby(found["commit_time"].dt.year.rename("year")).agg(
         occurrences=("commit", "size"), valid_occurrences=("validity", lambda v: int((v == VALID).sum())),
         unique_secrets=("secret", "nunique"))
+    occ = occ.astype("int64")  # none found: the empty aggregates are of the text columns' dtype, not counts
     frame = (pd.concat([commits, occ], axis=1).fillna(0).reset_index()
              .astype({"year": "int64", "commits": "int64", "occurrences": "int64", "valid_occurrences": "Int64",
                       "unique_secrets": "int64"}))

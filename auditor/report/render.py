@@ -178,6 +178,7 @@ def sections(f: ScanFrames, t: dict[str, pd.DataFrame]) -> list[Section]:
     return [
         _what_to_do(f, t["actions"]),
         Section("Headline", (
+            *([zero_sentence(f, t["headline"], _references(f))] if f.findings.empty else []),
             f"{repos} repositor{'y' if repos == 1 else 'ies'}, {f.commits_scanned:,} commits scanned, "
             f"{len(f.findings):,} occurrences of {len(secrets):,} unique secrets"
             f"{'' if f.validated else ' (validity not checked: valid rates are n/a)'}.",
@@ -204,17 +205,21 @@ def sections(f: ScanFrames, t: dict[str, pd.DataFrame]) -> list[Section]:
             *([] if secrets.empty else [
                 f"{len(removed):,} secret(s) gone from every ref tip, after a median {gone_days} days — still in "
                 f"history: rotate the live ones. {int(secrets['still_at_tip'].sum()):,} still at a ref tip."]),
-        ), None, "exposure"),
-        Section("Validity", (), _with_ci(t["by_validity"]), "validity"),
+        ), None, None if secrets.empty else "exposure"),
+        Section("Validity", (), _with_ci(t["by_validity"]), None if f.findings.empty else "validity"),
         Section("Still present, or only in history", (
             "Where each secret still is: at a branch tip, only at a tag tip, only at a pull-request ref's tip (a "
             "fork's contribution: refs/pull/*, refs/merge-requests/*), only at another ref's tip (e.g. a "
             "remote-tracking ref or the stash), or only in history.",), _with_ci(t["by_presence"]), None),
-        Section("By year of introduction", ("Occurrences introduced in a year per million commits made that year.",),
-                _with_ci(t["by_year"], commits=True), "by_year"),
+        Section("By year of introduction", (
+            "Occurrences introduced in a year per million commits made that year. A year of few commits has a wide "
+            f"interval (shaded in the plot under {plots.THIN_YEAR} commits); the table lists the years with "
+            "occurrences (every year is in frames/by_year).",),
+                _with_ci(t["by_year"][t["by_year"]["occurrences"] > 0], commits=True), "by_year"),
         Section("By file extension", (), _with_ci(t["by_extension"]), None),
         Section("By top-level directory", (), _with_ci(t["by_directory"]), None),
-        Section("Top paths", (), t["top_paths"] if repos > 1 else t["top_paths"].drop(columns="repo"), "top_paths"),
+        Section("Top paths", (), t["top_paths"] if repos > 1 else t["top_paths"].drop(columns="repo"),
+                None if f.findings.empty else "top_paths"),
         Section("Secrets (redacted; the 50 with most occurrences)", (), shown_secrets, None),
         Section("Files", ("Every frame is in `frames/` as CSV and Parquet; plots in `plots/`; "
                           "`auditor report DIR` rebuilds all of it from `audit.sqlite`.",), None, None),
@@ -275,17 +280,42 @@ def _coverage(f: ScanFrames, t: dict[str, pd.DataFrame]) -> Section:
     return Section("Coverage", tuple(text), None, None)
 
 
+EMPTY_WHEN_CLEAN = ("exposure", "validity", "top_paths")  # plots of findings: a clean scan says so in words
+
+
 def _figures(f: ScanFrames, t: dict[str, pd.DataFrame]) -> dict[str, object]:
     refs = _references(f) if len(f.detectors) == 1 else []
-    return {
+    figures = {
         "rates": plots.headline_rates(t["headline"], {src: v for _, src, v in refs}),
-        "repositories": plots.repositories(t["per_repository"]),
-        "timeline": plots.timeline(t["timeline"]),
+        "repositories": plots.repositories(t["per_repository"], reference=refs[0][2] if refs else None,
+                                           pooled=t["pooled"]),
+        "timeline": plots.timeline(t["timeline"], validated=f.validated),
         "exposure": plots.exposure(f.secrets),
         "validity": plots.validity(t["by_validity"]),
         "by_year": plots.by_year(t["by_year"]),
         "top_paths": plots.top_paths(t["top_paths"], several_repos=len(f.repos) > 1),
     }
+    if f.findings.empty:
+        figures = {k: v for k, v in figures.items() if k not in EMPTY_WHEN_CLEAN}
+    return figures
+
+
+def zero_sentence(f: ScanFrames, headline: pd.DataFrame, references: list[tuple[str, str, float]]) -> str:
+    """A scan with no finding, in one sentence: how many commits, the 95% upper bound, and how many commits a
+    clean history needs before its upper bound falls below the (lowest) reference."""
+    occ = headline[headline["measure"] == "occurrences"].iloc[0]
+    n = f.commits_scanned
+    if not n:
+        return "Nothing was found, and no commit was scanned: no rate can be given."
+    text = (f"No occurrences in {n:,} commits; the 95% upper bound is {_num(occ['rate_high'])} per million "
+            "commits")
+    if references:
+        ref = min(v for _, _, v in references)
+        # a zero count's upper bound is poisson_interval(0)[1] / n × 10⁶: below ref once n exceeds this
+        need = occ["rate_high"] * n / ref
+        text += (f"; about {need:,.0f} commits with none found would be needed to show a rate below the "
+                 f"published {ref:g}" + (" (this scan cannot tell)" if n < need else ""))
+    return text + "."
 
 
 def _md_escape(text: object) -> str:
@@ -377,6 +407,8 @@ def build_report(directory: Path, *, top: int = 20) -> Report:
     figures = _figures(f, t)
     images = {name: plots.png(fig) for name, fig in figures.items()}
     out.plots.mkdir(exist_ok=True)
+    for name in set(PLOTS) - set(images):  # a plot an earlier report drew and this one does not
+        (out.plots / f"{name}.png").unlink(missing_ok=True)
     plot_paths = {}
     for name, data in images.items():
         plot_paths[name] = out.plots / f"{name}.png"
