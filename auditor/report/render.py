@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -331,7 +332,8 @@ def _md_table(frame: pd.DataFrame) -> str:
 
 
 def _html_table(frame: pd.DataFrame) -> str:
-    return _cells(frame).to_html(index=False, escape=True, border=0, classes="t")
+    """A table in a box that scrolls sideways when wider than the page (the page itself never does)."""
+    return f'<div class="wide">{_cells(frame).to_html(index=False, escape=True, border=0, classes="t")}</div>'
 
 
 def _markdown(secs: list[Section], title: str) -> str:
@@ -349,7 +351,13 @@ def _markdown(secs: list[Section], title: str) -> str:
 _CSS = """body{font:15px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table.t{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}table.t td,table.t th{padding:3px 8px;
 border-bottom:1px solid #ddd;text-align:left}table.t th{background:#f3f3f3}img{max-width:100%}
-h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ccc}code{background:#f3f3f3;padding:0 3px}"""
+h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ccc}code{background:#f3f3f3;padding:0 3px}
+div.wide{overflow-x:auto;max-width:100%}"""
+
+
+def _code(text: str) -> str:
+    """Markdown's `code` spans as <code> (the text is already escaped)."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
 
 
 def _html(secs: list[Section], title: str, images: dict[str, bytes]) -> str:
@@ -357,7 +365,7 @@ def _html(secs: list[Section], title: str, images: dict[str, bytes]) -> str:
            f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
     for s in secs:
         out.append(f"<h{s.level}>{html.escape(s.title)}</h{s.level}>")
-        out += [f"<p>{html.escape(p)}</p>" for p in s.text if p]
+        out += [f"<p>{_code(html.escape(p))}</p>" for p in s.text if p]
         if s.plot:
             data = base64.b64encode(images[s.plot]).decode("ascii")
             out.append(f'<img alt="{html.escape(s.title)}" data-plot="{s.plot}" src="data:image/png;base64,{data}">')

@@ -51,7 +51,9 @@ def test_auditor_report_command(golden, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "occurrences: 6 in 9 commits" in proc.stdout and "7.37" in proc.stdout and "8.33" in proc.stdout
     page = Page()
-    page.feed((out / "report.html").read_text(encoding="utf-8"))
+    text = (out / "report.html").read_text(encoding="utf-8")
+    assert "<code>frames/</code>" in text and "`" not in text  # markdown's code spans rendered
+    page.feed(text)
     page.close()
     assert set(page.images) == set(PLOTS)
     assert all(png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 2000 for png in page.images.values())
