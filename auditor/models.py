@@ -47,6 +47,8 @@ PRESENCE = ("branch tip", "tag tip", "pull-request tip", "other ref tip", "histo
 # secret still sits. A pull-request ref (refs/pull/*, refs/merge-requests/*) holds a fork's contribution, not the
 # project's code: it is told apart from a branch (SPEC §11).
 REF_KINDS = ("branch", "tag", "pull request", "other")
+# Commits by the kind of ref that reaches them (auditor.reach): the project's, a fork's contribution, neither.
+REACH = ("branches and tags", "pull requests only", "other refs only")
 _PULL_PREFIXES = ("refs/pull/", "refs/merge-requests/", "refs/remotes/origin/pr/")
 
 
@@ -313,6 +315,7 @@ class RepoStats:
     errors: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     error: str | None = None  # why the repository could not be scanned at all (a corpus goes on without it)
+    commits_by_reach: dict[str, int] = field(default_factory=dict)  # auditor.reach.REACH → commits (SPEC §11)
 
     def summary(self, rates: dict[str, Any]) -> RepoSummary:
         return RepoSummary(repo=self.repo, commits_scanned=self.commits_scanned, shallow=self.shallow,
@@ -320,7 +323,7 @@ class RepoStats:
                            also_named=tuple(self.also_named), out_in_work_tree=self.out_in_work_tree,
                            blobs_scanned=self.blobs_scanned, bytes_scanned=self.bytes_scanned,
                            commits_new=self.commits_new, changes_read=self.changes_read, measures=rates,
-                           errors=len(self.errors), error=self.error)
+                           errors=len(self.errors), error=self.error, commits_by_reach=dict(self.commits_by_reach))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -341,13 +344,15 @@ class RepoSummary:
     measures: dict[str, Any]  # counts, rates per million commits and their intervals
     errors: int
     error: str | None = None  # could not be scanned at all (corpus audits)
+    commits_by_reach: dict[str, int] = field(default_factory=dict)  # commits by the kind of ref that reaches them
 
     def as_json(self) -> dict[str, Any]:
         return {"repo": self.repo, "commits_scanned": self.commits_scanned, "shallow": self.shallow,
                 "partial_clone": self.partial_clone, "refs_outside_commits": self.refs_outside_commits,
                 "also_named": list(self.also_named), "out_in_work_tree": self.out_in_work_tree,
                 "blobs_scanned": self.blobs_scanned, "bytes_scanned": self.bytes_scanned,
-                "commits_new": self.commits_new, "changes_read": self.changes_read, **self.measures,
+                "commits_new": self.commits_new, "changes_read": self.changes_read,
+                "commits_by_ref_kind": self.commits_by_reach, **self.measures,
                 "errors": self.errors, **({"error": self.error} if self.error is not None else {})}
 
 
@@ -373,6 +378,7 @@ class Summary:
     store_also_holds: tuple[str, ...]  # repositories an earlier scan into the same --out left in the store
     secrets_failed_to_check: int  # unique secrets the provider could not be asked about: neither valid nor invalid
     pooled: dict[str, Any] | None = None  # a corpus: intervals that allow for clustering, failed repositories
+    by_ref_kind: dict[str, Any] = field(default_factory=dict)  # kind of ref → commits, occurrences, rate, interval
 
     @property
     def occurrences(self) -> int:
@@ -403,7 +409,7 @@ class Summary:
                 "detectors": self.detectors, "repos": [r.as_json() for r in self.repos], "shallow": self.shallow,
                 "seconds": self.seconds, "errors": list(self.errors), "error_count": self.error_count,
                 "interrupted": self.interrupted, "store_also_holds": list(self.store_also_holds),
-                "secrets_failed_to_check": self.secrets_failed_to_check,
+                "secrets_failed_to_check": self.secrets_failed_to_check, "by_ref_kind": self.by_ref_kind,
                 **({"corpus": self.pooled} if self.pooled is not None else {})}
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from auditor.errors import UsageError
-from auditor.models import Finding, presence
+from auditor.models import REACH, Finding, presence
 from auditor.outdir import OutDir
 
 TIME = "datetime64[s, UTC]"
@@ -32,10 +32,10 @@ FINDING_DTYPES = {
 # Added to findings here: the introducing commit's committer time (what rates per year count), where the file sits,
 # the first descendant commit whose blob at the same path no longer holds the secret (end of that exposure), and
 # when its validity was checked (validity is only true as of then; NaT when never checked).
-DERIVED_DTYPES = {"commit_time": TIME, "extension": "string", "top_directory": "string",
+DERIVED_DTYPES = {"commit_time": TIME, "reach": "string", "extension": "string", "top_directory": "string",
                   "removed_commit": "string", "removed_time": TIME, "checked_at": TIME}
 CHECK_DTYPES = {"secret_sha256": "string", "checked_at": TIME}  # when each secret's validity was last asked
-COMMIT_DTYPES = {"repo": "string", "commit": "string", "commit_time": TIME}
+COMMIT_DTYPES = {"repo": "string", "commit": "string", "commit_time": TIME, "reach": "string"}
 REPO_DTYPES = {"repo": "string", "path": "string", "commits_scanned": "int64", "shallow": "bool", "scanned_at": TIME}
 TIP_DTYPES = {"repo": "string", "secret_sha256": "string", "ref": "string", "path": "string"}
 END_DTYPES = {"repo": "string", "commit": "string", "path": "string", "secret_sha256": "string",
@@ -101,7 +101,8 @@ _QUERIES = {
                COALESCE(c.validity, 'unchecked'), c.scope, c.account_status, c.account_type, o.author_email,
                o.author_time, o.blob
         FROM occurrences o LEFT JOIN checks c ON c.secret_sha256 = o.secret_sha256""",
-    "commits": "SELECT repo, commit_id, commit_time FROM commits",
+    "commits": "SELECT c.repo, c.commit_id, c.commit_time, COALESCE(r.reach, '" + REACH[0] + "') FROM commits c "
+               "LEFT JOIN commit_reach r ON r.repo = c.repo AND r.commit_id = c.commit_id",
     "repos": "SELECT repo, path, commits_scanned, shallow, scanned_at FROM repos",
     "tips": "SELECT repo, secret_sha256, ref, path FROM tip_presence",
     "removals": "SELECT repo, detector, commit_id, path, secret_sha256, commit_time FROM removals",
@@ -117,9 +118,13 @@ def read_store(store: Path, repos: Sequence[str] | None = None) -> dict[str, pd.
     try:
         with closing(sqlite3.connect(store.resolve().as_uri() + "?mode=ro", uri=True)) as db:
             have = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            # a store of an older auditor has no exposure_ends: its occurrences show no end until rescanned
+            # a store of an older auditor has no exposure_ends (its occurrences show no end until rescanned) and no
+            # commit_reach (every commit counts as the project's)
+            queries = dict(_QUERIES)
+            if "commit_reach" not in have:
+                queries["commits"] = f"SELECT repo, commit_id, commit_time, '{REACH[0]}' FROM commits"
             out = {name: typed(db.execute(sql).fetchall() if name != "ends" or "exposure_ends" in have else [],
-                               _DTYPES[name]) for name, sql in _QUERIES.items()}
+                               _DTYPES[name]) for name, sql in queries.items()}
     except sqlite3.Error as e:
         if "no such table" in str(e):
             raise UsageError(f"{store}: not an auditor store ({e}). Pass the --out directory of a scan.") from None
@@ -217,6 +222,7 @@ def assemble(*, findings: pd.DataFrame, commits: pd.DataFrame, repos: pd.DataFra
     paths = findings["path"].astype(str)
     findings = findings.assign(
         commit_time=findings["_time"].fillna(findings["author_time"]).astype(TIME),  # no commits row: interrupted
+        reach=findings["reach"].fillna(REACH[0]).astype("string"),
         extension=paths.map(_extension).astype("string"),
         top_directory=paths.map(lambda p: p.split("/", 1)[0] if "/" in p else ROOT).astype("string"),
     ).drop(columns="_time")

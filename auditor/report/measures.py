@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from auditor.models import PRESENCE, Validity, ref_kind, refs_by_kind, short_repo
+from auditor.models import PRESENCE, REACH, Validity, ref_kind, refs_by_kind, short_repo
 from auditor.report.frames import TIME as TIME_DTYPE
 from auditor.report.frames import ScanFrames, typed
 from auditor.report.stats import cluster_interval, with_rates
@@ -242,6 +242,23 @@ def lifecycle(f: ScanFrames, secret: str) -> pd.DataFrame:
     return rows.assign(exposure_days=days.astype("Float64"))
 
 
+def by_ref_kind(f: ScanFrames) -> pd.DataFrame:
+    """Commits by the kind of ref that reaches them (``models.REACH``: branches and tags / pull requests only /
+    other refs only) and the occurrences their commits introduce, each kind its own denominator: leave the
+    pull-request row out to count the project's history alone."""
+    commits = f.commits["reach"].fillna(REACH[0]).value_counts()
+    found = _with_secret(f.findings)
+    rows = [{"reach": kind, "commits": int(commits.get(kind, 0)),
+             "occurrences": int((found["reach"] == kind).fillna(False).sum()),
+             "unique_secrets": int(found.loc[(found["reach"] == kind).fillna(False), "secret"].nunique())}
+            for kind in REACH]
+    frame = pd.DataFrame(rows, columns=["reach", "commits", "occurrences", "unique_secrets"]).astype(
+        {"reach": "string", "commits": "int64", "occurrences": "int64", "unique_secrets": "int64"})
+    total = max(int(frame["commits"].sum()), 1)
+    return with_rates(frame.assign(share_of_commits=(frame["commits"] / total).astype("Float64")),
+                      count="occurrences")
+
+
 # -- what to do ------------------------------------------------------------------------------------------------
 RISKS = ("valid, at a branch tip", "valid, only in history", "unchecked", "invalid")  # highest first
 ROTATE_NOW, ROTATE_HISTORY, NOTHING = "rotate now", "rotate — still in history", "nothing to do"
@@ -298,7 +315,8 @@ def tables(f: ScanFrames, *, top: int = 20) -> dict[str, pd.DataFrame]:
             "removals": f.removals, "detectors": f.detectors, "headline": headline(f), "rates": rates(f),
             "per_repository": per_repository(f), "pooled": pooled(f), "by_year": by_year(f),
             "by_extension": by_extension(f), "by_directory": by_directory(f), "by_validity": by_validity(f),
-            "by_presence": by_presence(f), "timeline": timeline(f, timeline_freq(f)), "top_paths": top_paths(f, top)}
+            "by_presence": by_presence(f),
+            "by_ref_kind": by_ref_kind(f), "timeline": timeline(f, timeline_freq(f)), "top_paths": top_paths(f, top)}
 
 
 def timeline_freq(f: ScanFrames) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from auditor import sarif
-from auditor.models import short_repo
+from auditor.models import REACH, short_repo
 from auditor.outdir import OutDir, private_file, write_private
 from auditor.report import frames, measures, plots
 from auditor.report.frames import ScanFrames
@@ -272,13 +272,22 @@ def _coverage(f: ScanFrames, t: dict[str, pd.DataFrame]) -> Section:
         text.append(f"{errors:,} object(s) could not be read and were not scanned (summary.json → errors).")
     if skipped:
         text.append("Blobs skipped: " + ", ".join(f"{v:,} {k}" for k, v in sorted(skipped.items())) + ".")
+    kinds = t["by_ref_kind"]
+    pulls = int(kinds.loc[kinds["reach"] == REACH[1], "commits"].sum())
+    others = int(kinds.loc[kinds["reach"] == REACH[2], "commits"].sum())
+    if f.commits_scanned:
+        text.append(f"Commits by the kind of ref that reaches them: {f.commits_scanned - pulls - others:,} from "
+                    f"branches and tags, {pulls:,} only from pull-request refs (a fork's contributions, which the "
+                    f"host serves), {others:,} only from other refs. Each kind is its own denominator below; the "
+                    "rates above count them all.")
     if not (shallow or partial or errors):
         blobs = f", {int(summary['blobs_scanned']):,} blobs" if "blobs_scanned" in summary else ""
         text.insert(0, f"Complete: every object reachable from every ref was read ({f.commits_scanned:,} commits"
                        f"{blobs}).")
     else:
         text.insert(0, "Incomplete: what follows was not read, so the counts above are lower bounds.")
-    return Section("Coverage", tuple(text), None, None)
+    shown = kinds.drop(columns=["share_of_commits"]) if f.commits_scanned else None
+    return Section("Coverage", tuple(text), None if shown is None else _with_ci(shown, commits=True), None)
 
 
 EMPTY_WHEN_CLEAN = ("exposure", "validity", "top_paths")  # plots of findings: a clean scan says so in words
