@@ -92,7 +92,8 @@ def refs_by_kind(refs: Sequence[str]) -> str:
     named = set(refs) - ({"HEAD"} if any(r.startswith("refs/heads/") for r in refs) else set())  # HEAD: a branch's
     for ref in sorted(named):
         groups.setdefault(ref_kind(ref), []).append(short_ref(ref))
-    return "; ".join(f"{kind}: {', '.join(groups[kind])}" for kind in REF_KINDS if kind in groups)
+    # refs/pull/N/head and refs/pull/N/merge are one pull request: named once
+    return "; ".join(f"{kind}: {', '.join(dict.fromkeys(groups[kind]))}" for kind in REF_KINDS if kind in groups)
 
 
 def short_repo(repo: str) -> str:

@@ -203,9 +203,10 @@ def sections(f: ScanFrames, t: dict[str, pd.DataFrame]) -> list[Section]:
             "From a secret's first introducing commit to the last commit that removed it from a ref tip (the first "
             "descendant whose blob at that path no longer holds it), or to the scan for secrets still at a ref tip. "
             "Gone from the tips is not gone: every secret here is still in the history anyone with a clone can read.",
-            *([] if secrets.empty else [
+            *([] if removed.empty else [
                 f"{len(removed):,} secret(s) gone from every ref tip, after a median {gone_days} days — still in "
-                f"history: rotate the live ones. {int(secrets['still_at_tip'].sum()):,} still at a ref tip."]),
+                "history: rotate the live ones."]),
+            *([] if secrets.empty else [f"{int(secrets['still_at_tip'].sum()):,} still at a ref tip."]),
         ), None, None if secrets.empty else "exposure"),
         Section("Validity", (), _with_ci(t["by_validity"]), None if f.findings.empty else "validity"),
         Section("Still present, or only in history", (

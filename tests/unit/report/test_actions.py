@@ -30,8 +30,8 @@ def test_presence_tells_pull_requests_apart():
 
 
 def test_refs_by_kind_and_short_repo():
-    assert refs_by_kind(["refs/pull/823/head", "HEAD", "refs/heads/main", "refs/pull/620/head", "refs/tags/v1",
-                         "refs/merge-requests/3/head", "refs/stash"]) == (
+    assert refs_by_kind(["refs/pull/823/head", "refs/pull/823/merge", "HEAD", "refs/heads/main", "refs/pull/620/head",
+                         "refs/tags/v1", "refs/merge-requests/3/head", "refs/stash"]) == (
         "branch: main; tag: v1; pull request: !3, #620, #823; other: refs/stash")
     assert refs_by_kind(["HEAD"]) == "branch: HEAD" and refs_by_kind([]) == ""
     assert short_repo("https://github.com/twilio/twilio-python.git") == "twilio/twilio-python"
