@@ -219,14 +219,19 @@ def timeline(f: ScanFrames, freq: str = "M") -> pd.DataFrame:
 
 
 def top_paths(f: ScanFrames, n: int = 20) -> pd.DataFrame:
-    """The ``n`` (repository, path) pairs with the most occurrences; whether a secret still sits there at a tip."""
+    """The ``n`` (repository, path) pairs with the most occurrences; whether a secret still sits there at a tip, and
+    at which refs' tips by kind (``at_tips``: a pull-request ref is not the project's code)."""
     at_tip = set(zip(f.tips["repo"], f.tips["path"], strict=True))
+    refs = f.tips.groupby(["repo", "path"])["ref"].agg(list).to_dict() if len(f.tips) else {}
     grouped = (_with_secret(f.findings).groupby(["repo", "path"])
                .agg(occurrences=("commit", "size"), unique_secrets=("secret", "nunique"),
                     first_introduced=("commit_time", "min"), last_introduced=("commit_time", "max"))
                .reset_index())
     still = [(r, p) in at_tip for r, p in zip(grouped["repo"], grouped["path"], strict=True)]
-    return (grouped.assign(still_at_tip=pd.Series(still, index=grouped.index, dtype="bool"))
+    where = [refs_by_kind(refs.get((r, p), [])) or "none" for r, p in zip(grouped["repo"], grouped["path"],
+                                                                            strict=True)]
+    return (grouped.assign(still_at_tip=pd.Series(still, index=grouped.index, dtype="bool"),
+                           at_tips=pd.Series(where, index=grouped.index, dtype="string"))
             .astype({"occurrences": "int64", "unique_secrets": "int64"})
             .sort_values(["occurrences", "repo", "path"], ascending=[False, True, True], kind="stable")
             .head(n).reset_index(drop=True))

@@ -154,6 +154,11 @@ def _rates_wide(long: pd.DataFrame, key: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=wanted)
 
 
+def _short_names(frame: pd.DataFrame) -> pd.DataFrame:
+    """The repo column as people name repositories (owner/name, a directory's name); the pooled row as it is."""
+    return frame.assign(repo=[r if r == "(all repositories)" else short_repo(str(r)) for r in frame["repo"]])
+
+
 def _with_ci(frame: pd.DataFrame, *, commits: bool = False) -> pd.DataFrame:
     """Rate columns → one 'rate [low–high]' text column; the denominator kept only when it varies by row."""
     shown = frame.assign(**{"per million commits [95% CI]": [_rate_text(r) for _, r in frame.iterrows()]})
@@ -193,7 +198,7 @@ def sections(f: ScanFrames, t: dict[str, pd.DataFrame]) -> list[Section]:
         _coverage(f, t),
         Section("Per repository", ("Each repository's rates use its own commits; the last row pools them.",
                                    *_pooled_lines(t["pooled"])),
-                _rates_wide(t["per_repository"], "repo"), "repositories"),
+                _short_names(_rates_wide(t["per_repository"], "repo")), "repositories"),
         Section("Timeline of introductions", (
             f"Occurrences introduced per {_UNITS[measures.timeline_freq(f)]} (committer time), and commits made.",
             *([f"{undated:,} commit(s) dated before 1970 or after the scan are left out of it (they count in "
@@ -220,7 +225,7 @@ def sections(f: ScanFrames, t: dict[str, pd.DataFrame]) -> list[Section]:
                 _with_ci(t["by_year"][t["by_year"]["occurrences"] > 0], commits=True), "by_year"),
         Section("By file extension", (), _with_ci(t["by_extension"]), None),
         Section("By top-level directory", (), _with_ci(t["by_directory"]), None),
-        Section("Top paths", (), t["top_paths"] if repos > 1 else t["top_paths"].drop(columns="repo"),
+        Section("Top paths", (), _short_names(t["top_paths"]) if repos > 1 else t["top_paths"].drop(columns="repo"),
                 None if f.findings.empty else "top_paths"),
         Section("Secrets (redacted; the 50 with most occurrences)", (), shown_secrets, None),
         Section("Files", ("Every frame is in `frames/` as CSV and Parquet; plots in `plots/`; "
@@ -362,7 +367,7 @@ _CSS = """body{font:15px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em a
 table.t{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}table.t td,table.t th{padding:3px 8px;
 border-bottom:1px solid #ddd;text-align:left}table.t th{background:#f3f3f3}img{max-width:100%}
 h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ccc}code{background:#f3f3f3;padding:0 3px}
-div.wide{overflow-x:auto;max-width:100%}"""
+div.wide{overflow-x:auto;max-width:100%}ul.toc{columns:3;font-size:14px;padding-left:1.2em}"""
 
 
 def _code(text: str) -> str:
@@ -373,8 +378,11 @@ def _code(text: str) -> str:
 def _html(secs: list[Section], title: str, images: dict[str, bytes]) -> str:
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{html.escape(title)}</title>",
            f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
+    anchors = {s.title: re.sub(r"[^a-z0-9]+", "-", s.title.lower()).strip("-") for s in secs}
+    out.append('<nav><ul class="toc">' + "".join(f'<li><a href="#{anchors[s.title]}">{html.escape(s.title)}</a></li>'
+                                                for s in secs if s.level == 2) + "</ul></nav>")
     for s in secs:
-        out.append(f"<h{s.level}>{html.escape(s.title)}</h{s.level}>")
+        out.append(f'<h{s.level} id="{anchors[s.title]}">{html.escape(s.title)}</h{s.level}>')
         out += [f"<p>{_code(html.escape(p))}</p>" for p in s.text if p]
         if s.plot:
             data = base64.b64encode(images[s.plot]).decode("ascii")

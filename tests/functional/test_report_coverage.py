@@ -17,7 +17,7 @@ def _coverage(out: Path) -> str:
     md = (out / "report.md").read_text(encoding="utf-8")
     assert md.index("## Headline") < md.index("## Coverage") < md.index("## Per repository")
     page = (out / "report.html").read_text(encoding="utf-8")
-    assert "<h2>Coverage</h2>" in page
+    assert '<h2 id="coverage">Coverage</h2>' in page and '<a href="#coverage">Coverage</a>' in page
     return md.split("## Coverage", 1)[1].split("\n## ", 1)[0]
 
 

@@ -66,3 +66,11 @@ def test_actions_of_a_valid_secret_at_a_branch_come_first(golden):
     found = f.findings.assign(validity=pd.Series("valid", index=f.findings.index, dtype="string"))
     got = report.measures.actions(dataclasses.replace(f, findings=found, validated=True))
     assert got["risk"].tolist() == [1, 1, 2, 2] and got["action"].tolist()[:2] == ["rotate now"] * 2
+
+
+def test_top_paths_name_the_refs_that_still_hold_a_secret_there(golden):
+    top = report.top_paths(golden.frames).set_index("path")["at_tips"].to_dict()
+    # A at app.py and B at deploy/b.env on main (and the tag v1, made after both); C only at the tag; D and B's
+    # first path (config/settings.yaml) at no tip
+    assert top == {"app.py": "branch: main; tag: v1", "deploy/b.env": "branch: main; tag: v1",
+                   "tools/run.sh": "tag: v1", "README": "none", "config/settings.yaml": "none"}
