@@ -43,16 +43,68 @@ class SecretKey(NamedTuple):
         return f"SecretKey(detector={self.detector!r}, client_id={self.client_id!r}, client_secret=<redacted>)"
 
 
-PRESENCE = ("branch tip", "tag tip", "other ref tip", "history only")  # best first: where a secret still sits
+PRESENCE = ("branch tip", "tag tip", "pull-request tip", "other ref tip", "history only")  # best first: where a
+# secret still sits. A pull-request ref (refs/pull/*, refs/merge-requests/*) holds a fork's contribution, not the
+# project's code: it is told apart from a branch (SPEC §11).
+REF_KINDS = ("branch", "tag", "pull request", "other")
+# Commits by the kind of ref that reaches them (auditor.reach): the project's, a fork's contribution, neither.
+REACH = ("branches and tags", "pull requests only", "other refs only")
+_PULL_PREFIXES = ("refs/pull/", "refs/merge-requests/", "refs/remotes/origin/pr/")
+
+
+def ref_kind(ref: str) -> str:
+    """The kind of a ref (REF_KINDS): branch (refs/heads/, HEAD), tag (refs/tags/), pull request (refs/pull/*,
+    refs/merge-requests/*), other (remote-tracking refs, notes, the stash…)."""
+    if ref.startswith("refs/heads/") or ref == "HEAD":
+        return REF_KINDS[0]
+    if ref.startswith("refs/tags/"):
+        return REF_KINDS[1]
+    if ref.startswith(_PULL_PREFIXES):
+        return REF_KINDS[2]
+    return REF_KINDS[3]
 
 
 def presence(refs: Sequence[str]) -> str:
     """Where a secret still sits, from the refs whose tips hold it (PRESENCE)."""
-    if any(r.startswith("refs/heads/") for r in refs):
-        return PRESENCE[0]
-    if any(r.startswith("refs/tags/") for r in refs):
-        return PRESENCE[1]
-    return PRESENCE[2] if refs else PRESENCE[3]
+    kinds = {ref_kind(r) for r in refs}
+    for kind, where in zip(REF_KINDS, PRESENCE, strict=False):
+        if kind in kinds:
+            return where
+    return PRESENCE[-1]
+
+
+def short_ref(ref: str) -> str:
+    """refs/heads/main → main, refs/pull/620/head → #620, refs/merge-requests/7/head → !7, else the ref."""
+    for prefix in ("refs/heads/", "refs/tags/"):
+        if ref.startswith(prefix):
+            return ref[len(prefix):]
+    parts = ref.split("/")
+    if ref.startswith("refs/pull/") and len(parts) > 2:
+        return f"#{parts[2]}"
+    if ref.startswith("refs/merge-requests/") and len(parts) > 2:
+        return f"!{parts[2]}"
+    return ref
+
+
+def refs_by_kind(refs: Sequence[str]) -> str:
+    """'branch: main; pull request: #620, #823' — the refs whose tips hold a secret, by kind ('' for none)."""
+    groups: dict[str, list[str]] = {}
+    named = set(refs) - ({"HEAD"} if any(r.startswith("refs/heads/") for r in refs) else set())  # HEAD: a branch's
+    for ref in sorted(named):
+        groups.setdefault(ref_kind(ref), []).append(short_ref(ref))
+    # refs/pull/N/head and refs/pull/N/merge are one pull request: named once
+    return "; ".join(f"{kind}: {', '.join(dict.fromkeys(groups[kind]))}" for kind in REF_KINDS if kind in groups)
+
+
+def short_repo(repo: str) -> str:
+    """A repository as people name it: owner/name for a URL, the directory's name for a path (no .git)."""
+    text = repo.rstrip("/")
+    if text.endswith(".git"):
+        text = text[:-4]
+    parts = [p for p in text.replace(":", "/").split("/") if p]
+    if "://" in repo or (repo.count(":") == 1 and "@" in repo.split(":")[0]):
+        return "/".join(parts[-2:]) if len(parts) >= 2 else text
+    return parts[-1] if parts else repo
 
 
 def redact(value: str) -> str:
@@ -276,6 +328,7 @@ class RepoStats:
     errors: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     error: str | None = None  # why the repository could not be scanned at all (a corpus goes on without it)
+    commits_by_reach: dict[str, int] = field(default_factory=dict)  # auditor.reach.REACH → commits (SPEC §11)
 
     def summary(self, rates: dict[str, Any]) -> RepoSummary:
         return RepoSummary(repo=self.repo, commits_scanned=self.commits_scanned, shallow=self.shallow,
@@ -283,7 +336,7 @@ class RepoStats:
                            also_named=tuple(self.also_named), out_in_work_tree=self.out_in_work_tree,
                            blobs_scanned=self.blobs_scanned, bytes_scanned=self.bytes_scanned,
                            commits_new=self.commits_new, changes_read=self.changes_read, measures=rates,
-                           errors=len(self.errors), error=self.error)
+                           errors=len(self.errors), error=self.error, commits_by_reach=dict(self.commits_by_reach))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -304,13 +357,15 @@ class RepoSummary:
     measures: dict[str, Any]  # counts, rates per million commits and their intervals
     errors: int
     error: str | None = None  # could not be scanned at all (corpus audits)
+    commits_by_reach: dict[str, int] = field(default_factory=dict)  # commits by the kind of ref that reaches them
 
     def as_json(self) -> dict[str, Any]:
         return {"repo": self.repo, "commits_scanned": self.commits_scanned, "shallow": self.shallow,
                 "partial_clone": self.partial_clone, "refs_outside_commits": self.refs_outside_commits,
                 "also_named": list(self.also_named), "out_in_work_tree": self.out_in_work_tree,
                 "blobs_scanned": self.blobs_scanned, "bytes_scanned": self.bytes_scanned,
-                "commits_new": self.commits_new, "changes_read": self.changes_read, **self.measures,
+                "commits_new": self.commits_new, "changes_read": self.changes_read,
+                "commits_by_ref_kind": self.commits_by_reach, **self.measures,
                 "errors": self.errors, **({"error": self.error} if self.error is not None else {})}
 
 
@@ -336,6 +391,7 @@ class Summary:
     store_also_holds: tuple[str, ...]  # repositories an earlier scan into the same --out left in the store
     secrets_failed_to_check: int  # unique secrets the provider could not be asked about: neither valid nor invalid
     pooled: dict[str, Any] | None = None  # a corpus: intervals that allow for clustering, failed repositories
+    by_ref_kind: dict[str, Any] = field(default_factory=dict)  # kind of ref → commits, occurrences, rate, interval
 
     @property
     def occurrences(self) -> int:
@@ -366,7 +422,7 @@ class Summary:
                 "detectors": self.detectors, "repos": [r.as_json() for r in self.repos], "shallow": self.shallow,
                 "seconds": self.seconds, "errors": list(self.errors), "error_count": self.error_count,
                 "interrupted": self.interrupted, "store_also_holds": list(self.store_also_holds),
-                "secrets_failed_to_check": self.secrets_failed_to_check,
+                "secrets_failed_to_check": self.secrets_failed_to_check, "by_ref_kind": self.by_ref_kind,
                 **({"corpus": self.pooled} if self.pooled is not None else {})}
 
 

@@ -1,5 +1,6 @@
 """The ``--out`` directory: the one place that names its files. Who writes each (one writer apiece): ``store.Store``
-audit.sqlite; ``outputs`` findings.jsonl, secrets.jsonl and summary.json; ``report.render`` report.md,
+audit.sqlite; ``outputs`` findings.jsonl, secrets.jsonl, summary.json and findings.sarif (which
+``report.render`` rewrites from the store); ``report.render`` report.md,
 report.html, plots/ and frames/. Every file is created readable by the owner only, before anything secret is
 written to it.
 """
@@ -41,6 +42,11 @@ class OutDir:
     @property
     def summary(self) -> Path:
         return self.root / "summary.json"
+
+    @property
+    def sarif(self) -> Path:
+        """findings.sarif: SARIF 2.1.0, for code scanning (SPEC §11)."""
+        return self.root / "findings.sarif"
 
     @property
     def frames(self) -> Path:

@@ -26,8 +26,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from auditor import sarif
 from auditor.errors import OutputError, UsageError
-from auditor.models import Finding, RepoStats, Summary, presence, redact
+from auditor.models import REACH, Finding, RepoStats, Summary, presence, redact
 from auditor.outdir import OutDir, private_file, write_private
 from auditor.report.stats import METHOD, per_million, rate_interval
 
@@ -266,6 +267,10 @@ def _write(out: OutDir, findings: list[Finding], repos: Sequence[RepoStats], tip
                  for commit, path, sha, removed, when in store.rows(
                      "SELECT commit_id, path, secret_sha256, removed_commit, removed_time FROM exposure_ends "
                      "WHERE repo = ?", name)} if store.has("exposure_ends") else {}
+        checked_at = dict(store.rows("SELECT secret_sha256, checked_at FROM checks"))
+        reach_of = {(name, commit): kind for name in dict.fromkeys(names)
+                    for commit, kind in store.rows("SELECT commit_id, reach FROM commit_reach WHERE repo = ?", name)
+                    } if store.has("commit_reach") else {}
         times: dict[tuple[str, str], datetime | None] = {}
         for r in rows:
             key = (r["repo"], r["commit"])
@@ -314,9 +319,27 @@ def _write(out: OutDir, findings: list[Finding], repos: Sequence[RepoStats], tip
         store_also_holds=tuple(earlier),
         secrets_failed_to_check=_unique([r for r in rows if r["validity"] == "failed_to_check"]),
         pooled=_pooled(repos, per_repo) if pooled else None,
+        by_ref_kind=by_ref_kind(repos, Counter(reach_of.get((r["repo"], r["commit"]), REACH[0]) for r in rows)),
     )
     write_private(out.summary, (json.dumps(summary.as_json(), indent=2) + "\n").encode("utf-8"))
+    tip_refs: dict[str, list[str]] = {}
+    for _, sha, ref, _ in tips:
+        tip_refs.setdefault(sha, []).append(ref)
+    write_private(out.sarif, sarif.dumps(sarif.document(rows, tip_refs, [(d.id, d.name) for d in detectors],
+                                                        checked_at)))
     return summary
+
+
+def by_ref_kind(repos: Sequence[RepoStats], occurrences: Counter[str]) -> dict[str, Any]:
+    """Commits and occurrences by the kind of ref that reaches the commit (REACH), with rates and intervals: what
+    lets a researcher leave pull-request refs out of a denominator (SPEC §11). Empty when no repository says."""
+    commits: Counter[str] = Counter()
+    for r in repos:
+        commits.update(r.commits_by_reach)
+    if not commits:
+        return {}
+    return {kind: {"commits": commits[kind], **rates_of({"occurrences": occurrences[kind]}, commits[kind])}
+            for kind in REACH}
 
 
 def _pooled(repos: Sequence[RepoStats], per_repo: dict[str, dict[str, int | None]]) -> dict[str, Any]:

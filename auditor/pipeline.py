@@ -178,7 +178,8 @@ class Run:
             state = RepoState(path=stats.path, ruleset=self.state_key, matched=frozenset(scanned.candidates),
                               tips=scanned.tips, commits=scanned.reachable)
         self.store.save_repo(stats.repo, stats.path, scanned.commit_rows, stats.shallow, found.occurrences,
-                             found.tips, found.removals, state, add_commits=scanned.incremental, ends=found.ends)
+                             found.tips, found.removals, state, add_commits=scanned.incremental, ends=found.ends,
+                             reach=scanned.reach)
         self.findings += found.findings
         self.tips += [(stats.repo, *t) for t in found.tips]
 

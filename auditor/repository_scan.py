@@ -17,6 +17,7 @@ from typing import Any
 
 import pygit2
 
+from auditor import reach
 from auditor.attribution import Provenance, locate
 from auditor.detection.batch import BatchScanner
 from auditor.detection.inline import InlineScanner
@@ -60,6 +61,7 @@ class RepoScan:
     tips: frozenset[bytes] = frozenset()  # raw ids of the ref tips
     incremental: bool = False  # built on ``prior``: the store's commits stay, ``commit_rows`` are the new ones
     attributed_anew: bool = True  # every commit was attributed by this scan (no stored occurrence to carry over)
+    reach: dict[str, str] = field(default_factory=dict, repr=False)  # hex id → kind of ref, outside branches/tags
 
 
 class _Background(threading.Thread):
@@ -145,6 +147,7 @@ def scan_repository(job: RepoJob, events: ScanEvents | None = None, found: list[
     try:
         # a first scan lists the commits in a thread: git's changes need no list, and the workers start now
         listing = _Background(_listed, repo, *((state.tips, state.commits) if state else ()))
+        reaching = _Background(reach.classify, repo.path)  # which kind of ref reaches a commit (SPEC §11)
         new: list[bytes] | None = None
         again: set[bytes] = set()
         if state is not None:  # read and attribute only the commits the last complete scan did not see
@@ -167,6 +170,12 @@ def scan_repository(job: RepoJob, events: ScanEvents | None = None, found: list[
     stats.refs_outside_commits = commits.outside
     stats.errors.extend(commits.errors)
     stats.commits_new = len(commits) if new is None else len(new)
+    try:
+        reached = reaching.result()
+        stats.commits_by_reach = reach.counts(len(commits), reached)
+    except OSError as e:
+        reached = {}
+        stats.errors.append(f"{repo.path}: commits by kind of ref not classified ({e})")
     assert detected.feed is not None
     stats.changes_read = detected.feed.changes
     t1 = time.perf_counter()
@@ -179,7 +188,7 @@ def scan_repository(job: RepoJob, events: ScanEvents | None = None, found: list[
     stats.seconds["attribution"] = time.perf_counter() - t1
     return RepoScan(stats=stats, candidates=dict(detected.by_blob), provenance=provenance, commit_rows=commit_rows,
                     reachable=commits.known.union(commits.tree), tips=frozenset(commits.tips),
-                    incremental=bool(commits.known), attributed_anew=new is None)
+                    incremental=bool(commits.known), attributed_anew=new is None, reach=reached)
 
 
 # -- a big repository in parts (a corpus on Dask) -----------------------------------------------------------------

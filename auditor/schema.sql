@@ -48,6 +48,13 @@ CREATE TABLE IF NOT EXISTS commits (
     PRIMARY KEY (repo, commit_id)
 ) WITHOUT ROWID;
 
+CREATE TABLE IF NOT EXISTS commit_reach (
+    repo      TEXT NOT NULL,  -- repos.repo
+    commit_id TEXT NOT NULL,  -- a commit no branch, tag or HEAD reaches (every other commit is the project's)
+    reach     TEXT NOT NULL,  -- 'pull requests only' (refs/pull/*, refs/merge-requests/*) or 'other refs only'
+    PRIMARY KEY (repo, commit_id)
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS occurrences (
     repo            TEXT NOT NULL,     -- repos.repo
     detector        TEXT NOT NULL,     -- detector id

@@ -144,16 +144,17 @@ class Store:
 
     def save_repo(self, repo: str, path: str, commits: Mapping[str, str], shallow: bool,
                   occurrences: Iterable[OccurrenceRow], tips: Iterable[TipRow], removals: Iterable[RemovalRow] = (),
-                  state: RepoState | None = None, add_commits: bool = False, ends: Iterable[ExposureEnd] = ()
-                  ) -> None:
+                  state: RepoState | None = None, add_commits: bool = False, ends: Iterable[ExposureEnd] = (),
+                  reach: Mapping[str, str] | None = None) -> None:
         """Replace one repository's results in one transaction, so a crash leaves the previous ones intact.
 
         Without ``state`` (a partial walk, a shallow clone) the next scan of the repository starts afresh. With
-        ``add_commits`` the stored commits are all still reachable: ``commits`` holds only the new ones.
+        ``add_commits`` the stored commits are all still reachable: ``commits`` holds only the new ones. ``reach``:
+        the commits no branch, tag or HEAD reaches, and which kind of ref does (``auditor.reach``; all of them).
         """
         now = datetime.now(UTC).isoformat(timespec="seconds")
         with self.transaction():
-            for table in ("occurrences", "tip_presence", "removals", "exposure_ends", "rescan_state",
+            for table in ("occurrences", "tip_presence", "removals", "exposure_ends", "rescan_state", "commit_reach",
                           *(() if add_commits else ("commits",))):
                 self.db.execute(f"DELETE FROM {table} WHERE repo = ?", (repo,))  # noqa: S608 - fixed names
             if state is not None:
@@ -173,3 +174,5 @@ class Store:
                                 ((repo, *r) for r in removals))
             self.db.executemany("INSERT OR IGNORE INTO exposure_ends VALUES (?, ?, ?, ?, ?, ?)",
                                 ((repo, *e) for e in ends))
+            self.db.executemany("INSERT OR IGNORE INTO commit_reach VALUES (?, ?, ?)",
+                                ((repo, c, r) for c, r in (reach or {}).items()))

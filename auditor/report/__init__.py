@@ -1,7 +1,8 @@
 """The reporter: a scan's store → typed pandas frames → statistics, plots, report.md/report.html.
 
-What notebooks call: ``load`` a scan directory, then ``rates``, ``per_repository``, ``by_year``, ``by_extension``,
-``by_directory``, ``by_validity``, ``by_presence``, ``timeline``, ``top_paths``, ``lifecycle`` (``measures``);
+What notebooks call: ``load`` a scan directory, then ``actions`` (what to rotate first), ``rates``,
+``per_repository``, ``by_year``, ``by_extension``, ``by_directory``, ``by_validity``, ``by_presence``,
+``by_ref_kind``, ``timeline``, ``top_paths``, ``lifecycle`` (``measures``);
 ``auditor.report.plots`` draws them; ``build`` (re)writes the report files (``render``, needs matplotlib).
 Nothing here reads git: a report is a function of the store.
 """
@@ -19,9 +20,11 @@ if TYPE_CHECKING:
     from auditor.report.measures import (
         LATER_REFERENCES,
         MEASURES,
+        actions,
         by_directory,
         by_extension,
         by_presence,
+        by_ref_kind,
         by_validity,
         by_year,
         dated,
@@ -41,7 +44,8 @@ if TYPE_CHECKING:
 
 # Loaded on first use (PEP 562): ``auditor.report.stats`` serves a scan's summary.json, which must not import pandas.
 _FROM = {"ScanFrames": "frames", "findings_frame": "frames", "load": "frames",
-         **dict.fromkeys(["LATER_REFERENCES", "MEASURES", "by_directory", "by_extension", "by_presence",
+         **dict.fromkeys(["LATER_REFERENCES", "MEASURES", "actions", "by_directory", "by_extension", "by_presence",
+                          "by_ref_kind",
                           "by_validity", "by_year", "dated", "headline", "lifecycle", "per_repository", "pooled",
                           "rates", "references", "tables", "timeline", "timeline_freq", "top_paths"], "measures"),
          "METHOD": "stats", "per_million": "stats"}
@@ -56,7 +60,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'auditor.report' has no attribute {name!r}")
 
 
-__all__ = ["LATER_REFERENCES", "MEASURES", "METHOD", "PRESENCE", "ScanFrames", "build", "by_directory",
+__all__ = ["LATER_REFERENCES", "MEASURES", "METHOD", "PRESENCE", "ScanFrames", "actions", "build", "by_directory",
+           "by_ref_kind",
            "by_extension", "by_presence", "by_validity", "by_year", "dated", "findings_frame", "headline",
            "lifecycle", "load", "per_million", "per_repository", "pooled", "rates", "redact", "references", "tables",
            "timeline", "timeline_freq", "top_paths"]

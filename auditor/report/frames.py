@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from auditor.errors import UsageError
-from auditor.models import Finding, presence
+from auditor.models import REACH, Finding, presence
 from auditor.outdir import OutDir
 
 TIME = "datetime64[s, UTC]"
@@ -30,10 +30,12 @@ FINDING_DTYPES = {
     "region": "string", "author_email": "string", "author_time": TIME, "blob": "string",
 }
 # Added to findings here: the introducing commit's committer time (what rates per year count), where the file sits,
-# and the first descendant commit whose blob at the same path no longer holds the secret (end of that exposure).
-DERIVED_DTYPES = {"commit_time": TIME, "extension": "string", "top_directory": "string",
-                  "removed_commit": "string", "removed_time": TIME}
-COMMIT_DTYPES = {"repo": "string", "commit": "string", "commit_time": TIME}
+# the first descendant commit whose blob at the same path no longer holds the secret (end of that exposure), and
+# when its validity was checked (validity is only true as of then; NaT when never checked).
+DERIVED_DTYPES = {"commit_time": TIME, "reach": "string", "extension": "string", "top_directory": "string",
+                  "removed_commit": "string", "removed_time": TIME, "checked_at": TIME}
+CHECK_DTYPES = {"secret_sha256": "string", "checked_at": TIME}  # when each secret's validity was last asked
+COMMIT_DTYPES = {"repo": "string", "commit": "string", "commit_time": TIME, "reach": "string"}
 REPO_DTYPES = {"repo": "string", "path": "string", "commits_scanned": "int64", "shallow": "bool", "scanned_at": TIME}
 TIP_DTYPES = {"repo": "string", "secret_sha256": "string", "ref": "string", "path": "string"}
 END_DTYPES = {"repo": "string", "commit": "string", "path": "string", "secret_sha256": "string",
@@ -99,14 +101,16 @@ _QUERIES = {
                COALESCE(c.validity, 'unchecked'), c.scope, c.account_status, c.account_type, c.subaccount, c.region,
                o.author_email, o.author_time, o.blob
         FROM occurrences o LEFT JOIN checks c ON c.secret_sha256 = o.secret_sha256""",
-    "commits": "SELECT repo, commit_id, commit_time FROM commits",
+    "commits": "SELECT c.repo, c.commit_id, c.commit_time, COALESCE(r.reach, '" + REACH[0] + "') FROM commits c "
+               "LEFT JOIN commit_reach r ON r.repo = c.repo AND r.commit_id = c.commit_id",
     "repos": "SELECT repo, path, commits_scanned, shallow, scanned_at FROM repos",
     "tips": "SELECT repo, secret_sha256, ref, path FROM tip_presence",
     "removals": "SELECT repo, detector, commit_id, path, secret_sha256, commit_time FROM removals",
     "ends": "SELECT repo, commit_id, path, secret_sha256, removed_commit, removed_time FROM exposure_ends",
+    "checks": "SELECT secret_sha256, checked_at FROM checks",
 }
 _DTYPES = {"findings": FINDING_DTYPES, "commits": COMMIT_DTYPES, "repos": REPO_DTYPES, "tips": TIP_DTYPES,
-           "removals": REMOVAL_DTYPES, "ends": END_DTYPES}
+           "removals": REMOVAL_DTYPES, "ends": END_DTYPES, "checks": CHECK_DTYPES}
 
 
 def read_store(store: Path, repos: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
@@ -114,11 +118,14 @@ def read_store(store: Path, repos: Sequence[str] | None = None) -> dict[str, pd.
     try:
         with closing(sqlite3.connect(store.resolve().as_uri() + "?mode=ro", uri=True)) as db:
             have = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            # a store of an older auditor has no exposure_ends (its occurrences show no end until rescanned), and its
-            # checks no subaccount or region (until a scan opens the store, which adds them)
+            # a store of an older auditor has no exposure_ends (its occurrences show no end until rescanned), its
+            # checks no subaccount or region (until a scan opens the store, which adds them), and no commit_reach
+            # (every commit counts as the project's)
             checks = {r[1] for r in db.execute("PRAGMA table_info(checks)")}
             newer = ", ".join(f"c.{c}" if c in checks else "NULL" for c in ("subaccount", "region"))
             queries = {name: sql.replace("c.subaccount, c.region", newer) for name, sql in _QUERIES.items()}
+            if "commit_reach" not in have:
+                queries["commits"] = f"SELECT repo, commit_id, commit_time, '{REACH[0]}' FROM commits"
             out = {name: typed(db.execute(sql).fetchall() if name != "ends" or "exposure_ends" in have else [],
                                _DTYPES[name]) for name, sql in queries.items()}
     except sqlite3.Error as e:
@@ -131,7 +138,8 @@ def read_store(store: Path, repos: Sequence[str] | None = None) -> dict[str, pd.
 
 def restrict(tables: dict[str, pd.DataFrame], repos: Sequence[str]) -> dict[str, pd.DataFrame]:
     """The rows of ``repos`` only, in every table."""
-    return {name: frame[frame["repo"].isin(list(repos))].reset_index(drop=True) for name, frame in tables.items()}
+    return {name: frame[frame["repo"].isin(list(repos))].reset_index(drop=True) if "repo" in frame else frame
+            for name, frame in tables.items()}
 
 
 def load(path: str | Path, *, repos: Sequence[str] | None = None) -> ScanFrames:
@@ -210,7 +218,7 @@ def _extension(path: str) -> str:
 
 def assemble(*, findings: pd.DataFrame, commits: pd.DataFrame, repos: pd.DataFrame, tips: pd.DataFrame,
              removals: pd.DataFrame, ends: pd.DataFrame, detectors: pd.DataFrame, validated: bool,
-             source: Path | None = None) -> ScanFrames:
+             source: Path | None = None, checks: pd.DataFrame | None = None) -> ScanFrames:
     """Typed tables → ScanFrames: findings gain commit time, extension, top directory and end of exposure."""
     times = commits.rename(columns={"commit_time": "_time"})
     findings = (findings.reset_index(drop=True)
@@ -218,9 +226,13 @@ def assemble(*, findings: pd.DataFrame, commits: pd.DataFrame, repos: pd.DataFra
     paths = findings["path"].astype(str)
     findings = findings.assign(
         commit_time=findings["_time"].fillna(findings["author_time"]).astype(TIME),  # no commits row: interrupted
+        reach=findings["reach"].fillna(REACH[0]).astype("string"),
         extension=paths.map(_extension).astype("string"),
         top_directory=paths.map(lambda p: p.split("/", 1)[0] if "/" in p else ROOT).astype("string"),
     ).drop(columns="_time")
+    checked = (checks if checks is not None else typed([], CHECK_DTYPES)).drop_duplicates("secret_sha256")
+    findings = findings.assign(checked_at=_lookup(checked.set_index("secret_sha256")["checked_at"],
+                                                  findings["secret_sha256"]))
     findings = _with_ends(findings, ends)[[*FINDING_DTYPES, *DERIVED_DTYPES]]
     known = set(detectors["detector"].dropna())
     extra = sorted(set(findings["detector"]) - known)  # found by a detector the summary did not name

@@ -12,7 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from auditor.models import PRESENCE, Validity
+from auditor.models import PRESENCE, REACH, Validity, ref_kind, refs_by_kind, short_repo
+from auditor.report.frames import TIME as TIME_DTYPE
 from auditor.report.frames import ScanFrames, typed
 from auditor.report.stats import cluster_interval, with_rates
 
@@ -171,6 +172,7 @@ def by_year(f: ScanFrames, detector: str | None = None) -> pd.DataFrame:
     occ = found.groupby(found["commit_time"].dt.year.rename("year")).agg(
         occurrences=("commit", "size"), valid_occurrences=("validity", lambda v: int((v == VALID).sum())),
         unique_secrets=("secret", "nunique"))
+    occ = occ.astype("int64")  # none found: the empty aggregates are of the text columns' dtype, not counts
     frame = (pd.concat([commits, occ], axis=1).fillna(0).reset_index()
              .astype({"year": "int64", "commits": "int64", "occurrences": "int64", "valid_occurrences": "Int64",
                       "unique_secrets": "int64"}))
@@ -217,14 +219,19 @@ def timeline(f: ScanFrames, freq: str = "M") -> pd.DataFrame:
 
 
 def top_paths(f: ScanFrames, n: int = 20) -> pd.DataFrame:
-    """The ``n`` (repository, path) pairs with the most occurrences; whether a secret still sits there at a tip."""
+    """The ``n`` (repository, path) pairs with the most occurrences; whether a secret still sits there at a tip, and
+    at which refs' tips by kind (``at_tips``: a pull-request ref is not the project's code)."""
     at_tip = set(zip(f.tips["repo"], f.tips["path"], strict=True))
+    refs = f.tips.groupby(["repo", "path"])["ref"].agg(list).to_dict() if len(f.tips) else {}
     grouped = (_with_secret(f.findings).groupby(["repo", "path"])
                .agg(occurrences=("commit", "size"), unique_secrets=("secret", "nunique"),
                     first_introduced=("commit_time", "min"), last_introduced=("commit_time", "max"))
                .reset_index())
     still = [(r, p) in at_tip for r, p in zip(grouped["repo"], grouped["path"], strict=True)]
-    return (grouped.assign(still_at_tip=pd.Series(still, index=grouped.index, dtype="bool"))
+    where = [refs_by_kind(refs.get((r, p), [])) or "none" for r, p in zip(grouped["repo"], grouped["path"],
+                                                                            strict=True)]
+    return (grouped.assign(still_at_tip=pd.Series(still, index=grouped.index, dtype="bool"),
+                           at_tips=pd.Series(where, index=grouped.index, dtype="string"))
             .astype({"occurrences": "int64", "unique_secrets": "int64"})
             .sort_values(["occurrences", "repo", "path"], ascending=[False, True, True], kind="stable")
             .head(n).reset_index(drop=True))
@@ -240,13 +247,81 @@ def lifecycle(f: ScanFrames, secret: str) -> pd.DataFrame:
     return rows.assign(exposure_days=days.astype("Float64"))
 
 
+def by_ref_kind(f: ScanFrames) -> pd.DataFrame:
+    """Commits by the kind of ref that reaches them (``models.REACH``: branches and tags / pull requests only /
+    other refs only) and the occurrences their commits introduce, each kind its own denominator: leave the
+    pull-request row out to count the project's history alone."""
+    commits = f.commits["reach"].fillna(REACH[0]).value_counts()
+    found = _with_secret(f.findings)
+    rows = [{"reach": kind, "commits": int(commits.get(kind, 0)),
+             "occurrences": int((found["reach"] == kind).fillna(False).sum()),
+             "unique_secrets": int(found.loc[(found["reach"] == kind).fillna(False), "secret"].nunique())}
+            for kind in REACH]
+    frame = pd.DataFrame(rows, columns=["reach", "commits", "occurrences", "unique_secrets"]).astype(
+        {"reach": "string", "commits": "int64", "occurrences": "int64", "unique_secrets": "int64"})
+    total = max(int(frame["commits"].sum()), 1)
+    return with_rates(frame.assign(share_of_commits=(frame["commits"] / total).astype("Float64")),
+                      count="occurrences")
+
+
+# -- what to do ------------------------------------------------------------------------------------------------
+RISKS = ("valid, at a branch tip", "valid, only in history", "unchecked", "invalid")  # highest first
+ROTATE_NOW, ROTATE_HISTORY, NOTHING = "rotate now", "rotate — still in history", "nothing to do"
+ACTION_COLUMNS = {"risk": "int64", "action": "string", "repo": "string", "location": "string", "commit": "string",
+                  "author": "string", "introduced_time": TIME_DTYPE, "refs": "string", "validity": "string",
+                  "checked_at": TIME_DTYPE, "client_id": "string", "client_secret": "string",
+                  "occurrences": "int64", "secret_sha256": "string", "detector": "string"}
+
+
+def _risk(validity: str, at_branch: bool) -> tuple[int, str]:
+    """(rank in RISKS, action). A secret out of every tip is still in the history anyone can clone: a live one is
+    rotated all the same; only an invalid one needs nothing. Unchecked (or failed to check) is treated as live."""
+    if validity == VALID:
+        return (0, ROTATE_NOW) if at_branch else (1, ROTATE_HISTORY)
+    if validity == Validity.INVALID.value:
+        return 3, NOTHING
+    return 2, ROTATE_NOW if at_branch else ROTATE_HISTORY
+
+
+def actions(f: ScanFrames) -> pd.DataFrame:
+    """What to do, one row per secret, highest risk first (RISKS; then earliest introduced): the repository (short
+    name), where it was first introduced (path:line, commit, author), the refs whose tips still hold it by kind
+    (branch / tag / pull request / other), its validity and when that was checked, and the action."""
+    found = f.findings.sort_values(["commit_time", "author_time", "commit", "path", "line"], kind="stable")
+    tips = f.tips.groupby(["secret_sha256"])["ref"].agg(lambda r: sorted(set(r)))
+    rows = []
+    for (sha, detector), group in found.groupby(["secret_sha256", "detector"], sort=False):
+        first = group.iloc[0]
+        refs = list(tips.get(sha, []))
+        at_branch = any(ref_kind(r) == "branch" for r in refs)
+        validity = str(first["validity"])
+        rank, action = _risk(validity, at_branch)
+        repos = sorted({short_repo(str(r)) for r in group["repo"]})
+        more = len(group) - 1
+        rows.append({
+            "risk": rank + 1, "action": action, "repo": ", ".join(repos),
+            "location": f"{first['path']}:{int(first['line'])}" + (f" (+{more} more)" if more else ""),
+            "commit": str(first["commit"])[:10], "author": first["author_email"],
+            "introduced_time": first["commit_time"], "refs": refs_by_kind(refs) or "none (history only)",
+            "validity": validity, "checked_at": first["checked_at"], "client_id": first["client_id"],
+            "client_secret": first["client_secret"], "occurrences": len(group), "secret_sha256": sha,
+            "detector": detector})
+    frame = pd.DataFrame(rows, columns=list(ACTION_COLUMNS))
+    frame = frame.astype({c: t for c, t in ACTION_COLUMNS.items() if t != TIME_DTYPE})
+    frame = frame.assign(**{c: pd.to_datetime(frame[c], utc=True).astype(TIME_DTYPE)
+                            for c, t in ACTION_COLUMNS.items() if t == TIME_DTYPE})
+    return frame.sort_values(["risk", "introduced_time", "repo", "location"], kind="stable").reset_index(drop=True)
+
+
 def tables(f: ScanFrames, *, top: int = 20) -> dict[str, pd.DataFrame]:
     """Every frame the report shows or exports, by name (secrets redacted: they come from the store)."""
-    return {"findings": f.findings, "secrets": f.secrets, "commits": f.commits, "repos": f.repos, "tips": f.tips,
+    return {"actions": actions(f),
+            "findings": f.findings, "secrets": f.secrets, "commits": f.commits, "repos": f.repos, "tips": f.tips,
             "removals": f.removals, "detectors": f.detectors, "headline": headline(f), "rates": rates(f),
             "per_repository": per_repository(f), "pooled": pooled(f), "by_year": by_year(f),
             "by_extension": by_extension(f), "by_directory": by_directory(f), "by_validity": by_validity(f),
-            "by_presence": by_presence(f), "timeline": timeline(f, timeline_freq(f)), "top_paths": top_paths(f, top)}
+            "by_presence": by_presence(f),
+            "by_ref_kind": by_ref_kind(f), "timeline": timeline(f, timeline_freq(f)), "top_paths": top_paths(f, top)}
 
 
 def timeline_freq(f: ScanFrames) -> str:

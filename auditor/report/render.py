@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
+from auditor import sarif
+from auditor.models import REACH, short_repo
 from auditor.outdir import OutDir, private_file, write_private
 from auditor.report import frames, measures, plots
 from auditor.report.frames import ScanFrames
@@ -151,6 +154,11 @@ def _rates_wide(long: pd.DataFrame, key: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=wanted)
 
 
+def _short_names(frame: pd.DataFrame) -> pd.DataFrame:
+    """The repo column as people name repositories (owner/name, a directory's name); the pooled row as it is."""
+    return frame.assign(repo=[r if r == "(all repositories)" else short_repo(str(r)) for r in frame["repo"]])
+
+
 def _with_ci(frame: pd.DataFrame, *, commits: bool = False) -> pd.DataFrame:
     """Rate columns → one 'rate [low–high]' text column; the denominator kept only when it varies by row."""
     shown = frame.assign(**{"per million commits [95% CI]": [_rate_text(r) for _, r in frame.iterrows()]})
@@ -176,6 +184,7 @@ def sections(f: ScanFrames, t: dict[str, pd.DataFrame], summary: dict | None = N
     repos = len(f.repos)
     secrets = f.secrets
     removed = secrets[~secrets["exposure_ongoing"] & secrets["exposure_days"].notna()]
+    gone_days = _num(removed["exposure_days"].astype("float64").median()) if len(removed) else NA
     headline = t["headline"].assign(**{"per million commits [95% CI]": [_rate_text(r) for _, r in
                                                                        t["headline"].iterrows()]})
     headline = headline.assign(measure=headline["measure"].map(lambda m: plots.LABELS.get(m, m)))[
@@ -186,7 +195,9 @@ def sections(f: ScanFrames, t: dict[str, pd.DataFrame], summary: dict | None = N
                        "removed_time", "exposure_days", "presence"]].head(50))
     per_detector = t["rates"][t["rates"]["measure"] == "occurrences"]
     return [
+        _what_to_do(f, t["actions"]),
         Section("Headline", (
+            *([zero_sentence(f, t["headline"], _references(f))] if f.findings.empty else []),
             f"{repos} repositor{'y' if repos == 1 else 'ies'}, {f.commits_scanned:,} commits scanned, "
             f"{len(f.findings):,} occurrences of {len(secrets):,} unique secrets"
             f"{'' if f.validated else ' (validity not checked: valid rates are n/a)'}.",
@@ -197,47 +208,144 @@ def sections(f: ScanFrames, t: dict[str, pd.DataFrame], summary: dict | None = N
         Section("Compared with the published reference", (*refs, *(
             "" if refs else "No published reference for these detectors.",)), _with_ci(per_detector).drop(
             columns=["measure"]), None, 3),
+        _coverage(f, t),
         Section("Per repository", ("Each repository's rates use its own commits; the last row pools them.",
                                    *_pooled_lines(t["pooled"])),
-                _rates_wide(t["per_repository"], "repo"), "repositories"),
+                _short_names(_rates_wide(t["per_repository"], "repo")), "repositories"),
         Section("Timeline of introductions", (
             f"Occurrences introduced per {_UNITS[measures.timeline_freq(f)]} (committer time), and commits made.",
             *([f"{undated:,} commit(s) dated before 1970 or after the scan are left out of it (they count in "
                "every rate)."] if (undated := int((~measures.dated(f)[0]).sum())) else [])),
                 None, "timeline"),
         Section("Exposure time", (
-            "From a secret's first introducing commit to the last commit that removed it (the first descendant "
-            "whose blob at that path no longer holds it), or to the scan for secrets still at a ref tip.",
-            f"{len(removed):,} secret(s) removed everywhere; median exposure "
-            f"{_num(removed['exposure_days'].astype('float64').median())} days. "
-            f"{int(secrets['still_at_tip'].sum()):,} still at a ref tip.",
-        ), None, "exposure"),
-        Section("Validity", _regions(f, summary or {}), _with_ci(t["by_validity"]), "validity"),
+            "From a secret's first introducing commit to the last commit that removed it from a ref tip (the first "
+            "descendant whose blob at that path no longer holds it), or to the scan for secrets still at a ref tip. "
+            "Gone from the tips is not gone: every secret here is still in the history anyone with a clone can read.",
+            *([] if removed.empty else [
+                f"{len(removed):,} secret(s) gone from every ref tip, after a median {gone_days} days — still in "
+                "history: rotate the live ones."]),
+            *([] if secrets.empty else [f"{int(secrets['still_at_tip'].sum()):,} still at a ref tip."]),
+        ), None, None if secrets.empty else "exposure"),
+        Section("Validity", _regions(f, summary or {}), _with_ci(t["by_validity"]),
+                None if f.findings.empty else "validity"),
         Section("Still present, or only in history", (
-            "Where each secret still is: at a branch tip, only at a tag tip, only at another ref's tip (e.g. a "
+            "Where each secret still is: at a branch tip, only at a tag tip, only at a pull-request ref's tip (a "
+            "fork's contribution: refs/pull/*, refs/merge-requests/*), only at another ref's tip (e.g. a "
             "remote-tracking ref or the stash), or only in history.",), _with_ci(t["by_presence"]), None),
-        Section("By year of introduction", ("Occurrences introduced in a year per million commits made that year.",),
-                _with_ci(t["by_year"], commits=True), "by_year"),
+        Section("By year of introduction", (
+            "Occurrences introduced in a year per million commits made that year. A year of few commits has a wide "
+            f"interval (shaded in the plot under {plots.THIN_YEAR} commits); the table lists the years with "
+            "occurrences (every year is in frames/by_year).",),
+                _with_ci(t["by_year"][t["by_year"]["occurrences"] > 0], commits=True), "by_year"),
         Section("By file extension", (), _with_ci(t["by_extension"]), None),
         Section("By top-level directory", (), _with_ci(t["by_directory"]), None),
-        Section("Top paths", (), t["top_paths"] if repos > 1 else t["top_paths"].drop(columns="repo"), "top_paths"),
+        Section("Top paths", (), _short_names(t["top_paths"]) if repos > 1 else t["top_paths"].drop(columns="repo"),
+                None if f.findings.empty else "top_paths"),
         Section("Secrets (redacted; the 50 with most occurrences)", (), shown_secrets, None),
         Section("Files", ("Every frame is in `frames/` as CSV and Parquet; plots in `plots/`; "
                           "`auditor report DIR` rebuilds all of it from `audit.sqlite`.",), None, None),
     ]
 
 
+ACTION_SHOWN = ["risk", "action", "repo", "location", "commit", "author", "refs", "validity", "checked_at",
+                "client_id", "client_secret"]
+
+
+def _what_to_do(f: ScanFrames, actions: pd.DataFrame) -> Section:
+    """The first section: one row per secret, highest risk first, with the action."""
+    if actions.empty:
+        n = f.commits_scanned
+        return Section("What to do", (f"Nothing: no secret found in {n:,} commit{'' if n == 1 else 's'}.",), None,
+                       None)
+    n = actions["action"].value_counts()
+    count = ", ".join(f"{int(n[a]):,} {a}" for a in (measures.ROTATE_NOW, measures.ROTATE_HISTORY, measures.NOTHING)
+                      if a in n)
+    text = [f"{len(actions):,} secret(s): {count}. Risk: " + "; ".join(
+        f"{i} {r}" for i, r in enumerate(measures.RISKS, 1)) + ". Removing a secret from the tips does not end "
+        "it: it stays in every clone's history, so a live one is rotated (revoked at the provider) either way.",
+        "Refs are those whose tips still hold the secret: a pull-request ref (GitHub refs/pull/N, GitLab "
+        "refs/merge-requests/N) is a contribution from a fork, still served by the host."]
+    if not f.validated:
+        text.append("Validity was not checked (--no-validate): every secret is treated as live.")
+    shown = actions[ACTION_SHOWN].head(200)
+    if len(actions) > len(shown):
+        text.append(f"The {len(shown)} highest risks shown; all {len(actions):,} are in frames/actions.csv.")
+    return Section("What to do", tuple(text), shown, None)
+
+
+def _coverage(f: ScanFrames, t: dict[str, pd.DataFrame]) -> Section:
+    """What was and was not read: shallow or partial clones, unreadable objects, blobs skipped by reason."""
+    summary = OutDir(f.source).read_summary() if f.source is not None else {}
+    repos = {r.get("repo"): r for r in summary.get("repos", []) if isinstance(r, dict)}
+    text = []
+    shallow = [str(r) for r in f.repos.loc[f.repos["shallow"], "repo"]]
+    partial = [name for name, r in repos.items() if r.get("partial_clone")]
+    errors = int(summary.get("error_count", len(summary.get("errors", []))) or 0)
+    skipped = {k: int(v) for k, v in (summary.get("blobs_skipped") or {}).items() if v}
+    if shallow:
+        text.append(f"Shallow clone ({', '.join(map(short_repo, shallow))}): history before its boundary "
+                    "was not seen; the audit is incomplete.")
+    if partial:
+        text.append(f"Partial clone ({', '.join(map(short_repo, partial))}): objects never fetched were not "
+                    "scanned; clone without --filter for a full audit.")
+    if errors:
+        text.append(f"{errors:,} object(s) could not be read and were not scanned (summary.json → errors).")
+    if skipped:
+        text.append("Blobs skipped: " + ", ".join(f"{v:,} {k}" for k, v in sorted(skipped.items())) + ".")
+    kinds = t["by_ref_kind"]
+    pulls = int(kinds.loc[kinds["reach"] == REACH[1], "commits"].sum())
+    others = int(kinds.loc[kinds["reach"] == REACH[2], "commits"].sum())
+    if f.commits_scanned:
+        text.append(f"Commits by the kind of ref that reaches them: {f.commits_scanned - pulls - others:,} from "
+                    f"branches and tags, {pulls:,} only from pull-request refs (a fork's contributions, which the "
+                    f"host serves), {others:,} only from other refs. Each kind is its own denominator below; the "
+                    "rates above count them all.")
+    if not (shallow or partial or errors):
+        blobs = f", {int(summary['blobs_scanned']):,} blobs" if "blobs_scanned" in summary else ""
+        text.insert(0, f"Complete: every object reachable from every ref was read ({f.commits_scanned:,} commits"
+                       f"{blobs}).")
+    else:
+        text.insert(0, "Incomplete: what follows was not read, so the counts above are lower bounds.")
+    shown = kinds.drop(columns=["share_of_commits"]) if f.commits_scanned else None
+    return Section("Coverage", tuple(text), None if shown is None else _with_ci(shown, commits=True), None)
+
+
+EMPTY_WHEN_CLEAN = ("exposure", "validity", "top_paths")  # plots of findings: a clean scan says so in words
+
+
 def _figures(f: ScanFrames, t: dict[str, pd.DataFrame]) -> dict[str, object]:
     refs = _references(f) if len(f.detectors) == 1 else []
-    return {
+    figures = {
         "rates": plots.headline_rates(t["headline"], {src: v for _, src, v in refs}),
-        "repositories": plots.repositories(t["per_repository"]),
-        "timeline": plots.timeline(t["timeline"]),
+        "repositories": plots.repositories(t["per_repository"], reference=refs[0][2] if refs else None,
+                                           pooled=t["pooled"]),
+        "timeline": plots.timeline(t["timeline"], validated=f.validated),
         "exposure": plots.exposure(f.secrets),
         "validity": plots.validity(t["by_validity"]),
         "by_year": plots.by_year(t["by_year"]),
         "top_paths": plots.top_paths(t["top_paths"], several_repos=len(f.repos) > 1),
     }
+    if f.findings.empty:
+        figures = {k: v for k, v in figures.items() if k not in EMPTY_WHEN_CLEAN}
+    return figures
+
+
+def zero_sentence(f: ScanFrames, headline: pd.DataFrame, references: list[tuple[str, str, float]]) -> str:
+    """A scan with no finding, in one sentence: how many commits, the 95% upper bound, and how many commits a
+    clean history needs before its upper bound falls below the (lowest) reference."""
+    occ = headline[headline["measure"] == "occurrences"].iloc[0]
+    n = f.commits_scanned
+    if not n:
+        return "Nothing was found, and no commit was scanned: no rate can be given."
+    text = (f"No occurrences in {n:,} commits; the 95% upper bound is {_num(occ['rate_high'])} per million "
+            "commits")
+    if references:
+        ref = min(v for _, _, v in references)
+        # a zero count's upper bound is poisson_interval(0)[1] / n × 10⁶: below ref once n exceeds this
+        need = occ["rate_high"] * n / ref
+        text += (f"; about {need:,.0f} commits with none found would be needed to show a rate below the "
+                 f"published {ref:g}" + (" (this scan cannot tell)" if n < need else ""))
+    return text + "."
 
 
 def _md_escape(text: object) -> str:
@@ -253,7 +361,8 @@ def _md_table(frame: pd.DataFrame) -> str:
 
 
 def _html_table(frame: pd.DataFrame) -> str:
-    return _cells(frame).to_html(index=False, escape=True, border=0, classes="t")
+    """A table in a box that scrolls sideways when wider than the page (the page itself never does)."""
+    return f'<div class="wide">{_cells(frame).to_html(index=False, escape=True, border=0, classes="t")}</div>'
 
 
 def _markdown(secs: list[Section], title: str) -> str:
@@ -271,15 +380,24 @@ def _markdown(secs: list[Section], title: str) -> str:
 _CSS = """body{font:15px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table.t{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}table.t td,table.t th{padding:3px 8px;
 border-bottom:1px solid #ddd;text-align:left}table.t th{background:#f3f3f3}img{max-width:100%}
-h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ccc}code{background:#f3f3f3;padding:0 3px}"""
+h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ccc}code{background:#f3f3f3;padding:0 3px}
+div.wide{overflow-x:auto;max-width:100%}ul.toc{columns:3;font-size:14px;padding-left:1.2em}"""
+
+
+def _code(text: str) -> str:
+    """Markdown's `code` spans as <code> (the text is already escaped)."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
 
 
 def _html(secs: list[Section], title: str, images: dict[str, bytes]) -> str:
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{html.escape(title)}</title>",
            f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
+    anchors = {s.title: re.sub(r"[^a-z0-9]+", "-", s.title.lower()).strip("-") for s in secs}
+    out.append('<nav><ul class="toc">' + "".join(f'<li><a href="#{anchors[s.title]}">{html.escape(s.title)}</a></li>'
+                                                for s in secs if s.level == 2) + "</ul></nav>")
     for s in secs:
-        out.append(f"<h{s.level}>{html.escape(s.title)}</h{s.level}>")
-        out += [f"<p>{html.escape(p)}</p>" for p in s.text if p]
+        out.append(f'<h{s.level} id="{anchors[s.title]}">{html.escape(s.title)}</h{s.level}>')
+        out += [f"<p>{_code(html.escape(p))}</p>" for p in s.text if p]
         if s.plot:
             data = base64.b64encode(images[s.plot]).decode("ascii")
             out.append(f'<img alt="{html.escape(s.title)}" data-plot="{s.plot}" src="data:image/png;base64,{data}">')
@@ -309,15 +427,28 @@ def export(named: dict[str, pd.DataFrame], directory: Path) -> list[Path]:
 
 
 
+def write_sarif(f: ScanFrames, path: Path) -> None:
+    """findings.sarif from the store's findings (auditor.sarif; the scan writes the same from its results)."""
+    rows = f.findings.astype(object).where(f.findings.notna(), None).to_dict("records")
+    tip_refs = f.tips.groupby("secret_sha256")["ref"].agg(list).to_dict() if len(f.tips) else {}
+    checked = dict(zip(f.findings["secret_sha256"], f.findings["checked_at"].astype(object), strict=True))
+    detectors = list(zip(f.detectors["detector"].astype(str), f.detectors["name"].fillna(f.detectors["detector"])
+                         .astype(str), strict=True))
+    write_private(path, sarif.dumps(sarif.document(rows, tip_refs, detectors, checked)))
+
+
 def build_report(directory: Path, *, top: int = 20) -> Report:
     """Load ``directory``'s store, write frames/, plots/, report.md and report.html; return what was written."""
     out = OutDir(directory)
     f = frames.load(directory)
     t = measures.tables(f, top=top)
     exported = export(t, out.frames)
+    write_sarif(f, out.sarif)
     figures = _figures(f, t)
     images = {name: plots.png(fig) for name, fig in figures.items()}
     out.plots.mkdir(exist_ok=True)
+    for name in set(PLOTS) - set(images):  # a plot an earlier report drew and this one does not
+        (out.plots / f"{name}.png").unlink(missing_ok=True)
     plot_paths = {}
     for name, data in images.items():
         plot_paths[name] = out.plots / f"{name}.png"
@@ -330,7 +461,9 @@ def build_report(directory: Path, *, top: int = 20) -> Report:
             "Rerun the same `auditor scan` command to complete it (it resumes), then `auditor report` again.",),
             None, None))
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    title = f"auditor report — {', '.join(map(str, f.repos['repo'])) or 'no repository'}"
+    names = [short_repo(str(r)) for r in f.repos["repo"]]
+    title = ("auditor report — " + (", ".join(names) if 0 < len(names) <= 3 else
+                                    f"{len(names)} repositories" if names else "no repository"))
     intro = Section("About this report", (f"Built {stamp} from {out.store}.",), None, None, 3)
     md, page = out.report_md, out.report_html
     write_private(md, _markdown([*secs, intro], title).encode("utf-8"))

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import shutil
 import stat
 from html.parser import HTMLParser
 
 import pandas as pd
+import pytest
 
 from auditor import report
 from tests.helpers.git import GitRepo
 from tests.helpers.histories import scan_in_process
+from tests.helpers.pairs import make_pair, snippet
 from tests.helpers.scan import run_auditor
 
 
@@ -48,7 +51,9 @@ def test_auditor_report_command(golden, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "occurrences: 6 in 9 commits" in proc.stdout and "7.37" in proc.stdout and "8.33" in proc.stdout
     page = Page()
-    page.feed((out / "report.html").read_text(encoding="utf-8"))
+    text = (out / "report.html").read_text(encoding="utf-8")
+    assert "<code>frames/</code>" in text and "`" not in text  # markdown's code spans rendered
+    page.feed(text)
     page.close()
     assert set(page.images) == set(PLOTS)
     assert all(png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 2000 for png in page.images.values())
@@ -95,3 +100,43 @@ def test_zero_commits(tmp_path):
     page = Page()
     page.feed(built.html.read_text(encoding="utf-8"))
     assert len(page.images) == len(built.plots)
+
+
+def test_a_clean_history_says_so_in_one_sentence(tmp_path):
+    clean = GitRepo(tmp_path / "clean")
+    for i in range(40):
+        clean.commit(f"c{i}", {"notes.txt": f"line {i}\n"})
+    out = tmp_path / "out"
+    scan_in_process([clean], out)
+    built = report.build(out)
+    md = built.markdown.read_text(encoding="utf-8")
+    # 0 found: the upper bound of a zero Poisson count is −ln(0.025) (χ²(0.975; 2)/2), per 40 commits × 10⁶; below
+    # 7.37 it needs −ln(0.025) × 10⁶ / 7.37 clean commits
+    bound, need = -math.log(0.025) / 40 * 1e6, -math.log(0.025) * 1e6 / 7.37
+    assert (bound, round(need)) == (pytest.approx(92_221.99, abs=0.005), 500_526)
+    assert ("No occurrences in 40 commits; the 95% upper bound is 92,221.99 per million commits; about 500,526 "
+            "commits with none found would be needed to show a rate below the published 7.37 (this scan cannot "
+            "tell).") in md
+    assert "Nothing: no secret found in 40 commits." in md and "median" not in md
+    assert set(built.plots) == {"rates", "repositories", "timeline", "by_year"}  # no empty plot of findings
+    page = Page()
+    page.feed(built.html.read_text(encoding="utf-8"))
+    assert set(page.images) == set(built.plots)
+
+
+def test_findings_only_at_pull_request_refs_are_not_at_the_repository(tmp_path):
+    repo = GitRepo(tmp_path / "project")
+    repo.commit("base", {"README": "hello\n"})
+    repo("checkout", "-q", "-b", "fork")
+    repo.commit("a fork's change", {"sms.py": snippet(make_pair())})
+    repo("update-ref", "refs/pull/620/head", "HEAD")
+    repo("checkout", "-q", "main")
+    repo("branch", "-q", "-D", "fork")
+    repo.commit("more", {"README": "hello again\n"})
+    out = tmp_path / "out"
+    scan_in_process([repo], out)
+    md = report.build(out).markdown.read_text(encoding="utf-8")
+    assert "| pull-request tip | 1 |" in md and "| branch tip |" not in md
+    assert "| rotate — still in history | project | sms.py:1 |" in md and "| pull request: #620 |" in md
+    secrets = [json.loads(line) for line in (out / "secrets.jsonl").read_text().splitlines()]
+    assert [(s["presence"], s["tip_refs"]) for s in secrets] == [("pull-request tip", ["refs/pull/620/head"])]

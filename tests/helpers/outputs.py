@@ -15,7 +15,7 @@ import pandas as pd
 
 from auditor.models import Finding, RepoStats, Summary, redact
 from auditor.outdir import OutDir, private_file, write_private
-from auditor.outputs import _pooled, rates_of, regions_note
+from auditor.outputs import _pooled, by_ref_kind, rates_of, regions_note
 from auditor.report import frames as fr
 from auditor.report.measures import counts, unique_secrets
 from auditor.report.stats import METHOD
@@ -119,6 +119,7 @@ def write_results(out: OutDir, findings: list[Finding], repos: Sequence[RepoStat
         store_also_holds=tuple(earlier),
         secrets_failed_to_check=unique_secrets(frame[frame["validity"] == "failed_to_check"]),
         pooled=_pooled(repos, per_repo) if pooled else None,
+        by_ref_kind=by_ref_kind(repos, Counter(scan.findings["reach"].astype(str).tolist())),
     )
     write_private(out.summary, (json.dumps(summary.as_json(), indent=2) + "\n").encode("utf-8"))
     return summary
