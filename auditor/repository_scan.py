@@ -173,7 +173,11 @@ def scan_repository(job: RepoJob, events: ScanEvents | None = None, found: list[
     # listing the commits runs alongside detection (on a first scan): the two overlap, they do not add up
     stats.seconds["enumeration"] = listing.seconds
     stats.seconds["detection"] = t1 - t0
-    provenance = locate(repo, commits, detected.feed.records, detected.by_blob, detectors, new,
+    # what attribution reads of the changes: the records that touch a matched blob (read back from the log)
+    records = detected.feed.log.kept(detected.by_blob, commits.tree if new is None else frozenset(new),
+                                     commits.parents)
+    detected.feed.log.close()
+    provenance = locate(repo, commits, records, detected.by_blob, detectors, new,
                         job.earlier if state is not None else ())
     stats.errors.extend(provenance.errors)
     stats.seconds["attribution"] = time.perf_counter() - t1
@@ -207,10 +211,11 @@ def plan_chunks(job: RepoJob, parts: int) -> list[tuple[bytes, ...]]:
     finally:
         source.close()
     listing.result()
-    for _, changes in feed.records.values():
+    for _, _, changes in feed.log.replay():
         for ch in changes:
             if ch.new is not None and ch.new not in first_path:
                 first_path[ch.new] = ch.path
+    feed.log.close()
     reader = BlobReader(repo, use_git=False)  # sizes from object headers: no inflation
     sizes = {raw: size or 0 for raw, size, _ in reader.sizes(blobs)}
     ordered = sorted(blobs, key=lambda b: (first_path.get(b, b""), b))
