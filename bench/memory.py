@@ -9,7 +9,7 @@
    and the deep size of what each stage hands the next (the commit listing, the changes kept for attribution,
    the store's commit rows, attribution's per-commit maps, the candidates).
 
-    .venv/bin/python bench/memory.py tree REPO... [--runs 1] [--label L] [--root SRC]
+    .venv/bin/python bench/memory.py tree REPO... [--runs 1] [--label L] [--root SRC] [--env K=V]
     .venv/bin/python bench/memory.py stages REPO
 
 A repository is a path or ``synth:SIZE`` (bench/run.py's). Results: bench/work/memory/*.json.
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -35,14 +36,18 @@ MiB = 2 ** 20
 OUT = WORK / "memory"
 
 
-def tree(repo: str, runs: int, label: str | None, root: Path = ROOT) -> list[dict]:
+def tree(repo: str, runs: int, label: str | None, root: Path = ROOT, env: dict[str, str] | None = None
+         ) -> list[dict]:
     path, name, _ = resolve(repo)
     got = []
     for i in range(runs):
         with tempfile.TemporaryDirectory(prefix="auditor-mem-") as tmp:
             cmd = [PY, "-m", "auditor", "scan", str(path), "--out", f"{tmp}/out", "--no-validate", "--no-progress"]
-            m = measure.run(cmd, cwd=root, timeout=7200)
-            findings = sum(1 for _ in open(f"{tmp}/out/findings.jsonl")) if m.rc == 0 else None
+            m = measure.run(cmd, cwd=root, timeout=7200, env=os.environ | (env or {}))
+            findings = None
+            if m.rc == 0:
+                with open(f"{tmp}/out/findings.jsonl") as fh:
+                    findings = sum(1 for _ in fh)
         row = {"repo": name, "label": label, "run": i, "rc": m.rc, "wall": round(m.wall, 2), "cpu": round(m.cpu, 1),
                "peak_anon_mib": round(m.peak_anon / MiB, 1), "findings": findings,
                "anon_at_peak_mib": {k: round(v / MiB, 1) for k, v in sorted(m.peak_anon_by_role.items())},
@@ -152,6 +157,7 @@ def main() -> None:
     t.add_argument("repos", nargs="+")
     t.add_argument("--runs", type=int, default=1)
     t.add_argument("--label")
+    t.add_argument("--env", action="append", default=[], metavar="K=V", help="in the scan's environment")
     t.add_argument("--root", type=Path, default=ROOT,
                    help="the source tree to run (e.g. `git archive` of another commit, for paired before/after runs)")
     s = sub.add_parser("stages")
@@ -159,7 +165,7 @@ def main() -> None:
     a = ap.parse_args()
     if a.cmd == "tree":
         for r in a.repos:
-            tree(r, a.runs, a.label, a.root)
+            tree(r, a.runs, a.label, a.root, dict(e.split("=", 1) for e in a.env))
     else:
         stages(a.repo)
     shutil.rmtree(Path(tempfile.gettempdir()) / "auditor-mem-none", ignore_errors=True)
