@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +27,7 @@ from auditor.detectors.spec import Detector
 from auditor.git import mirror
 from auditor.git.blobs import BlobReader
 from auditor.git.changes import BlobFeed, Changes, Verdict
-from auditor.git.history import Commits, iso, list_commits
+from auditor.git.history import CommitRows, Commits, list_commits
 from auditor.git.repository import open_repository, partial_clone
 from auditor.models import BlobScan, Candidate, RepoState, RepoStats
 
@@ -55,7 +55,7 @@ class RepoScan:
     stats: RepoStats
     candidates: dict[bytes, list[Candidate]]  # raw blob id → its candidates
     provenance: Provenance
-    commit_rows: dict[str, str] = field(repr=False)  # hex id → ISO committer time, of the commits listed anew
+    commit_rows: Mapping[str, str] = field(repr=False)  # hex id → ISO committer time, of the commits listed anew
     reachable: frozenset[bytes] = field(repr=False)  # every commit of the listing (earlier ones included)
     tips: frozenset[bytes] = frozenset()  # raw ids of the ref tips
     incremental: bool = False  # built on ``prior``: the store's commits stay, ``commit_rows`` are the new ones
@@ -89,11 +89,11 @@ class _Background(threading.Thread):
         return self._value
 
 
-def _listed(repo: pygit2.Repository, *known: frozenset[bytes]) -> tuple[Commits, dict[str, str]]:
+def _listed(repo: pygit2.Repository, *known: frozenset[bytes]) -> tuple[Commits, CommitRows]:
     """The commits, and their rows for the store (hex id → ISO time, in key order: the store's inserts run ~35 %
     faster), made off the critical path."""
     commits = list_commits(repo, *known)
-    return commits, dict(sorted((c.hex(), iso(t)) for c, t in commits.time.items()))
+    return commits, CommitRows(commits.time)
 
 
 class _Found:

@@ -103,9 +103,9 @@ class Changes:
         which = ["--all"] if commits is None else ["--no-walk=unsorted", "--stdin"]
         try:
             self._proc = subprocess.Popen(
-                [self.git, *LOG_CACHE, "--git-dir", self.repo.path, "log", *which, "-z", "--raw", "--no-abbrev", "--no-renames",
-                 "--no-ext-diff", "--no-textconv", "--root", "--diff-merges=first-parent", "--ignore-submodules=none",
-                 "--format=%x01%H %P"],
+                [self.git, *LOG_CACHE, "--git-dir", self.repo.path, "log", *which, "-z", "--raw", "--no-abbrev",
+                 "--no-renames", "--no-ext-diff", "--no-textconv", "--root", "--diff-merges=first-parent",
+                 "--ignore-submodules=none", "--format=%x01%H %P"],
                 stdin=subprocess.PIPE if commits is not None else subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL, env=GIT_ENV)
         except OSError:
