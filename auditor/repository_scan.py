@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,9 +152,9 @@ def scan_repository(job: RepoJob, events: ScanEvents | None = None, found: list[
             # matched blobs are read again for their tokens (a rewritten history may have pruned some)
             again = {b for b in state.matched if pygit2.Oid(raw=b) in repo.odb}
 
-        def wanted() -> tuple[list[bytes], dict[bytes, tuple[bytes, ...]]]:
+        def wanted() -> tuple[Collection[bytes], Mapping[bytes, tuple[bytes, ...]]]:
             commits = listing.result()[0]
-            return (list(commits.tree) if new is None else new), commits.parents
+            return (commits.tree if new is None else new), commits.parents
 
         detected = detect(stats, scanner, source, detectors, wanted, job.skip, again, events)
         commits, commit_rows = listing.result()
@@ -201,9 +201,9 @@ def plan_chunks(job: RepoJob, parts: int) -> list[tuple[bytes, ...]]:
     def verdict(oid: bytes, name: bytes) -> Verdict:
         return Verdict.SCAN if detectors.scans(name) else Verdict.BANNED
 
-    def wanted() -> tuple[list[bytes], dict[bytes, tuple[bytes, ...]]]:
+    def wanted() -> tuple[Collection[bytes], Mapping[bytes, tuple[bytes, ...]]]:
         commits = listing.result()[0]
-        return list(commits.tree), commits.parents
+        return commits.tree, commits.parents
 
     try:
         feed = BlobFeed(verdict)

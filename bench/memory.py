@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import json
 import os
 import shutil
@@ -44,12 +45,14 @@ def tree(repo: str, runs: int, label: str | None, root: Path = ROOT, env: dict[s
         with tempfile.TemporaryDirectory(prefix="auditor-mem-") as tmp:
             cmd = [PY, "-m", "auditor", "scan", str(path), "--out", f"{tmp}/out", "--no-validate", "--no-progress"]
             m = measure.run(cmd, cwd=root, timeout=7200, env=os.environ | (env or {}))
-            findings = None
-            if m.rc == 0:
+            findings = digest = None
+            if m.rc in (0, 1):  # 1: findings to alert on
                 with open(f"{tmp}/out/findings.jsonl") as fh:
-                    findings = sum(1 for _ in fh)
+                    rows = sorted(f"{r['commit']} {r['path']} {r['secret_sha256']}" for r in map(json.loads, fh))
+                findings = len(rows)
+                digest = hashlib.sha256("\n".join(rows).encode()).hexdigest()[:12]  # the same findings, before/after
         row = {"repo": name, "label": label, "run": i, "rc": m.rc, "wall": round(m.wall, 2), "cpu": round(m.cpu, 1),
-               "peak_anon_mib": round(m.peak_anon / MiB, 1), "findings": findings,
+               "peak_anon_mib": round(m.peak_anon / MiB, 1), "findings": findings, "digest": digest,
                "anon_at_peak_mib": {k: round(v / MiB, 1) for k, v in sorted(m.peak_anon_by_role.items())},
                "anon_role_max_mib": {k: round(v / MiB, 1) for k, v in sorted(m.max_anon_by_role.items())},
                "peak_rss_mib": round(m.peak_rss / MiB, 1), "other_cpu_pct": round(m.other_cpu_pct)}
@@ -78,10 +81,13 @@ def deep_size(obj: object, seen: set[int] | None = None) -> int:
             stack.extend(o.values())
         elif isinstance(o, (list, tuple, set, frozenset)):
             stack.extend(o)
-        elif hasattr(o, "__slots__") and not isinstance(o, (bytes, str, int)):
-            stack.extend(getattr(o, s) for s in getattr(o, "__slots__", ()) if hasattr(o, s))
-        elif hasattr(o, "__dict__") and not isinstance(o, type):
-            stack.append(vars(o))
+        elif isinstance(o, (bytes, bytearray, str, int, float, type)) or o is None:
+            continue
+        else:
+            if hasattr(o, "__dict__"):
+                stack.append(vars(o))
+            for klass in type(o).__mro__:
+                stack.extend(getattr(o, s) for s in getattr(klass, "__slots__", ()) if hasattr(o, s))
     return total
 
 
@@ -100,7 +106,7 @@ def stages(repo: str) -> dict:
     from auditor.detectors import load_detectors
 
     path, name, _ = resolve(repo)
-    report: dict[str, float] = {}
+    report: dict[str, float] = {"main anon RSS at start (MiB)": anon_rss() / MiB}
     real_locate, real_locator = rs.locate, attribution.Locator
     seen_locators: list = []
 
@@ -115,14 +121,18 @@ def stages(repo: str) -> dict:
         report["commit listing: Commits (MiB)"] = deep_size(commits) / MiB
         report["changes kept for attribution (MiB)"] = deep_size(records) / MiB
         report["commits listed"] = len(commits)
-        report["commits with changes kept"] = len(records)
-        report["changes kept"] = sum(len(r[1]) if isinstance(r, tuple) else 0 for r in records.values()) \
-            if hasattr(records, "values") else -1
+        held = getattr(records, "_touched", records)  # Kept: only the records that say something are held
+        report["commits with changes kept"] = len(held)
+        report["changes kept"] = sum(len(r[1]) for r in held.values())
         report["candidates (MiB)"] = deep_size(dict(candidates)) / MiB
         t0 = time.perf_counter()
         out = real_locate(repo_, commits, records, candidates, *rest)
         report["locate seconds"] = time.perf_counter() - t0
         report["main anon RSS in attribution (MiB)"] = anon_rss() / MiB
+        report["rest: detection's blob sets, allocator slack (MiB)"] = report[
+            "main anon RSS after detection (MiB)"] - report["main anon RSS at start (MiB)"] - sum(
+            report[k] for k in ("commit listing: Commits (MiB)", "changes kept for attribution (MiB)",
+                                "candidates (MiB)"))
         if seen_locators:
             loc = seen_locators[-1]
             report["attribution per-commit maps (MiB)"] = deep_size(loc._maps) / MiB
@@ -132,7 +142,6 @@ def stages(repo: str) -> dict:
 
     rs.locate, attribution.Locator = locate, Locator
     try:
-        report["main anon RSS at start (MiB)"] = anon_rss() / MiB
         t0 = time.perf_counter()
         scanned = rs.scan_repository(rs.RepoJob(source=str(path), name=name, detectors=tuple(load_detectors(None))))
         report["scan seconds"] = time.perf_counter() - t0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -48,7 +48,7 @@ class Detected:
 
 
 def detect(stats: RepoStats, scanner: Scanner, source: Changes, detectors: DetectorSet,
-           wanted: Callable[[], tuple[list[bytes], Mapping[bytes, tuple[bytes, ...]]]],
+           wanted: Callable[[], tuple[Collection[bytes], Mapping[bytes, tuple[bytes, ...]]]],
            skip: set[bytes] | frozenset[bytes], again: set[bytes], events: ScanEvents) -> Detected:
     """Scan ``again`` (matched blobs of an earlier scan), then every new blob the ``wanted`` commits hold."""
     banned: set[bytes] = set()  # blobs judged under banned names only (a blob once chosen is never judged again)

@@ -118,23 +118,30 @@ class Changes:
             except OSError:
                 pass
 
-    def records(self, wanted: Callable[[], tuple[Sequence[bytes], Mapping[bytes, tuple[bytes, ...]]]]
+    def records(self, wanted: Callable[[], tuple[Collection[bytes], Mapping[bytes, tuple[bytes, ...]]]]
                 ) -> Iterator[Record]:
         """One record per wanted commit. ``wanted()`` → (the commits, the parents of every commit); called once
         git started on every ref has said all it could (the list may still be being made meanwhile)."""
-        done: set[bytes] = set()
+        done = bytearray()  # the commits git gave, end to end (git log names each commit once): no set of them
+        width = 0
         if self._proc is None:
             commits, self.parents = wanted()
             if commits:
                 self.start(commits)
         if self._proc is not None:
             for record in self._git_records(self._proc):
-                if record[0] not in done:
-                    done.add(record[0])
-                    yield record
+                done += record[0]
+                width = len(record[0])
+                yield record
         commits, self.parents = wanted()
+        want = commits if isinstance(commits, Collection) and not isinstance(commits, Sequence) else set(commits)
+        given = sum(1 for i in range(0, len(done), width or 1) if bytes(done[i:i + width]) in want) if width else 0
+        if given == len(want):  # git gave every wanted commit (the rule): nothing for pygit2
+            return
+        seen = {bytes(done[i:i + width]) for i in range(0, len(done), width)} if width else set()
+        del done
         for commit in commits:
-            if commit not in done:
+            if commit not in seen:
                 yield self._pygit2_record(commit)
 
     def close(self) -> None:
