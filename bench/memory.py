@@ -119,7 +119,7 @@ def stages(repo: str) -> dict:
         gc.collect()
         report["main anon RSS after detection (MiB)"] = anon_rss() / MiB
         report["commit listing: Commits (MiB)"] = deep_size(commits) / MiB
-        report["changes kept for attribution (MiB)"] = deep_size(records) / MiB
+        report["changes kept for attribution (MiB)"] = deep_size(getattr(records, "_touched", records)) / MiB
         report["commits listed"] = len(commits)
         held = getattr(records, "_touched", records)  # Kept: only the records that say something are held
         report["commits with changes kept"] = len(held)

@@ -8,6 +8,10 @@ them in C, in its own process (the other core), skipping equal subtrees: 0.3 s f
 numpy's 75k, where a Python walk of the trees takes 1.3 s and 4.9 s. Where git cannot run or read the repository
 (not installed, a missing or corrupt tree), the same changes are computed with pygit2, object by object, and what
 cannot be read is reported.
+
+Memory: the stream is read once, by the blob feed; what attribution will need of it is logged to a temporary file
+(``ChangeLog``) and read back, once the matched blobs are known, only where a change touches one (``Kept``), so no
+Python object per commit outlives the feed (issue 16).
 """
 
 from __future__ import annotations
