@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,7 @@ from auditor.detectors.spec import Detector
 from auditor.git import mirror
 from auditor.git.blobs import BlobReader
 from auditor.git.changes import BlobFeed, Changes, Verdict
-from auditor.git.history import Commits, iso, list_commits
+from auditor.git.history import CommitRows, Commits, list_commits
 from auditor.git.repository import open_repository, partial_clone
 from auditor.models import BlobScan, Candidate, RepoState, RepoStats
 
@@ -56,7 +56,7 @@ class RepoScan:
     stats: RepoStats
     candidates: dict[bytes, list[Candidate]]  # raw blob id → its candidates
     provenance: Provenance
-    commit_rows: dict[str, str] = field(repr=False)  # hex id → ISO committer time, of the commits listed anew
+    commit_rows: Mapping[str, str] = field(repr=False)  # hex id → ISO committer time, of the commits listed anew
     reachable: frozenset[bytes] = field(repr=False)  # every commit of the listing (earlier ones included)
     tips: frozenset[bytes] = frozenset()  # raw ids of the ref tips
     incremental: bool = False  # built on ``prior``: the store's commits stay, ``commit_rows`` are the new ones
@@ -91,11 +91,11 @@ class _Background(threading.Thread):
         return self._value
 
 
-def _listed(repo: pygit2.Repository, *known: frozenset[bytes]) -> tuple[Commits, dict[str, str]]:
+def _listed(repo: pygit2.Repository, *known: frozenset[bytes]) -> tuple[Commits, CommitRows]:
     """The commits, and their rows for the store (hex id → ISO time, in key order: the store's inserts run ~35 %
     faster), made off the critical path."""
     commits = list_commits(repo, *known)
-    return commits, dict(sorted((c.hex(), iso(t)) for c, t in commits.time.items()))
+    return commits, CommitRows(commits.time)
 
 
 class _Found:
@@ -155,9 +155,9 @@ def scan_repository(job: RepoJob, events: ScanEvents | None = None, found: list[
             # matched blobs are read again for their tokens (a rewritten history may have pruned some)
             again = {b for b in state.matched if pygit2.Oid(raw=b) in repo.odb}
 
-        def wanted() -> tuple[list[bytes], dict[bytes, tuple[bytes, ...]]]:
+        def wanted() -> tuple[Collection[bytes], Mapping[bytes, tuple[bytes, ...]]]:
             commits = listing.result()[0]
-            return (list(commits.tree) if new is None else new), commits.parents
+            return (commits.tree if new is None else new), commits.parents
 
         detected = detect(stats, scanner, source, detectors, wanted, job.skip, again, events)
         commits, commit_rows = listing.result()
@@ -182,7 +182,11 @@ def scan_repository(job: RepoJob, events: ScanEvents | None = None, found: list[
     # listing the commits runs alongside detection (on a first scan): the two overlap, they do not add up
     stats.seconds["enumeration"] = listing.seconds
     stats.seconds["detection"] = t1 - t0
-    provenance = locate(repo, commits, detected.feed.records, detected.by_blob, detectors, new,
+    # what attribution reads of the changes: the records that touch a matched blob (read back from the log)
+    records = detected.feed.log.kept(detected.by_blob, commits.tree if new is None else frozenset(new),
+                                     commits.parents)
+    detected.feed.log.close()
+    provenance = locate(repo, commits, records, detected.by_blob, detectors, new,
                         job.earlier if state is not None else ())
     stats.errors.extend(provenance.errors)
     stats.seconds["attribution"] = time.perf_counter() - t1
@@ -206,9 +210,9 @@ def plan_chunks(job: RepoJob, parts: int) -> list[tuple[bytes, ...]]:
     def verdict(oid: bytes, name: bytes) -> Verdict:
         return Verdict.SCAN if detectors.scans(name) else Verdict.BANNED
 
-    def wanted() -> tuple[list[bytes], dict[bytes, tuple[bytes, ...]]]:
+    def wanted() -> tuple[Collection[bytes], Mapping[bytes, tuple[bytes, ...]]]:
         commits = listing.result()[0]
-        return list(commits.tree), commits.parents
+        return commits.tree, commits.parents
 
     try:
         feed = BlobFeed(verdict)
@@ -216,10 +220,11 @@ def plan_chunks(job: RepoJob, parts: int) -> list[tuple[bytes, ...]]:
     finally:
         source.close()
     listing.result()
-    for _, changes in feed.records.values():
+    for _, _, changes in feed.log.replay():
         for ch in changes:
             if ch.new is not None and ch.new not in first_path:
                 first_path[ch.new] = ch.path
+    feed.log.close()
     reader = BlobReader(repo, use_git=False)  # sizes from object headers: no inflation
     sizes = {raw: size or 0 for raw, size, _ in reader.sizes(blobs)}
     ordered = sorted(blobs, key=lambda b: (first_path.get(b, b""), b))

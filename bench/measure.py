@@ -112,6 +112,9 @@ class Measurement:
     # workers' own children)
     timeline: list[tuple[float, float, int, int, float, float, float]]
     timed_out: bool = False
+    peak_anon: int = 0  # the peak of the tree's summed Pss_Anon (issue 16's measure: heaps, not mapped packs)
+    peak_anon_by_role: dict[str, int] = field(default_factory=dict)  # Pss_Anon per role at that peak
+    max_anon_by_role: dict[str, int] = field(default_factory=dict)  # each role's own peak (summed over its procs)
 
     @property
     def cpu_pct(self) -> float:
@@ -136,6 +139,9 @@ class _Sampler(threading.Thread):
         self.roles: dict[int, str] = {}  # live pid → role
         self.peak_rss = self.peak_pss = self.peak_pss_anon = 0
         self.peak_rss_by_role: dict[str, int] = {}
+        self.peak_anon = 0
+        self.peak_anon_by_role: dict[str, int] = {}
+        self.max_anon_by_role: dict[str, int] = {}
         self.timeline: list[tuple[float, float, int, int, float, float, float]] = []
         self.n = 0
 
@@ -167,6 +173,7 @@ class _Sampler(threading.Thread):
         rss_sum = pss_sum = pss_anon = 0
         workers = 0
         by_role: dict[str, int] = {}
+        anon_by_role: dict[str, int] = {}
         for pid in seen:
             stat = _read(f"/proc/{pid}/stat")
             if not stat:
@@ -197,10 +204,16 @@ class _Sampler(threading.Thread):
                         pss_sum += int(line.split()[1]) * 1024
                     elif line.startswith("Pss_Anon:"):
                         pss_anon += int(line.split()[1]) * 1024
+                        role = "git" if p.role in ("git", "git:log") else p.role
+                        anon_by_role[role] = anon_by_role.get(role, 0) + int(line.split()[1]) * 1024
         if rss_sum > self.peak_rss:
             self.peak_rss, self.peak_rss_by_role = rss_sum, by_role
         if want_pss and pss_sum > self.peak_pss:
             self.peak_pss, self.peak_pss_anon = pss_sum, pss_anon
+        if want_pss and pss_anon > self.peak_anon:
+            self.peak_anon, self.peak_anon_by_role = pss_anon, anon_by_role
+        for role, n in anon_by_role.items():
+            self.max_anon_by_role[role] = max(self.max_anon_by_role.get(role, 0), n)
         cum = main = work = wkids = 0
         for p in self.procs.values():
             cum += p.ticks
@@ -285,7 +298,9 @@ def run(cmd: list[str] | str, *, cwd: str | Path | None = None, env: dict | None
                        max_proc_rss=max((p.rss_max for p in sampler.procs.values()), default=0),
                        peak_rss_by_role=sampler.peak_rss_by_role, peak_pss_anon=sampler.peak_pss_anon,
                        load_before=load, other_cpu_pct=other, roles=roles,
-                       detection=_detection_window(sampler), timeline=sampler.timeline, timed_out=timed_out)
+                       detection=_detection_window(sampler), timeline=sampler.timeline, timed_out=timed_out,
+                       peak_anon=sampler.peak_anon, peak_anon_by_role=sampler.peak_anon_by_role,
+                       max_anon_by_role=sampler.max_anon_by_role)
 
 
 def _detection_window(s: _Sampler) -> dict[str, float] | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -48,11 +48,10 @@ class Detected:
 
 
 def detect(stats: RepoStats, scanner: Scanner, source: Changes, detectors: DetectorSet,
-           wanted: Callable[[], tuple[list[bytes], Mapping[bytes, tuple[bytes, ...]]]],
+           wanted: Callable[[], tuple[Collection[bytes], Mapping[bytes, tuple[bytes, ...]]]],
            skip: set[bytes] | frozenset[bytes], again: set[bytes], events: ScanEvents) -> Detected:
     """Scan ``again`` (matched blobs of an earlier scan), then every new blob the ``wanted`` commits hold."""
-    chosen: set[bytes] = set()
-    banned: set[bytes] = set()
+    banned: set[bytes] = set()  # blobs judged under banned names only (a blob once chosen is never judged again)
     previously: set[bytes] = set()
 
     def verdict(oid: bytes, name: bytes) -> Verdict:
@@ -62,7 +61,7 @@ def detect(stats: RepoStats, scanner: Scanner, source: Changes, detectors: Detec
             previously.add(oid)
             return Verdict.KNOWN
         if detectors.scans(name):
-            chosen.add(oid)
+            banned.discard(oid)
             return Verdict.SCAN
         banned.add(oid)
         return Verdict.BANNED
@@ -101,7 +100,7 @@ def detect(stats: RepoStats, scanner: Scanner, source: Changes, detectors: Detec
                             "the batches in flight were scanned again")
     if scanner.died_idle:
         stats.errors.append("a detection worker died after its last batch; every batch was scanned")
-    stats.blobs_skipped["filename"] += len(banned - chosen)
+    stats.blobs_skipped["filename"] += len(banned)
     stats.blobs_skipped["already_scanned"] += len(previously)
     if feed.symlinks:
         stats.blobs_skipped["symlink"] += len(feed.symlinks)

@@ -13,6 +13,7 @@ git is restarted for the rest, and the object is never handed to libgit2 (which 
 from __future__ import annotations
 
 import fcntl
+import os
 import shutil
 import subprocess
 import threading
@@ -28,6 +29,12 @@ Read = tuple[bytes, bytes | None, str | None]  # (id, content, error)
 T = TypeVar("T")
 
 
+# git's delta-base cache (96 MiB by default) in each worker's reader: blobs come file by file (a delta chain's
+# versions together), so a small cache serves them nearly as well, and the cache is the reader's whole heap
+DELTA_CACHE_MIB = int(os.environ.get("AUDITOR_DELTA_CACHE_MIB", "32"))
+DELTA_CACHE = ("-c", f"core.deltaBaseCacheLimit={DELTA_CACHE_MIB}m")
+
+
 class _Stalled(Exception):
     """git's answer ended early: it died, or overran its deadline and was killed."""
 
@@ -37,7 +44,8 @@ class _CatFile:
     answer overruns its deadline, which turns a stall into an end of output that the reader sees at once."""
 
     def __init__(self, git: str, git_dir: str) -> None:
-        self.proc = subprocess.Popen([git, "--git-dir", git_dir, "cat-file", "--batch"], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([git, *DELTA_CACHE, "--git-dir", git_dir, "cat-file", "--batch"],
+                                     stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=GIT_ENV)
         assert self.proc.stdout is not None and self.proc.stdin is not None
         try:  # 1 MiB instead of 64 KiB: a sixteenth of the wake-ups between git and this worker
