@@ -5,6 +5,7 @@ same repositories, also when the worker scanning the big repository is killed mi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -83,28 +84,27 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     return Corpus(tmp_path_factory.mktemp("corpus"))
 
 
-@pytest.fixture(scope="module")
-def cluster(corpus: Corpus, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A real scheduler and two real workers (one process, one thread each) on 127.0.0.1; the scheduler file."""
-    where = tmp_path_factory.mktemp("dask")
+@contextlib.contextmanager
+def _dask(where: Path, workers: int, worker_env: dict[str, str] | None = None) -> Iterator[Path]:
+    """A real `dask scheduler` and ``workers`` real `dask worker` processes (one thread each) on 127.0.0.1, all
+    waited for; the scheduler file."""
     scheduler_file = where / "scheduler.json"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": where}
     procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
                                "--port", "0", "--no-dashboard", "--scheduler-file", str(scheduler_file)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, cwd=where)]
+                              env=ENV, **quiet)]
     try:
         deadline = time.monotonic() + 60
         while not scheduler_file.exists():
             assert time.monotonic() < deadline, "the Dask scheduler did not start"
             time.sleep(0.1)
-        for _ in range(2):
-            procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file",
-                                           str(scheduler_file), "--nworkers", "1", "--nthreads", "1", "--host",
-                                           "127.0.0.1", "--no-dashboard"],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, cwd=where))
+        procs += [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file",
+                                    str(scheduler_file), "--nworkers", "1", "--nthreads", "1", "--host", "127.0.0.1",
+                                    "--no-dashboard"], env=worker_env or ENV, **quiet) for _ in range(workers)]
         from distributed import Client
 
         with Client(scheduler_file=str(scheduler_file), timeout="30s") as client:
-            client.wait_for_workers(2, timeout=60)
+            client.wait_for_workers(workers, timeout=60)
         yield scheduler_file
     finally:
         for p in reversed(procs):
@@ -114,6 +114,13 @@ def cluster(corpus: Corpus, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+@pytest.fixture(scope="module")
+def cluster(corpus: Corpus, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Two workers, shared by the tests of this module."""
+    with _dask(tmp_path_factory.mktemp("dask"), 2) as scheduler_file:
+        yield scheduler_file
 
 
 def _cmd(*args: str) -> list[str]:
@@ -269,27 +276,10 @@ def test_a_worker_with_another_auditor_is_refused_before_any_task(corpus: Corpus
     shutil.copytree(Path(auditor.__file__).parent, other / "auditor", ignore=shutil.ignore_patterns("__pycache__"))
     init = other / "auditor" / "__init__.py"
     init.write_text(init.read_text().replace(f'__version__ = "{auditor.__version__}"', '__version__ = "0.0.0-other"'))
-    scheduler_file = tmp_path / "scheduler.json"
-    env = {**ENV, "PYTHONPATH": str(other)}
-    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                               "--port", "0", "--no-dashboard", "--scheduler-file", str(scheduler_file)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, cwd=tmp_path)]
-    try:
-        deadline = time.monotonic() + 60
-        while not scheduler_file.exists():
-            assert time.monotonic() < deadline, "the Dask scheduler did not start"
-            time.sleep(0.1)
-        procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file",
-                                       str(scheduler_file), "--nthreads", "1", "--host", "127.0.0.1",
-                                       "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                      env=env, cwd=tmp_path))
+    with _dask(tmp_path, 1, {**ENV, "PYTHONPATH": str(other)}) as scheduler_file:
         proc = subprocess.run(_cmd("--corpus", str(corpus.file), "--out", str(tmp_path / "out"), "--scheduler-file",
                                    str(scheduler_file), "--no-validate"),
                               capture_output=True, text=True, env=ENV, timeout=120)
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-            p.wait(timeout=30)
     assert proc.returncode == 2, proc.stderr
     assert "0.0.0-other" in proc.stderr and "install the same auditor" in proc.stderr, proc.stderr
     assert not (tmp_path / "out" / "findings.jsonl").exists()  # nothing was scanned
