@@ -143,8 +143,8 @@ def _guarded(what: str, work: Callable[[], T]) -> T | int:
     except ModuleNotFoundError as e:
         if not (e.name or "").startswith("matplotlib"):
             raise
-        print(f"auditor: error: the {what} needs matplotlib; install it with pip install 'auditor[report]'",
-              file=sys.stderr)
+        print(f"auditor: error: the {what} needs matplotlib, which auditor depends on but this environment lacks; "
+              "reinstall auditor (pip install --force-reinstall auditor) or pip install matplotlib", file=sys.stderr)
         return int(ExitCode.BAD_INPUT)
     except AuditorError as e:
         print(f"auditor: error: {e}", file=sys.stderr)
