@@ -47,7 +47,7 @@ PRESENCE = ("branch tip", "tag tip", "pull-request tip", "other ref tip", "histo
 # secret still sits. A pull-request ref (refs/pull/*, refs/merge-requests/*) holds a fork's contribution, not the
 # project's code: it is told apart from a branch (SPEC §11).
 REF_KINDS = ("branch", "tag", "pull request", "other")
-# Commits by the kind of ref that reaches them (auditor.reach): the project's, a fork's contribution, neither.
+# Commits by the kind of ref that reaches them (auditor.git.reach): the project's, a fork's contribution, neither.
 REACH = ("branches and tags", "pull requests only", "other refs only")
 _PULL_PREFIXES = ("refs/pull/", "refs/merge-requests/", "refs/remotes/origin/pr/")
 
@@ -328,7 +328,7 @@ class RepoStats:
     errors: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     error: str | None = None  # why the repository could not be scanned at all (a corpus goes on without it)
-    commits_by_reach: dict[str, int] = field(default_factory=dict)  # auditor.reach.REACH → commits (SPEC §11)
+    commits_by_reach: dict[str, int] = field(default_factory=dict)  # auditor.git.reach.REACH → commits (SPEC §11)
 
     def summary(self, rates: dict[str, Any]) -> RepoSummary:
         return RepoSummary(repo=self.repo, commits_scanned=self.commits_scanned, shallow=self.shallow,

@@ -17,7 +17,6 @@ from typing import Any
 
 import pygit2
 
-from auditor import reach
 from auditor.attribution import Provenance, locate
 from auditor.detection.batch import BatchScanner
 from auditor.detection.inline import InlineScanner
@@ -25,7 +24,7 @@ from auditor.detection.pool import DetectionPool
 from auditor.detection.stage import ScanEvents, Scanner, detect
 from auditor.detectors.engine import DetectorSet
 from auditor.detectors.spec import Detector
-from auditor.git import mirror
+from auditor.git import mirror, reach
 from auditor.git.blobs import BlobReader
 from auditor.git.changes import BlobFeed, Changes, Verdict
 from auditor.git.history import CommitRows, Commits, list_commits

@@ -150,7 +150,7 @@ class Store:
 
         Without ``state`` (a partial walk, a shallow clone) the next scan of the repository starts afresh. With
         ``add_commits`` the stored commits are all still reachable: ``commits`` holds only the new ones. ``reach``:
-        the commits no branch, tag or HEAD reaches, and which kind of ref does (``auditor.reach``; all of them).
+        the commits no branch, tag or HEAD reaches, and which kind of ref does (``auditor.git.reach``; all of them).
         """
         now = datetime.now(UTC).isoformat(timespec="seconds")
         with self.transaction():
