@@ -32,6 +32,7 @@ from auditor.outdir import OutDir
 from auditor.testing import TwilioStandIn, serve_in_thread
 from auditor.testing import history as synth
 from tests.helpers import outputs as reference_outputs
+from tests.helpers.git import GitRepo, run_git
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("aiohttp", "matplotlib", "pandas", "numpy", "pyarrow")
@@ -41,18 +42,11 @@ SID, TOKEN = "AC" + "5a8f3c2d1e4b6a7f9c0d2e1b3a5f7c9d", "9e8d7c6b5a4f3e2d1c0b9a8
 
 
 def git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, env=ENV)
+    run_git(repo, *args)
 
 
 def one_commit(path: Path, files: dict[str, str]) -> Path:
-    path.mkdir(parents=True)
-    git(path, "init", "-q", "-b", "main")
-    git(path, "config", "user.email", "t@example.org")
-    git(path, "config", "user.name", "T")
-    for name, text in files.items():
-        (path / name).write_text(text, encoding="utf-8")
-    git(path, "add", "-A")
-    git(path, "commit", "-q", "-m", "one")
+    GitRepo(path).commit("one", files)
     return path
 
 
