@@ -1,11 +1,14 @@
 """Other tools' rule catalogs as detectors (SPEC §3): a gitleaks TOML config (``[[rules]]``) or a Nosey Parker rules
-YAML (``rules:``). Each rule becomes a detector with one matcher whose secret is its capture group (gitleaks'
+YAML (``rules:``), alone or as files of a ``--detectors`` directory beside auditor's own detector files. Each rule
+becomes a detector with one matcher whose secret is its capture group (gitleaks'
 ``secretGroup``, else the first non-empty group, else the whole match — as gitleaks and Nosey Parker read them).
 
 What a rule says that auditor cannot honour is said, rule by rule, in the notes ``load`` returns — never dropped or
 changed silently: a rule whose pattern the ``regex`` module cannot compile is not loaded (and said so); gitleaks'
 ``entropy``, ``path`` and allowlists are not applied (more candidates than gitleaks reports, never fewer); gitleaks'
-``keywords`` are kept as the rule's content gate, exactly their meaning there.
+``keywords`` are kept as the rule's content gate, exactly their meaning there (a blob holding *any* of them, any
+case, is matched). Two rules with one id, or a catalog without any rule, are errors that name the file, the rule and
+the field: a scan would silently keep one of them, or silently scan with nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ SUPPORTED_GITLEAKS = {"id", "description", "regex", "secretGroup", "keywords", "
 
 def _detector(rule_id: str, name: str, pattern: str, group: int, *, keywords: tuple[str, ...], source: str,
               category: str) -> Detector:
-    gate = ContentWhitelist(patterns=tuple(regex.escape(k.lower()) for k in keywords)) if keywords else None
+    # One pattern, not one per keyword: a gate's patterns must all match, gitleaks' keywords are alternatives.
+    gate = (ContentWhitelist(patterns=("(?:" + "|".join(regex.escape(k.lower()) for k in keywords) + ")",))
+            if keywords else None)
     return Detector(id=rule_id, name=name, category=category, company="", high_recall=False,
                     validity_check_available=False, only_valid_secrets_raise_alert=False,
                     minimum_number_of_matches=1, prefixed=False, filename_banlist=None, content_whitelist=gate,
@@ -41,8 +46,23 @@ def _compiles(pattern: str) -> str | None:
     return None
 
 
+def _unique(rule_id: str, index: int, seen: dict[str, int], src: str, key: str) -> None:
+    """A second rule with one id is an error naming both: a scan would keep one of them and drop the other."""
+    if (first := seen.setdefault(rule_id, index)) != index:
+        raise DetectorFileError(src, f"rules[{index}].{key}", f"rule {rule_id!r} has the id of rules[{first}]: give "
+                                "each rule its own id")
+
+
+def _not_empty(doc: Mapping[str, Any], src: str) -> None:
+    if not doc.get("rules"):
+        raise DetectorFileError(src, "rules", "holds no rule: a scan with it would look for nothing; check that this "
+                                "is the catalog you meant")
+
+
 def _gitleaks(doc: Mapping[str, Any], src: str) -> tuple[list[Detector], list[str]]:
+    _not_empty(doc, src)
     detectors, notes = [], []
+    seen: dict[str, int] = {}
     for key in ("allowlist", "allowlists"):
         if key in doc:
             notes.append(f"{src}: the global [{key}] is not applied (auditor reports what it would hide)")
@@ -50,6 +70,7 @@ def _gitleaks(doc: Mapping[str, Any], src: str) -> tuple[list[Detector], list[st
         if not isinstance(rule, Mapping) or not isinstance(rule.get("id"), str):
             raise DetectorFileError(src, f"rules[{i}].id", "is required (a string)")
         rid = rule["id"]
+        _unique(rid, i, seen, src, "id")
         pattern = rule.get("regex")
         if not isinstance(pattern, str):
             notes.append(f"{src}: rule {rid}: not loaded: it has no regex (a path-only rule); auditor matches "
@@ -70,12 +91,21 @@ def _gitleaks(doc: Mapping[str, Any], src: str) -> tuple[list[Detector], list[st
     return detectors, notes
 
 
-def _noseyparker(doc: Mapping[str, Any], src: str) -> tuple[list[Detector], list[str]]:
+def is_rules_doc(doc: Any) -> bool:
+    """A Nosey Parker rules document (``rules: [...]``), not one of auditor's own detector files."""
+    return isinstance(doc, Mapping) and isinstance(doc.get("rules"), list) and "matchers" not in doc
+
+
+def noseyparker(doc: Mapping[str, Any], src: str) -> tuple[list[Detector], list[str]]:
+    """A parsed Nosey Parker rules document → its rules as detectors, and the notes on what is not honoured."""
+    _not_empty(doc, src)
     detectors, notes = [], []
+    seen: dict[str, int] = {}
     for i, rule in enumerate(doc.get("rules") or ()):
         if not isinstance(rule, Mapping) or not isinstance(rule.get("pattern"), str):
             raise DetectorFileError(src, f"rules[{i}].pattern", "is required (a string)")
         rid = str(rule.get("id") or rule.get("name") or f"rule-{i}")
+        _unique(rid, i, seen, src, "id" if rule.get("id") else "name")
         if (why := _compiles(rule["pattern"])) is not None:
             notes.append(f"{src}: rule {rid}: not loaded: its pattern does not compile here ({why})")
             continue
@@ -105,7 +135,7 @@ def load(path: Path) -> tuple[list[Detector], list[str]]:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise DetectorFileError(src, "<yaml>", f"is not valid YAML: {e}") from None
-    if not isinstance(doc, Mapping) or not isinstance(doc.get("rules"), list):
+    if not is_rules_doc(doc):
         raise DetectorFileError(src, "rules", "is required: pass a gitleaks config (.toml), a Nosey Parker rules file "
-                                "(rules: [...]) or a directory of auditor detector files")
-    return _noseyparker(doc, src)
+                                "(rules: [...]) or a directory of Nosey Parker rules files or auditor detector files")
+    return noseyparker(doc, src)

@@ -233,6 +233,20 @@ def test_regions_nobody_can_ask_are_a_usage_error(leaky, tmp_path, args, said):
     assert r.summary is None  # refused before anything was scanned
 
 
+def test_a_directory_of_noseyparker_rules_files_is_a_catalog_of_detectors(git, tmp_path):
+    repo = git()
+    token = make_pair()[1]
+    repo.commit("one", {"svc.cfg": f'service_key = "{token}"\n'})
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "service.yml").write_text("rules:\n- name: Service Key\n  id: np.service.1\n"
+                                       "  pattern: 'service_key\\s*=\\s*\"([0-9a-f]{32})\"'\n")
+    r = run_scan(repo.path, tmp_path / "out", "--detectors", str(rules), "--show-secrets")
+    assert r.returncode == 1, r
+    assert [(f["detector"], f["client_secret"]) for f in r.findings] == [("np.service.1", token)]
+    assert r.findings[0]["secret_sha256"] == hashlib.sha256(token.encode()).hexdigest()
+
+
 def test_a_gitleaks_config_is_a_catalog_of_detectors(git, tmp_path):
     repo = git()
     token = make_pair()[1]

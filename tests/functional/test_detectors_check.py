@@ -191,3 +191,33 @@ def test_not_a_directory_is_bad_input(tmp_path):
     r = check(tmp_path / "missing")
     assert r.returncode == 2
     assert str(tmp_path / "missing") in r.stderr and "Traceback" not in r.stderr
+
+
+NP_RULES = """rules:
+- name: Service Key
+  id: np.service.1
+  pattern: 'service_key\\s*=\\s*"([0-9a-f]{32})"'
+- name: Service Key again
+  id: np.service.2
+  pattern: '(?P<broken'
+"""
+
+
+def test_a_noseyparker_rules_file_in_the_directory_is_checked_rule_by_rule(tmp_path):
+    (tmp_path / "d").mkdir()
+    path = tmp_path / "d" / "service.yml"
+    path.write_text(NP_RULES)
+    write(tmp_path / "d", "mine.yaml", custom())
+    r = check(tmp_path / "d")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert f"ok    np.service.1  {path} rule np.service.1" in r.stdout
+    assert "rule np.service.2: not loaded: its pattern does not compile" in r.stdout  # said, never silent
+
+
+def test_one_rule_id_in_two_rules_files_fails(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.yml").write_text(NP_RULES)
+    (tmp_path / "d" / "b.yml").write_text(NP_RULES)
+    r = check(tmp_path / "d")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "'np.service.1' is also the id of " + str(tmp_path / "d" / "a.yml") in r.stdout

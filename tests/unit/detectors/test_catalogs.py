@@ -132,3 +132,62 @@ def test_a_malformed_catalog_names_the_file_and_the_field(tmp_path: Path, name: 
     with pytest.raises(DetectorFileError) as e:
         load(path)
     assert e.value.field == field and str(path) in str(e.value)
+
+
+NP_OTHER = """
+rules:
+- name: Other Key
+  id: np.other.1
+  pattern: 'other_key:\\s*([0-9a-f]{20})'
+"""
+
+
+def test_a_directory_holds_noseyparker_rules_files_beside_our_own_detector_files(tmp_path: Path) -> None:
+    from tests.helpers.detectors import builtin_doc, write_detector
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "example.yml").write_text(NOSEYPARKER)
+    (tmp_path / "d" / "other.yaml").write_text(NP_OTHER)
+    write_detector(tmp_path / "d", "mine.yaml", builtin_doc("mine"))
+    detectors, notes = load_with_notes(tmp_path / "d")
+    by_id = {d.id: d for d in detectors}
+    assert {"twilio_master_credentials", "np.example.1", "np.other.1", "mine"} <= set(by_id)
+    assert notes == []
+    value = _hex(20)
+    assert _values(by_id["np.other.1"], f"other_key: {value}\n") == {value}
+
+
+def test_two_rules_files_of_a_directory_with_one_rule_id_are_an_error(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.yml").write_text(NOSEYPARKER)
+    (tmp_path / "d" / "b.yml").write_text(NOSEYPARKER.replace("Example Key", "Example Key again"))
+    with pytest.raises(DetectorFileError) as e:
+        load_with_notes(tmp_path / "d")
+    said = str(e.value)
+    assert str(tmp_path / "d" / "b.yml") in said and "np.example.1" in said and str(tmp_path / "d" / "a.yml") in said
+
+
+@pytest.mark.parametrize(("name", "text", "field"), [
+    ("a.toml", '[[rules]]\nid = "x"\nregex = "a"\n[[rules]]\nid = "x"\nregex = "b"\n', "rules[1].id"),
+    ("a.yml", "rules:\n- {id: x, pattern: a}\n- {id: x, pattern: b}\n", "rules[1].id"),
+    ("a.yml", "rules:\n- {name: x, pattern: a}\n- {name: x, pattern: b}\n", "rules[1].name"),
+    ("a.toml", "rules = []\n", "rules"),
+    ("a.yml", "rules: []\n", "rules"),
+])
+def test_two_rules_with_one_id_or_no_rule_at_all_name_the_file_the_rule_and_the_field(
+        tmp_path: Path, name: str, text: str, field: str) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(DetectorFileError) as e:
+        load(path)
+    assert e.value.field == field and str(path) in str(e.value)
+    assert "'x'" in str(e.value) or field == "rules"
+
+
+def test_gitleaks_keywords_are_alternatives_any_case(tmp_path: Path) -> None:
+    path = tmp_path / "gitleaks.toml"
+    path.write_text('[[rules]]\nid = "kw"\nregex = \'\'\'[0-9a-f]{16}\'\'\'\nkeywords = ["alpha", "beta"]\n')
+    [rule], _ = load(path)
+    value = _hex(16)
+    assert _values(rule, f"BETA {value}\n") == {value}  # one keyword is enough, whatever its case
+    assert _values(rule, f"gamma {value}\n") == set()
