@@ -63,7 +63,8 @@ class ResponseRule:
 
     status: int
     validity: Validity
-    json: Mapping[str, Any] | None = None  # every key must equal ("{client_id}" is substituted)
+    json: Mapping[str, Any] | None = None  # every key (dotted: nested, ``meta.key``) must equal ("{client_id}" is
+    # substituted)
     scope: str | None = None
     keep: Mapping[str, str | Differs] = field(default_factory=dict)  # finding field → JSON key (or a Differs test)
     ask_other_regions: bool = False
