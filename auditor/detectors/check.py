@@ -30,6 +30,7 @@ import yaml
 
 from auditor.detectors import catalogs
 from auditor.detectors.engine import CompiledDetector, DetectorSet, detect
+from auditor.detectors.prefilter import MIN_LITERAL
 from auditor.detectors.spec import Detector, Example, detector_files, parse_detector
 from auditor.errors import DetectorFileError
 
@@ -122,6 +123,10 @@ def check_detector(detector: Detector, max_pairs: int = 8) -> list[Problem]:
         return [Problem(Severity.ERROR, f"a field holds a value of the wrong type ({e}); see the built-in detector "
                         "files for the expected shapes")]
     problems = []
+    if compiled.literals is None:
+        problems.append(Problem(Severity.WARNING, "runs on every blob: no keyword, and no literal of "
+                                f"{MIN_LITERAL}+ bytes that every match of its pattern holds, for the prefilter to "
+                                "look for (slower with many rules; add keywords, or a literal prefix)"))
     for key, examples, run in (("examples", detector.examples, run_example),
                                ("negative_examples", detector.negative_examples, run_negative_example)):
         for i, example in enumerate(examples):

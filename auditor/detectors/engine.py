@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import bisect
 import functools
-from collections.abc import Iterable, Iterator
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 
 import regex
 
+from auditor.detectors import prefilter
 from auditor.detectors.spec import Detector
 from auditor.models import Candidate, Pair
 
 _NEWLINE = regex.compile(rb"\n")
 BINARY_PROBE = 8000  # git's rule: a NUL in the first 8000 bytes makes a blob binary
+# Matches of one matcher kept per blob: a catalog rule matching every line of a big file must not stall a scan (its
+# candidates, their lines and pairs grow with them). A blob that reaches it is named in ``detect(..., bounded=)``.
+MAX_MATCHES = 4096
 
 
 def is_binary(data: bytes) -> bool:
@@ -58,6 +63,10 @@ class CompiledDetector:
         self._min_distinct = detector.pairing.min_distinct_chars
         self._ext_cache: dict[str, bool] = {}
         self.gates_lowered = any(on_lowered for _, on_lowered in self._whitelist)
+        # What the prefilter looks for: literals one of which any candidate's blob holds (None: runs on every blob).
+        anchor = next((m for m in detector.matchers if m.name == "client_id"), None) or next(
+            (m for m in detector.matchers if m.name == "client_secret"), None)
+        self.literals = prefilter.required([*(wl.patterns if wl else ()), *([anchor.pattern] if anchor else [])])
 
     def allows_filename(self, name: bytes) -> bool:
         """FilenameBanlist: False when the extension or the basename is banned."""
@@ -83,14 +92,16 @@ class CompiledDetector:
                 return False
         return True
 
-    def _values(self, name: str, data: bytes) -> dict[bytes, list[tuple[int, int]]]:
-        """Distinct non-placeholder values of one matcher → their (start, end) spans."""
+    def _values(self, name: str, data: bytes, bounded: set[str] | None = None) -> dict[bytes, list[tuple[int, int]]]:
+        """Distinct non-placeholder values of one matcher → their (start, end) spans, from its first MAX_MATCHES
+        matches (this detector's id goes into ``bounded`` when there were more)."""
         out: dict[bytes, list[tuple[int, int]]] = {}
         pattern = self._matchers.get(name)
         if pattern is None:
             return out
         group = self._groups.get(name)
-        for m in pattern.finditer(data):
+        matches = pattern.finditer(data)
+        for m in itertools.islice(matches, MAX_MATCHES):
             if group is not None:  # another tool's rule: the secret is a group (detectors.catalogs)
                 g = group or next((i for i in range(1, pattern.groups + 1) if m.group(i)), 0)
                 if not m.group(g):
@@ -101,6 +112,8 @@ class CompiledDetector:
             if self._min_distinct and is_placeholder(body, self._min_distinct):
                 continue
             out.setdefault(m.group(0), []).append(m.span())
+        if bounded is not None and next(matches, None) is not None:
+            bounded.add(self.id)
         return out
 
     def _keyword_near(self, data: bytes, pos: int) -> bool:
@@ -111,16 +124,17 @@ class CompiledDetector:
         window = data[prev_start:line_end if line_end >= 0 else len(data)].lower()
         return any(k in window for k in self._keywords)
 
-    def candidates(self, data: bytes, blob: str, max_pairs: int) -> list[Candidate]:
+    def candidates(self, data: bytes, blob: str, max_pairs: int, bounded: set[str] | None = None) -> list[Candidate]:
         """Every client_id with its secrets ranked (keyword first, then nearest); at most ``max_pairs`` each."""
-        secrets = self._values("client_secret", data)
+        secrets = self._values("client_secret", data, bounded)
         if not secrets:
             return []
         if "client_id" not in self._matchers:  # single-match detector: each secret stands alone
+            at = _Lines(data)  # one newline index, not a count from the start per secret
             return [Candidate(detector=self.id, blob=blob, client_id="", pairs=(
-                Pair(client_id="", client_secret=s.decode(), rank=0, line=data.count(b"\n", 0, p[0][0]) + 1),))
+                Pair(client_id="", client_secret=s.decode(), rank=0, line=at.of(p[0][0])),))
                 for s, p in secrets.items()]
-        ids = self._values("client_id", data)
+        ids = self._values("client_id", data, bounded)
         keyword = {s for s, spans in secrets.items() if any(self._keyword_near(data, p) for p, _ in spans)}
         # Occurrences sorted by position: each client_id looks only at the nearest few distinct secrets on each
         # side (plus every keyword secret), so a blob repeating values thousands of times stays linear.
@@ -197,12 +211,30 @@ class _Lines:
         return bisect.bisect_right(self._newlines, offset - 1) + 1
 
 
+@functools.lru_cache(maxsize=4)  # a run (a worker) has one detector list; tests and `detectors check` a few more
+def _prefilter(detectors: tuple[CompiledDetector, ...]) -> tuple[prefilter.Prefilter, bool]:
+    """The set's prefilter, and whether every detector skips binary blobs (then a binary blob costs no pass)."""
+    return prefilter.Prefilter([d.literals for d in detectors]), not any(d.check_binaries for d in detectors)
+
+
 def detect(detectors: Iterable[CompiledDetector], data: bytes, blob: str, max_pairs: int,
-           binary: bool | None = None) -> list[Candidate]:
-    """Run pre-validators then matchers of every detector on one blob's content (``binary``: if already known)."""
+           binary: bool | None = None, *, bounded: set[str] | None = None) -> list[Candidate]:
+    """Run pre-validators then matchers of every detector on one blob's content (``binary``: if already known).
+
+    With many detectors, one prefilter pass first keeps only those whose literals the blob holds (``prefilter``);
+    the detector list is compiled into it once (cached by identity: pass the same list, or tuple, every time).
+    ``bounded`` collects the ids of detectors that found more than MAX_MATCHES matches here (the rest were dropped).
+    """
+    chosen: Sequence[CompiledDetector] = detectors if isinstance(detectors, Sequence) else list(detectors)
     out: list[Candidate] = []
     lowered: bytes | None = None
-    for d in detectors:
+    plan, skip_binary = _prefilter(tuple(chosen))
+    if plan.active:
+        if skip_binary and (binary if binary is not None else is_binary(data)):
+            return out
+        lowered = data.lower()
+        chosen = [chosen[i] for i in plan.select(lowered)]
+    for d in chosen:
         if not d.check_binaries:
             if binary is None:
                 binary = is_binary(data)
@@ -213,5 +245,5 @@ def detect(detectors: Iterable[CompiledDetector], data: bytes, blob: str, max_pa
         if lowered is None and d.gates_lowered:
             lowered = data.lower()
         if d.wants(data, lowered):
-            out.extend(d.candidates(data, blob, max_pairs))
+            out.extend(d.candidates(data, blob, max_pairs, bounded))
     return out
