@@ -119,7 +119,9 @@ class Prefilter:
         self.active = sum(g is not None for g in gates) >= PREFILTER_MIN
         words = sorted({w for g in gates if g is not None for w in g})
         self._owners: list[list[int]] = [[i for i, g in enumerate(gates) if g is not None and w in g] for w in words]
-        self._automaton = ahocorasick_rs.BytesAhoCorasick(words) if self.active and words else None
+        # a DFA: twice the speed of the default (contiguous NFA) on source files, for a few hundred keywords' memory
+        self._automaton = (ahocorasick_rs.BytesAhoCorasick(words, implementation=ahocorasick_rs.Implementation.DFA)
+                           if self.active and words else None)
 
     def select(self, lowered: bytes) -> list[int]:
         """Indexes (in order) of the detectors to run on a blob whose lower-cased content is ``lowered``."""
