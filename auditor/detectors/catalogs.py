@@ -24,6 +24,34 @@ from auditor.detectors.spec import ContentWhitelist, Detector, Matcher, Pairing
 from auditor.errors import DetectorFileError
 
 SUPPORTED_GITLEAKS = {"id", "description", "regex", "secretGroup", "keywords", "tags"}
+# A leading lazy run of a class, `[\w.-]{0,50}?` (gitleaks' generic template: ~95 of its rules), optionally after
+# global flags or inside the first `(?i:` group. It cannot change what a capture group finds: the lazy run takes the
+# fewest characters that let the rest match, so the rest matches where it would alone, and every character it may
+# skip is one the rest's own leftmost match would start after. It only widens the whole match — and costs a
+# backtracking engine up to 50 steps per byte (a scan of flask took minutes with it, seconds without).
+LAZY_LEAD = regex.compile(r"^((?:\(\?[a-zA-Z]+\))?(?:\(\?[a-zA-Z]*:)?)"  # flags, the first non-capturing group
+                          r"(?:\[[^\]\[()]*\]|\\[wdsWDS]|\.)(?:\{0,\d+\}|\*)\?")  # a class, lazily 0 or more times
+
+
+def without_lazy_lead(pattern: str) -> str:
+    """``pattern`` without its leading lazy class runs (LAZY_LEAD), when the secret is a capture group after them."""
+    while (m := LAZY_LEAD.match(pattern)) is not None:
+        rest = m.group(1) + pattern[m.end():]
+        try:
+            if regex.compile(rest.encode()).groups == 0:
+                break  # the whole match is the secret: its start matters
+        except (regex.error, UnicodeEncodeError):
+            break
+        pattern = rest
+    return pattern
+
+
+def _lead_note(src: str, ids: list[str]) -> list[str]:
+    if not ids:
+        return []
+    return [f"{src}: {len(ids)} rule(s) run without their leading lazy run like [\\w.-]{{0,50}}? (it can never change "
+            f"the secret, only the whole match's start, and costs a backtracking engine ~50 steps a byte): "
+            + ", ".join(ids)]
 
 
 def _detector(rule_id: str, name: str, pattern: str, group: int, *, keywords: tuple[str, ...], source: str,
@@ -61,7 +89,7 @@ def _not_empty(doc: Mapping[str, Any], src: str) -> None:
 
 def _gitleaks(doc: Mapping[str, Any], src: str) -> tuple[list[Detector], list[str]]:
     _not_empty(doc, src)
-    detectors, notes = [], []
+    detectors, notes, lead = [], [], []
     seen: dict[str, int] = {}
     for key in ("allowlist", "allowlists"):
         if key in doc:
@@ -86,9 +114,11 @@ def _gitleaks(doc: Mapping[str, Any], src: str) -> tuple[list[Detector], list[st
             notes.append(f"{src}: rule {rid}: not loaded: secretGroup {group!r} names no group of its regex")
             continue
         keywords = tuple(k for k in rule.get("keywords") or () if isinstance(k, str))
-        detectors.append(_detector(rid, str(rule.get("description") or rid), pattern, group, keywords=keywords,
+        if (fast := without_lazy_lead(pattern)) != pattern:
+            lead.append(rid)
+        detectors.append(_detector(rid, str(rule.get("description") or rid), fast, group, keywords=keywords,
                                    source=src, category="gitleaks rule"))
-    return detectors, notes
+    return detectors, notes + _lead_note(src, lead)
 
 
 def is_rules_doc(doc: Any) -> bool:
@@ -99,7 +129,7 @@ def is_rules_doc(doc: Any) -> bool:
 def noseyparker(doc: Mapping[str, Any], src: str) -> tuple[list[Detector], list[str]]:
     """A parsed Nosey Parker rules document → its rules as detectors, and the notes on what is not honoured."""
     _not_empty(doc, src)
-    detectors, notes = [], []
+    detectors, notes, lead = [], [], []
     seen: dict[str, int] = {}
     for i, rule in enumerate(doc.get("rules") or ()):
         if not isinstance(rule, Mapping) or not isinstance(rule.get("pattern"), str):
@@ -109,9 +139,11 @@ def noseyparker(doc: Mapping[str, Any], src: str) -> tuple[list[Detector], list[
         if (why := _compiles(rule["pattern"])) is not None:
             notes.append(f"{src}: rule {rid}: not loaded: its pattern does not compile here ({why})")
             continue
-        detectors.append(_detector(rid, str(rule.get("name") or rid), rule["pattern"], 0, keywords=(), source=src,
+        if (fast := without_lazy_lead(rule["pattern"])) != rule["pattern"]:
+            lead.append(rid)
+        detectors.append(_detector(rid, str(rule.get("name") or rid), fast, 0, keywords=(), source=src,
                                    category="Nosey Parker rule"))
-    return detectors, notes
+    return detectors, notes + _lead_note(src, lead)
 
 
 def load(path: Path) -> tuple[list[Detector], list[str]]:

@@ -191,3 +191,28 @@ def test_gitleaks_keywords_are_alternatives_any_case(tmp_path: Path) -> None:
     value = _hex(16)
     assert _values(rule, f"BETA {value}\n") == {value}  # one keyword is enough, whatever its case
     assert _values(rule, f"gamma {value}\n") == set()
+
+
+@pytest.mark.parametrize(("pattern", "expected"), [
+    (r"(?i)[\w.-]{0,50}?(?:adafruit)[\s'\"]{0,3}=\s*([a-z0-9]{8})", r"(?i)(?:adafruit)[\s'\"]{0,3}=\s*([a-z0-9]{8})"),
+    (r"[\w.-]{0,50}?(?i:[\w.-]{0,50}?(?:okta))=([a-z0-9]{8})", r"(?i:(?:okta))=([a-z0-9]{8})"),
+    (r"[\w.-]{0,50}?okta=[a-z0-9]{8}", None),  # no group: the whole match is the secret, its start matters
+    (r"[\w.-]{0,50}okta=([a-z0-9]{8})", None),  # greedy: it could skip to a later match
+])
+def test_a_leading_lazy_run_is_not_run_when_it_cannot_change_the_secret(pattern, expected):
+    from auditor.detectors.catalogs import without_lazy_lead
+
+    assert without_lazy_lead(pattern) == (expected if expected is not None else pattern)
+
+
+def test_without_the_leading_lazy_run_a_rule_finds_the_same_secrets(tmp_path: Path) -> None:
+    import regex
+
+    pattern = r"(?i)[\w.-]{0,50}?(?:okta|key)[\w.-]{0,5}\s*=\s*([0-9a-z]{8})"
+    path = tmp_path / "gitleaks.toml"
+    path.write_text(f"[[rules]]\nid = 'lazy'\nregex = '''{pattern}'''\n")
+    [rule], notes = load(path)
+    assert "1 rule(s) run without their leading lazy run" in "\n".join(notes)
+    text = "".join(f"x.{'a' * (i % 60)}okta_{i % 3} = {_hex(8)} key={_hex(8)}\n" for i in range(200))
+    original = {m.group(1) for m in regex.finditer(pattern.encode(), text.encode())}
+    assert _values(rule, text) == {v.decode() for v in original} and len(original) == 400
