@@ -5,10 +5,12 @@ becomes a detector with one matcher whose secret is its capture group (gitleaks'
 
 What a rule says that auditor cannot honour is said, rule by rule, in the notes ``load`` returns — never dropped or
 changed silently: a rule whose pattern the ``regex`` module cannot compile is not loaded (and said so); gitleaks'
-``entropy``, ``path`` and allowlists are not applied (more candidates than gitleaks reports, never fewer); gitleaks'
-``keywords`` are kept as the rule's content gate, exactly their meaning there (a blob holding *any* of them, any
-case, is matched). Two rules with one id, or a catalog without any rule, are errors that name the file, the rule and
-the field: a scan would silently keep one of them, or silently scan with nothing.
+``entropy`` drops a secret of at most that Shannon entropy, as in gitleaks; its allowlists apply as far as a blob
+tells (``allowlists``: commits are not applied, and said); a rule's ``path`` is not applied (more candidates than
+gitleaks reports, never fewer); gitleaks' ``keywords`` are kept as the rule's content gate, exactly their meaning
+there (a blob holding *any* of them, any case, is matched). Two rules with one id, or a catalog without any rule,
+are errors that name the file, the rule and the field: a scan would silently keep one of them, or silently scan with
+nothing.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from typing import Any
 
 import regex
 
-from auditor.detectors.spec import ContentWhitelist, Detector, Matcher, Pairing
+from auditor.detectors import allowlists
+from auditor.detectors.spec import Allowlist, ContentWhitelist, Detector, FilenameBanlist, Matcher, Pairing
 from auditor.errors import DetectorFileError
 
-SUPPORTED_GITLEAKS = {"id", "description", "regex", "secretGroup", "keywords", "tags"}
+SUPPORTED_GITLEAKS = {"id", "description", "regex", "secretGroup", "keywords", "tags", "entropy", "allowlists",
+                      "allowlist"}
 # A leading lazy run of a class, `[\w.-]{0,50}?` (gitleaks' generic template: ~95 of its rules), optionally after
 # global flags or inside the first `(?i:` group. It cannot change what a capture group finds: the lazy run takes the
 # fewest characters that let the rest match, so the rest matches where it would alone, and every character it may
@@ -55,14 +59,17 @@ def _lead_note(src: str, ids: list[str]) -> list[str]:
 
 
 def _detector(rule_id: str, name: str, pattern: str, group: int, *, keywords: tuple[str, ...], source: str,
-              category: str) -> Detector:
+              category: str, min_entropy: float | None = None, allowed: tuple[Allowlist, ...] = (),
+              banned_paths: tuple[str, ...] = ()) -> Detector:
     # One pattern, not one per keyword: a gate's patterns must all match, gitleaks' keywords are alternatives.
     gate = (ContentWhitelist(patterns=("(?:" + "|".join(regex.escape(k.lower()) for k in keywords) + ")",))
             if keywords else None)
     return Detector(id=rule_id, name=name, category=category, company="", high_recall=False,
                     validity_check_available=False, only_valid_secrets_raise_alert=False,
-                    minimum_number_of_matches=1, prefixed=False, filename_banlist=None, content_whitelist=gate,
-                    matchers=(Matcher(name="client_secret", pattern=pattern, secret_group=group),),
+                    minimum_number_of_matches=1, prefixed=False, content_whitelist=gate,
+                    filename_banlist=FilenameBanlist(banlist_paths=banned_paths) if banned_paths else None,
+                    matchers=(Matcher(name="client_secret", pattern=pattern, secret_group=group,
+                                      min_entropy=min_entropy, allowlists=allowed),),
                     pairing=Pairing(), check=None, examples=(), negative_examples=(), source=source)
 
 
@@ -89,11 +96,9 @@ def _not_empty(doc: Mapping[str, Any], src: str) -> None:
 
 def _gitleaks(doc: Mapping[str, Any], src: str) -> tuple[list[Detector], list[str]]:
     _not_empty(doc, src)
-    detectors, notes, lead = [], [], []
+    detectors, lead = [], []
     seen: dict[str, int] = {}
-    for key in ("allowlist", "allowlists"):
-        if key in doc:
-            notes.append(f"{src}: the global [{key}] is not applied (auditor reports what it would hide)")
+    shared, shared_paths, notes = allowlists.read(allowlists.global_tables(doc), f"{src}: the global allowlist")
     for i, rule in enumerate(doc.get("rules") or ()):
         if not isinstance(rule, Mapping) or not isinstance(rule.get("id"), str):
             raise DetectorFileError(src, f"rules[{i}].id", "is required (a string)")
@@ -116,8 +121,16 @@ def _gitleaks(doc: Mapping[str, Any], src: str) -> tuple[list[Detector], list[st
         keywords = tuple(k for k in rule.get("keywords") or () if isinstance(k, str))
         if (fast := without_lazy_lead(pattern)) != pattern:
             lead.append(rid)
+        tables = [*(rule.get("allowlists") or ()), *([rule["allowlist"]] if "allowlist" in rule else [])]
+        own, own_paths, said = allowlists.read(tables, f"{src}: rule {rid}")
+        notes += said
+        floor = rule.get("entropy")
+        if floor is not None and not isinstance(floor, int | float):
+            notes.append(f"{src}: rule {rid}: entropy {floor!r} is not a number: not applied")
+            floor = None
         detectors.append(_detector(rid, str(rule.get("description") or rid), fast, group, keywords=keywords,
-                                   source=src, category="gitleaks rule"))
+                                   source=src, category="gitleaks rule", min_entropy=floor or None,
+                                   allowed=shared + own, banned_paths=shared_paths + own_paths))
     return detectors, notes + _lead_note(src, lead)
 
 

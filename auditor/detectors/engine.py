@@ -5,12 +5,14 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
+import math
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 
 import regex
 
 from auditor.detectors import prefilter
-from auditor.detectors.spec import Detector
+from auditor.detectors.spec import Allowlist, Detector
 from auditor.models import Candidate, Pair
 
 _NEWLINE = regex.compile(rb"\n")
@@ -31,6 +33,43 @@ def extension(name: bytes) -> str:
     return base[dot + 1:].decode("utf-8", "replace").lower() if dot >= 0 else ""
 
 
+def entropy(value: bytes) -> float:
+    """Shannon entropy in bits per character, as gitleaks computes it (``shannonEntropy``)."""
+    n = len(value)
+    return -sum(c / n * math.log2(c / n) for c in Counter(value).values()) if n else 0.0
+
+
+class _Allowed:
+    """A matcher's allowlists, compiled: whether a found value is one they drop."""
+
+    def __init__(self, allowlists: tuple[Allowlist, ...]) -> None:
+        self._lists = [(a.target, [regex.compile(r.encode()) for r in a.regexes],
+                        [w.lower().encode() for w in a.stopwords]) for a in allowlists]
+
+    def drops(self, data: bytes, m: regex.Match[bytes], group: int) -> bool:
+        secret = m.group(group)
+        for target, patterns, stopwords in self._lists:
+            if patterns:
+                if target == "match":
+                    text = m.group(0)
+                elif target == "line":
+                    text = data[data.rfind(b"\n", 0, m.start()) + 1:_line_end(data, m.end())]
+                else:
+                    text = secret
+                if any(p.search(text) for p in patterns):
+                    return True
+            if stopwords:
+                lowered = secret.lower()
+                if any(w in lowered for w in stopwords):
+                    return True
+        return False
+
+
+def _line_end(data: bytes, pos: int) -> int:
+    end = data.find(b"\n", pos)
+    return len(data) if end < 0 else end
+
+
 def is_placeholder(body: bytes, min_distinct: int) -> bool:
     """Fewer than ``min_distinct`` distinct characters, or a repeated unit ('abcdabcd…')."""
     if len(set(body)) < min_distinct:
@@ -48,6 +87,7 @@ class CompiledDetector:
         ban = detector.filename_banlist
         self._ban_ext = [regex.compile(p, regex.IGNORECASE) for p in (ban.banlist_extensions if ban else ())]
         self._ban_name = [regex.compile(p) for p in (ban.banlist_filenames if ban else ())]
+        self._ban_path = [regex.compile(p) for p in (ban.banlist_paths if ban else ())]
         self.check_binaries = bool(ban and ban.check_binaries)
         wl = detector.content_whitelist
         # Case-insensitive gate: a pattern without capitals runs case-sensitively on the lower-cased blob, which
@@ -56,6 +96,8 @@ class CompiledDetector:
                            (regex.compile(p.encode(), regex.IGNORECASE), False) for p in (wl.patterns if wl else ())]
         self._matchers = {m.name: regex.compile(m.pattern.encode()) for m in detector.matchers}
         self._groups = {m.name: m.secret_group for m in detector.matchers}
+        self._min_entropy = {m.name: m.min_entropy for m in detector.matchers if m.min_entropy is not None}
+        self._allowed = {m.name: _Allowed(m.allowlists) for m in detector.matchers if m.allowlists}
         # No candidate without a match of this one (the client_id of a pair, else the secret): searched first,
         # on the raw bytes, it turns most blobs away at ~2.8 GiB/s, before the gate lower-cases anything.
         self._anchor = self._matchers.get("client_id") or self._matchers.get("client_secret")
@@ -77,6 +119,9 @@ class CompiledDetector:
         if allowed and self._ban_name:
             base = name.rsplit(b"/", 1)[-1].decode("utf-8", "replace")
             allowed = not any(p.search(base) for p in self._ban_name)
+        if allowed and self._ban_path:
+            path = name.decode("utf-8", "replace")
+            allowed = not any(p.search(path) for p in self._ban_path)
         return allowed
 
     def could_match(self, data: bytes) -> bool:
@@ -100,11 +145,16 @@ class CompiledDetector:
         if pattern is None:
             return out
         group = self._groups.get(name)
+        floor, allowed = self._min_entropy.get(name), self._allowed.get(name)
         matches = pattern.finditer(data)
         for m in itertools.islice(matches, MAX_MATCHES):
             if group is not None:  # another tool's rule: the secret is a group (detectors.catalogs)
                 g = group or next((i for i in range(1, pattern.groups + 1) if m.group(i)), 0)
                 if not m.group(g):
+                    continue
+                if floor is not None and entropy(m.group(g)) <= floor:
+                    continue
+                if allowed is not None and allowed.drops(data, m, g):
                     continue
                 out.setdefault(m.group(g), []).append(m.span(g))
                 continue

@@ -21,6 +21,18 @@ class FilenameBanlist:
     banlist_extensions: tuple[str, ...] = ()
     banlist_filenames: tuple[str, ...] = ()
     check_binaries: bool = False
+    banlist_paths: tuple[str, ...] = ()  # searched in the whole path (a gitleaks allowlist's ``paths``)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Allowlist:
+    """A gitleaks allowlist as far as a blob tells (detectors.catalogs): a value is dropped when one of ``regexes``
+    finds something in its ``target`` (``secret``, the whole ``match``, or its ``line``), or when it contains one of
+    ``stopwords`` (any case)."""
+
+    regexes: tuple[str, ...] = ()
+    target: str = "secret"
+    stopwords: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,6 +47,8 @@ class Matcher:
     # Another tool's rule (detectors.catalogs): the value is this group instead (0: the first non-empty group, else
     # the whole match), as gitleaks' secretGroup and Nosey Parker's groups say.
     secret_group: int | None = None
+    min_entropy: float | None = None  # gitleaks' entropy: a value whose Shannon entropy is at most this is dropped
+    allowlists: tuple[Allowlist, ...] = ()  # gitleaks' allowlists (the rule's and the global ones)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

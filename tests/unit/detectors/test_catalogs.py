@@ -5,6 +5,7 @@ rule by rule."""
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 from pathlib import Path
 
@@ -70,6 +71,16 @@ def _hex(n: int) -> str:
     return secrets.token_hex(n // 2)
 
 
+def _shannon(value: str) -> float:
+    return -sum(value.count(c) / len(value) * math.log2(value.count(c) / len(value)) for c in set(value))
+
+
+def _high_entropy_hex(n: int) -> str:
+    while True:
+        if _shannon(value := _hex(n)) > 3.6:
+            return value
+
+
 def _values(detector, text: str) -> set[str]:
     return {c.pairs[0].client_secret for c in detect([CompiledDetector(detector)], text.encode(), "blob", 8)}
 
@@ -81,11 +92,11 @@ def test_a_gitleaks_config_becomes_detectors_with_notes_for_what_is_not_applied(
     by_id = {d.id: d for d in detectors}
     assert set(by_id) == {"svc-key", "first-group", "whole-match"}
     said = "\n".join(notes)
-    for fragment in ("global [allowlist] is not applied", "rule first-group: 'entropy' is not applied",
-                     "rule first-group: 'allowlist' is not applied", "rule path-only: not loaded",
-                     "rule broken: not loaded: its regex does not compile", "rule bad-group: not loaded: secretGroup"):
+    for fragment in ("rule path-only: not loaded", "rule broken: not loaded: its regex does not compile",
+                     "rule bad-group: not loaded: secretGroup"):
         assert fragment in said, said
-    key, tok, z = _hex(32), _hex(24), _hex(20)
+    assert "entropy" not in said and "allowlist" not in said  # both applied (below)
+    key, tok, z = _hex(32), _high_entropy_hex(24), _hex(20)
     assert _values(by_id["svc-key"], f'api_key = "{key}"\n') == {key}  # secretGroup 2, not the whole match
     assert _values(by_id["svc-key"], f'API_KEY = "{key}"\n') == set()  # the regex is case-sensitive
     assert _values(by_id["svc-key"], f'x = "{key}"\n') == set()
@@ -216,3 +227,40 @@ def test_without_the_leading_lazy_run_a_rule_finds_the_same_secrets(tmp_path: Pa
     text = "".join(f"x.{'a' * (i % 60)}okta_{i % 3} = {_hex(8)} key={_hex(8)}\n" for i in range(200))
     original = {m.group(1) for m in regex.finditer(pattern.encode(), text.encode())}
     assert _values(rule, text) == {v.decode() for v in original} and len(original) == 400
+
+
+ALLOWLISTED = """
+[allowlist]
+paths = ['''(^|/)vendor/''']
+stopwords = ["example"]
+
+[[rules]]
+id = "tok"
+regex = '''tok\\s*=\\s*"([0-9a-z]{24})"'''
+entropy = 3.0
+[[rules.allowlists]]
+regexes = ['''^0+1''']
+[[rules.allowlists]]
+regexTarget = "line"
+regexes = ['''# ?test''']
+[[rules.allowlists]]
+commits = ["0123456789abcdef0123456789abcdef01234567"]
+"""
+
+
+def test_gitleaks_entropy_and_allowlists_drop_what_gitleaks_drops(tmp_path: Path) -> None:
+    from auditor.detectors.engine import DetectorSet
+
+    path = tmp_path / "gitleaks.toml"
+    path.write_text(ALLOWLISTED)
+    [rule], notes = load(path)
+    assert any("rule tok: allowlist commits are not applied" in n for n in notes), notes
+    good = _high_entropy_hex(24)
+    assert _values(rule, f'tok = "{good}"\n') == {good}
+    assert _values(rule, 'tok = "abababababababababababab"\n') == set()  # entropy 1.0 <= 3.0, as gitleaks
+    low = "0" * 10 + "1" + _hex(12) + "z"
+    assert _values(rule, f'tok = "{low}"\n') == set()  # the rule's allowlist regex on the secret
+    assert _values(rule, f'tok = "{good}"  # test\n') == set()  # regexTarget line
+    assert _values(rule, f'tok = "{good[:10]}example{good[:7]}"\n') == set()  # a global stop word
+    detectors = DetectorSet([rule])
+    assert not detectors.allows("tok", b"lib/vendor/x.py") and detectors.allows("tok", b"lib/app.py")  # paths
