@@ -109,6 +109,8 @@ class CompiledDetector:
         anchor = next((m for m in detector.matchers if m.name == "client_id"), None) or next(
             (m for m in detector.matchers if m.name == "client_secret"), None)
         self.literals = prefilter.required([*(wl.patterns if wl else ()), *([anchor.pattern] if anchor else [])])
+        # Matchers tried only where their leading literals occur (a generic `(?i)(?:key|token|…)…` rule)
+        self._leading = {m.name: lead for m in detector.matchers if (lead := prefilter.leading(m.pattern))}
 
     def allows_filename(self, name: bytes) -> bool:
         """FilenameBanlist: False when the extension or the basename is banned."""
@@ -124,9 +126,25 @@ class CompiledDetector:
             allowed = not any(p.search(path) for p in self._ban_path)
         return allowed
 
-    def could_match(self, data: bytes) -> bool:
+    def could_match(self, data: bytes, lowered: bytes | None = None) -> bool:
         """A necessary condition for any candidate: the anchor matcher finds something."""
-        return self._anchor is None or self._anchor.search(data) is not None
+        if self._anchor is None:
+            return True
+        name = "client_id" if "client_id" in self._matchers else "client_secret"
+        return next(self._finditer(name, data, lowered), None) is not None
+
+    def _finditer(self, name: str, data: bytes, lowered: bytes | None) -> Iterator[regex.Match[bytes]]:
+        """``finditer`` of a matcher; with its leading literals and the lowered blob, tried only where they occur:
+        the same matches (a match can start nowhere else; leftmost first, each after the previous one's end)."""
+        pattern, lead = self._matchers[name], self._leading.get(name)
+        if lead is None or lowered is None:
+            yield from pattern.finditer(data)
+            return
+        end = 0
+        for at in prefilter.starts(lowered, lead):
+            if at >= end and (m := pattern.match(data, at)) is not None:
+                yield m
+                end = max(m.end(), at + 1)
 
     def wants(self, data: bytes, lowered: bytes | None = None) -> bool:
         """ContentWhitelist: a blob is matched only if every gate pattern finds something (case-insensitive)."""
@@ -137,7 +155,8 @@ class CompiledDetector:
                 return False
         return True
 
-    def _values(self, name: str, data: bytes, bounded: set[str] | None = None) -> dict[bytes, list[tuple[int, int]]]:
+    def _values(self, name: str, data: bytes, bounded: set[str] | None = None,
+                lowered: bytes | None = None) -> dict[bytes, list[tuple[int, int]]]:
         """Distinct non-placeholder values of one matcher → their (start, end) spans, from its first MAX_MATCHES
         matches (this detector's id goes into ``bounded`` when there were more)."""
         out: dict[bytes, list[tuple[int, int]]] = {}
@@ -146,7 +165,7 @@ class CompiledDetector:
             return out
         group = self._groups.get(name)
         floor, allowed = self._min_entropy.get(name), self._allowed.get(name)
-        matches = pattern.finditer(data)
+        matches = self._finditer(name, data, lowered)
         for m in itertools.islice(matches, MAX_MATCHES):
             if group is not None:  # another tool's rule: the secret is a group (detectors.catalogs)
                 g = group or next((i for i in range(1, pattern.groups + 1) if m.group(i)), 0)
@@ -174,9 +193,10 @@ class CompiledDetector:
         window = data[prev_start:line_end if line_end >= 0 else len(data)].lower()
         return any(k in window for k in self._keywords)
 
-    def candidates(self, data: bytes, blob: str, max_pairs: int, bounded: set[str] | None = None) -> list[Candidate]:
+    def candidates(self, data: bytes, blob: str, max_pairs: int, bounded: set[str] | None = None,
+                   lowered: bytes | None = None) -> list[Candidate]:
         """Every client_id with its secrets ranked (keyword first, then nearest); at most ``max_pairs`` each."""
-        secrets = self._values("client_secret", data, bounded)
+        secrets = self._values("client_secret", data, bounded, lowered)
         if not secrets:
             return []
         if "client_id" not in self._matchers:  # single-match detector: each secret stands alone
@@ -184,7 +204,7 @@ class CompiledDetector:
             return [Candidate(detector=self.id, blob=blob, client_id="", pairs=(
                 Pair(client_id="", client_secret=s.decode(), rank=0, line=at.of(p[0][0])),))
                 for s, p in secrets.items()]
-        ids = self._values("client_id", data, bounded)
+        ids = self._values("client_id", data, bounded, lowered)
         keyword = {s for s, spans in secrets.items() if any(self._keyword_near(data, p) for p, _ in spans)}
         # Occurrences sorted by position: each client_id looks only at the nearest few distinct secrets on each
         # side (plus every keyword secret), so a blob repeating values thousands of times stays linear.
@@ -290,10 +310,10 @@ def detect(detectors: Iterable[CompiledDetector], data: bytes, blob: str, max_pa
                 binary = is_binary(data)
             if binary:
                 continue
-        if not d.could_match(data):
+        if not d.could_match(data, lowered):
             continue
         if lowered is None and d.gates_lowered:
             lowered = data.lower()
         if d.wants(data, lowered):
-            out.extend(d.candidates(data, blob, max_pairs, bounded))
+            out.extend(d.candidates(data, blob, max_pairs, bounded, lowered))
     return out

@@ -102,6 +102,55 @@ def literals(pattern: str) -> Literals | None:
     return found if _score(found)[0] >= MIN_LITERAL else None
 
 
+def _leading(items: list[Any]) -> Literals | None:
+    """Literals one of which every match *starts* with (zero-width anchors before it aside); None: unknown."""
+    run = bytearray()
+    for op, av in items:
+        letter = _letter(av) if op is C.IN else None
+        if op is C.LITERAL or letter is not None:
+            run += letter if letter is not None else bytes([av]).lower()
+            continue
+        if run:
+            break
+        if op is C.AT:
+            continue  # \b, ^: they consume nothing
+        if op in _REPEATS and av[0] >= 1:
+            return _leading(list(_flat(av[2].data)))
+        if op is C.BRANCH:
+            alternatives = [_leading(list(_flat(a.data))) for a in av[1]]
+            return frozenset().union(*alternatives) if all(alternatives) else None  # type: ignore[arg-type]
+        return None
+    return frozenset({bytes(run)}) if run else None
+
+
+def leading(pattern: str) -> Literals | None:
+    """Lower-cased literals one of which every match of ``pattern`` starts with, when the ``regex`` module cannot find
+    them fast itself (several alternatives, or a case-insensitive one): then a match is tried only where one of them
+    occurs in the lowered blob, instead of at every byte. None otherwise."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            parsed = sre_parse.parse(pattern.encode())
+    except (re.error, Warning, RecursionError, OverflowError, ValueError, UnicodeEncodeError):
+        return None
+    found = _leading(list(_flat(parsed.data)))
+    if _score(found)[0] < MIN_LITERAL + 1:
+        return None
+    assert found is not None
+    return found if len(found) > 1 or parsed.state.flags & re.IGNORECASE else None
+
+
+def starts(lowered: bytes, literals: Literals) -> list[int]:
+    """Every offset of ``lowered`` where one of ``literals`` begins, in order."""
+    found: set[int] = set()
+    for lit in literals:
+        i = lowered.find(lit)
+        while i >= 0:
+            found.add(i)
+            i = lowered.find(lit, i + 1)
+    return sorted(found)
+
+
 def required(patterns: Sequence[str]) -> Literals | None:
     """The best gate among patterns that must *all* match (a content gate's and the anchor's)."""
     best: Literals | None = None

@@ -45,3 +45,30 @@ def test_detection_through_the_prefilter_is_detection_without_it(blob):
     alone = [c for d in detectors for c in detect([d], blob, "b", 8)]
     assert sorted(map(repr, together)) == sorted(map(repr, alone))
 
+
+
+WINDOWED = [r"(?i)(?:key|token|auth)[\w.-]{0,5}\s*[:=]\s*([0-9a-z]{4,8})", r"(?i)\btok(?:en)?=(\w+)",
+            r"(?:kind:|data:)\s+(\w{3})"]
+_TEXT = st.lists(st.sampled_from(["KEY", "key", "Token", "tok", "token", "auth", "=", ":", " ", "_x", "ab12", "cd3",
+                                  "\n", "kind:", "data:", "zz", "."]), max_size=50).map("".join)
+
+
+@settings(max_examples=80, deadline=None)
+@given(_TEXT)
+def test_matching_only_where_the_leading_literals_occur_finds_what_finditer_finds(text):
+    import regex
+
+    from auditor.detectors.engine import CompiledDetector
+    from auditor.detectors.prefilter import leading
+    from auditor.detectors.spec import Detector, Matcher, Pairing
+
+    data = text.encode()
+    for pattern in WINDOWED:
+        assert leading(pattern) is not None, pattern
+        d = CompiledDetector(Detector(
+            id="w", name="w", category="", company="", high_recall=False, validity_check_available=False,
+            only_valid_secrets_raise_alert=False, minimum_number_of_matches=1, prefixed=False, filename_banlist=None,
+            content_whitelist=None, matchers=(Matcher(name="client_secret", pattern=pattern, secret_group=0),),
+            pairing=Pairing(), check=None, examples=(), negative_examples=()))
+        windowed = [m.span() for m in d._finditer("client_secret", data, data.lower())]
+        assert windowed == [m.span() for m in regex.finditer(pattern.encode(), data)], pattern
