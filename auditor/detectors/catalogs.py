@@ -6,11 +6,11 @@ becomes a detector with one matcher whose secret is its capture group (gitleaks'
 What a rule says that auditor cannot honour is said, rule by rule, in the notes ``load`` returns — never dropped or
 changed silently: a rule whose pattern the ``regex`` module cannot compile is not loaded (and said so); gitleaks'
 ``entropy`` drops a secret of at most that Shannon entropy, as in gitleaks; its allowlists apply as far as a blob
-tells (``allowlists``: commits are not applied, and said); a rule's ``path`` is not applied (more candidates than
-gitleaks reports, never fewer); gitleaks' ``keywords`` are kept as the rule's content gate, exactly their meaning
-there (a blob holding *any* of them, any case, is matched). Two rules with one id, or a catalog without any rule,
-are errors that name the file, the rule and the field: a scan would silently keep one of them, or silently scan with
-nothing.
+tells (``allowlists``: commits are not applied, and said); a rule's ``path`` limits it to the files it names, as in
+gitleaks (what is not applied means more candidates than gitleaks reports, never fewer); gitleaks' ``keywords`` are
+kept as the rule's content gate, exactly their meaning there (a blob holding *any* of them, any case, is matched).
+Two rules with one id, or a catalog without any rule, are errors that name the file, the rule and the field: a scan
+would silently keep one of them, or silently scan with nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from auditor.detectors.spec import Allowlist, ContentWhitelist, Detector, Filena
 from auditor.errors import DetectorFileError
 
 SUPPORTED_GITLEAKS = {"id", "description", "regex", "secretGroup", "keywords", "tags", "entropy", "allowlists",
-                      "allowlist"}
+                      "allowlist", "path"}
 # A leading lazy run of a class, `[\w.-]{0,50}?` (gitleaks' generic template: ~95 of its rules), optionally after
 # global flags or inside the first `(?i:` group. It cannot change what a capture group finds: the lazy run takes the
 # fewest characters that let the rest match, so the rest matches where it would alone, and every character it may
@@ -60,14 +60,15 @@ def _lead_note(src: str, ids: list[str]) -> list[str]:
 
 def _detector(rule_id: str, name: str, pattern: str, group: int, *, keywords: tuple[str, ...], source: str,
               category: str, min_entropy: float | None = None, allowed: tuple[Allowlist, ...] = (),
-              banned_paths: tuple[str, ...] = ()) -> Detector:
+              banned_paths: tuple[str, ...] = (), only_paths: tuple[str, ...] = ()) -> Detector:
     # One pattern, not one per keyword: a gate's patterns must all match, gitleaks' keywords are alternatives.
     gate = (ContentWhitelist(patterns=("(?:" + "|".join(regex.escape(k.lower()) for k in keywords) + ")",))
             if keywords else None)
     return Detector(id=rule_id, name=name, category=category, company="", high_recall=False,
                     validity_check_available=False, only_valid_secrets_raise_alert=False,
                     minimum_number_of_matches=1, prefixed=False, content_whitelist=gate,
-                    filename_banlist=FilenameBanlist(banlist_paths=banned_paths) if banned_paths else None,
+                    filename_banlist=FilenameBanlist(banlist_paths=banned_paths, only_paths=only_paths)
+                    if banned_paths or only_paths else None,
                     matchers=(Matcher(name="client_secret", pattern=pattern, secret_group=group,
                                       min_entropy=min_entropy, allowlists=allowed),),
                     pairing=Pairing(), check=None, examples=(), negative_examples=(), source=source)
@@ -128,9 +129,14 @@ def _gitleaks(doc: Mapping[str, Any], src: str) -> tuple[list[Detector], list[st
         if floor is not None and not isinstance(floor, int | float):
             notes.append(f"{src}: rule {rid}: entropy {floor!r} is not a number: not applied")
             floor = None
+        only = rule.get("path")
+        if only is not None and (not isinstance(only, str) or _compiles(only) is not None):
+            notes.append(f"{src}: rule {rid}: path {only!r} does not compile here: not applied")
+            only = None
         detectors.append(_detector(rid, str(rule.get("description") or rid), fast, group, keywords=keywords,
                                    source=src, category="gitleaks rule", min_entropy=floor or None,
-                                   allowed=shared + own, banned_paths=shared_paths + own_paths))
+                                   allowed=shared + own, banned_paths=shared_paths + own_paths,
+                                   only_paths=(only,) if only else ()))
     return detectors, notes + _lead_note(src, lead)
 
 

@@ -88,6 +88,7 @@ class CompiledDetector:
         self._ban_ext = [regex.compile(p, regex.IGNORECASE) for p in (ban.banlist_extensions if ban else ())]
         self._ban_name = [regex.compile(p) for p in (ban.banlist_filenames if ban else ())]
         self._ban_path = [regex.compile(p) for p in (ban.banlist_paths if ban else ())]
+        self._only_path = [regex.compile(p) for p in (ban.only_paths if ban else ())]
         self.check_binaries = bool(ban and ban.check_binaries)
         wl = detector.content_whitelist
         # Case-insensitive gate: a pattern without capitals runs case-sensitively on the lower-cased blob, which
@@ -121,9 +122,10 @@ class CompiledDetector:
         if allowed and self._ban_name:
             base = name.rsplit(b"/", 1)[-1].decode("utf-8", "replace")
             allowed = not any(p.search(base) for p in self._ban_name)
-        if allowed and self._ban_path:
+        if allowed and (self._ban_path or self._only_path):
             path = name.decode("utf-8", "replace")
-            allowed = not any(p.search(path) for p in self._ban_path)
+            allowed = not any(p.search(path) for p in self._ban_path) and (
+                not self._only_path or any(p.search(path) for p in self._only_path))
         return allowed
 
     def could_match(self, data: bytes, lowered: bytes | None = None) -> bool:

@@ -22,6 +22,7 @@ class FilenameBanlist:
     banlist_filenames: tuple[str, ...] = ()
     check_binaries: bool = False
     banlist_paths: tuple[str, ...] = ()  # searched in the whole path (a gitleaks allowlist's ``paths``)
+    only_paths: tuple[str, ...] = ()  # when given, one must find something in the whole path (a gitleaks rule's path)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

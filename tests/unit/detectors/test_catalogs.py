@@ -264,3 +264,14 @@ def test_gitleaks_entropy_and_allowlists_drop_what_gitleaks_drops(tmp_path: Path
     assert _values(rule, f'tok = "{good[:10]}example{good[:7]}"\n') == set()  # a global stop word
     detectors = DetectorSet([rule])
     assert not detectors.allows("tok", b"lib/vendor/x.py") and detectors.allows("tok", b"lib/app.py")  # paths
+
+
+def test_a_gitleaks_rules_path_limits_it_to_those_files(tmp_path: Path) -> None:
+    from auditor.detectors.engine import DetectorSet
+
+    path = tmp_path / "gitleaks.toml"
+    path.write_text("[[rules]]\nid = 'tf'\nregex = '''password = \"(\\w+)\"'''\npath = '''(?i)\\.(?:tf|hcl)$'''\n")
+    [rule], notes = load(path)
+    assert notes == []
+    detectors = DetectorSet([rule])
+    assert detectors.allows("tf", b"infra/main.TF") and not detectors.allows("tf", b"src/config.py")
