@@ -7,11 +7,12 @@
 Without ``--config``, a catalog of ``--rules`` gitleaks-format rules is generated (seeded) into bench/work/catalog/:
 mostly rules led by a literal prefix with it as their keyword (as most of gitleaks' own), some generic assignment
 rules whose keywords are common words (``key``, ``token``, ``secret``…: they run on many blobs), a few with no
-keyword but a literal in their regex (Nosey Parker style), and ``--keywordless`` N with no literal at all (they
-run on every blob; gitleaks' own catalog has none). Each repetition runs, back to back, ``auditor scan --no-validate`` with the built-in detectors and with the catalog
-(``--detectors``), then with ``--peer`` gitleaks (bench/peers.py installs it) with the same catalog. Same machine,
-same moment: ratios, not absolute times, are the result. Raw results go to bench/work/catalog/*.json; the agreement
-of auditor and gitleaks (rule, commit, path, secret) is explained difference by difference (``agreement``).
+keyword but a literal in their regex (Nosey Parker style), and ``--keywordless`` N with no literal at all (they run
+on every blob; gitleaks' own catalog has none). Each repetition runs, back to back, ``auditor scan --no-validate``
+with the built-in detectors and with the catalog (``--detectors``), then with ``--peer`` gitleaks (bench/peers.py
+installs it) with the same catalog. Same machine, same moment: ratios, not absolute times, are the result. Raw
+results go to bench/work/catalog/*.json; the agreement of auditor and gitleaks (rule, commit, path, secret) is
+explained difference by difference (``agreement``).
 """
 
 from __future__ import annotations
