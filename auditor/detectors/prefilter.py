@@ -66,6 +66,20 @@ def _flat(items: Iterable[Any]) -> Iterable[Any]:
             yield op, av
 
 
+def _words(alternatives: Any) -> list[bytes] | None:
+    """Each alternative of a branch as one literal, when every one of them is only literals."""
+    words = []
+    for a in alternatives:
+        word = bytearray()
+        for op, av in _flat(a.data):
+            letter = _letter(av) if op is C.IN else None
+            if op is not C.LITERAL and letter is None:
+                return None
+            word += letter if letter is not None else bytes([av]).lower()
+        words.append(bytes(word))
+    return words
+
+
 def _sequence(items: Iterable[Any]) -> Literals | None:
     """Literals one of which every match of this sequence contains (None: none known)."""
     best: Literals | None = None
@@ -74,6 +88,11 @@ def _sequence(items: Iterable[Any]) -> Literals | None:
         letter = _letter(av) if op is C.IN else None
         if op is C.LITERAL or letter is not None:
             run += letter if letter is not None else bytes([av]).lower()
+            continue
+        if run and op is C.BRANCH and (words := _words(av[1])):
+            # the parser factors a common prefix out of alternatives (messagebird|message_bird → message(bird|_bird)):
+            # put it back, each alternative is the longer literal
+            best, run = _better(best, frozenset(bytes(run) + w for w in words)), bytearray()
             continue
         if run:
             best, run = _better(best, frozenset({bytes(run)})), bytearray()

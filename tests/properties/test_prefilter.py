@@ -16,7 +16,8 @@ PATTERNS = [
     r"\bAC([0-9a-f]{32})\b", r"(?:sk_live|sk_test)_[0-9a-z]{8}", r"(?i)twilio.{0,5}\b(sk[a-f0-9]{8})\b",
     r"(?:api|key|sk)", r"ghp_[0-9a-zA-Z]{6}", r"[Aa][Kk][Ii][Aa][0-9A-Z]{4}", r"(?:AKIA|ASIA|ABIA)[0-9A-Z]{4}",
     r"(?P<x>xoxb-)\d+(?:-[a-z]+)+", r"(?:(?:glpat|gldt)-)[0-9a-z]{4}", r"(ab|cd)+ef?", r"(?i)(?:pass(?:word)?)=\w+",
-    r"-----BEGIN (?:RSA |EC )?PRIVATE KEY-----", r"x{2,}yz|wvu{3}",
+    r"-----BEGIN (?:RSA |EC )?PRIVATE KEY-----", r"x{2,}yz|wvu{3}", r"(?:messagebird|message-bird|message_bird)x",
+    r"x(ab|cd)e",
 ]
 
 

@@ -74,7 +74,9 @@ def _compiled() -> list[CompiledDetector]:
     (r"caf\xe9", {b"caf\xe9"}),  # one byte, as the engine compiles the pattern (bytes)
     (r"[0-9a-f]{32}", None),  # no literal: runs on every blob
     (r"(ghp_)?\w+", None),  # optional: not needed
-    (r"x(ab|c)", None),  # an alternative of one byte gates nothing
+    (r"(?:ab|c)\d", None),  # an alternative of one byte gates nothing
+    (r"x(ab|c)", {b"xab", b"xc"}),  # a prefix the parser factored out is put back
+    (r"(?:messagebird|message-bird)", {b"messagebird", b"message-bird"}),
     (r"[[:alpha:]]+token", None),  # the standard parser reads this differently from regex: not trusted
     (r"\p{L}+token", None),  # regex-only syntax
 ])
