@@ -48,7 +48,7 @@ def test_detection_through_the_prefilter_is_detection_without_it(blob):
 
 
 
-WINDOWED = [r"(?i)(?:key|token|auth)[\w.-]{0,5}\s*[:=]\s*([0-9a-z]{4,8})", r"(?i)\btok(?:en)?=(\w+)",
+WINDOWED = [r"(?i)(?:key|token|auth)[\w.-]{0,5}\s*[:=]\s*([0-9a-z]{4,8})", r"(?i)\b(?:tok|tkn)(?:en)?=(\w+)",
             r"(?:kind:|data:)\s+(\w{3})"]
 _TEXT = st.lists(st.sampled_from(["KEY", "key", "Token", "tok", "token", "auth", "=", ":", " ", "_x", "ab12", "cd3",
                                   "\n", "kind:", "data:", "zz", "."]), max_size=50).map("".join)
