@@ -34,7 +34,7 @@ from auditor.report.stats import METHOD, per_million, rate_interval
 
 FINDING_COLUMNS = ("detector", "repo", "commit", "path", "line", "client_id", "client_secret", "secret_sha256",
                    "validity", "scope", "account_status", "account_type", "subaccount", "region", "author_email",
-                   "author_time", "blob")
+                   "author_name", "author_time", "commit_time", "commit_message", "blob")
 VALID = "valid"
 Row = dict[str, Any]
 
@@ -249,7 +249,7 @@ def _write(out: OutDir, findings: list[Finding], repos: Sequence[RepoStats], tip
         row = asdict(f) | {"validity": f.validity.value}
         if not show_secrets:
             row["client_secret"] = redact(row["client_secret"])
-        row["author_time"] = _time(row["author_time"])
+        row["author_time"], row["commit_time"] = _time(row["author_time"]), _time(row["commit_time"])
         rows.append({c: row[c] for c in FINDING_COLUMNS})
     rows.sort(key=lambda r: (r["repo"], r["author_time"], r["commit"], r["path"], r["line"]))
     _write_jsonl(out.findings, rows)
@@ -279,7 +279,9 @@ def _write(out: OutDir, findings: list[Finding], repos: Sequence[RepoStats], tip
                 times[key] = _time(got[0][0]) if got else None
     lives = [dict(r) for r in rows]
     for r in lives:
-        r["commit_time"] = times[(r["repo"], r["commit"])] or r["author_time"]  # no commits row: interrupted
+        # the commit's own time; else the store's (a finding of a store before schema 4); else, with no commits
+        # row either (an interrupted scan), the author time
+        r["commit_time"] = r["commit_time"] or times[(r["repo"], r["commit"])] or r["author_time"]
     for r in lives:
         r["removed_commit"], r["removed_time"] = ended.get((r["repo"], r["commit"], r["path"], r["secret_sha256"]),
                                                            (None, None))

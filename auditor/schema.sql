@@ -67,6 +67,10 @@ CREATE TABLE IF NOT EXISTS occurrences (
     secret_sha256   TEXT NOT NULL,     -- joins checks
     author_email    TEXT NOT NULL,
     author_time     TEXT NOT NULL,     -- ISO 8601 UTC
+    -- Added in schema 4 (an older store gains them empty; its next scan attributes each repository afresh).
+    author_name     TEXT,              -- as the commit says it
+    commit_message  TEXT,              -- its first line, with the occurrence's own secret redacted
+    commit_time     TEXT,              -- committer time, ISO 8601 UTC
     PRIMARY KEY (repo, commit_id, path, secret_sha256)
 ) WITHOUT ROWID;
 

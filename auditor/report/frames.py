@@ -27,12 +27,14 @@ FINDING_DTYPES = {
     "detector": "string", "repo": "string", "commit": "string", "path": "string", "line": "int64",
     "client_id": "string", "client_secret": "string", "secret_sha256": "string", "validity": "string",
     "scope": "string", "account_status": "string", "account_type": "string", "subaccount": "boolean",
-    "region": "string", "author_email": "string", "author_time": TIME, "blob": "string",
+    "region": "string", "author_email": "string", "author_name": "string", "author_time": TIME, "commit_time": TIME,
+    "commit_message": "string", "blob": "string",
 }
-# Added to findings here: the introducing commit's committer time (what rates per year count), where the file sits,
-# the first descendant commit whose blob at the same path no longer holds the secret (end of that exposure), and
-# when its validity was checked (validity is only true as of then; NaT when never checked).
-DERIVED_DTYPES = {"commit_time": TIME, "reach": "string", "extension": "string", "top_directory": "string",
+# Added to findings here: the kind of ref that reaches the commit, where the file sits, the first descendant commit
+# whose blob at the same path no longer holds the secret (end of that exposure), and when its validity was checked
+# (validity is only true as of then; NaT when never checked). ``commit_time`` (what rates per year count) is the
+# finding's own, else the store's commits row (a store before schema 4), else the author time (an interrupted scan).
+DERIVED_DTYPES = {"reach": "string", "extension": "string", "top_directory": "string",
                   "removed_commit": "string", "removed_time": TIME, "checked_at": TIME}
 CHECK_DTYPES = {"secret_sha256": "string", "checked_at": TIME}  # when each secret's validity was last asked
 COMMIT_DTYPES = {"repo": "string", "commit": "string", "commit_time": TIME, "reach": "string"}
@@ -99,7 +101,7 @@ _QUERIES = {
     "findings": """
         SELECT o.detector, o.repo, o.commit_id, o.path, o.line, o.client_id, o.secret_redacted, o.secret_sha256,
                COALESCE(c.validity, 'unchecked'), c.scope, c.account_status, c.account_type, c.subaccount, c.region,
-               o.author_email, o.author_time, o.blob
+               o.author_email, o.author_name, o.author_time, o.commit_time, o.commit_message, o.blob
         FROM occurrences o LEFT JOIN checks c ON c.secret_sha256 = o.secret_sha256""",
     "commits": "SELECT c.repo, c.commit_id, c.commit_time, COALESCE(r.reach, '" + REACH[0] + "') FROM commits c "
                "LEFT JOIN commit_reach r ON r.repo = c.repo AND r.commit_id = c.commit_id",
@@ -124,6 +126,10 @@ def read_store(store: Path, repos: Sequence[str] | None = None) -> dict[str, pd.
             checks = {r[1] for r in db.execute("PRAGMA table_info(checks)")}
             newer = ", ".join(f"c.{c}" if c in checks else "NULL" for c in ("subaccount", "region"))
             queries = {name: sql.replace("c.subaccount, c.region", newer) for name, sql in _QUERIES.items()}
+            occurrences = {r[1] for r in db.execute("PRAGMA table_info(occurrences)")}
+            for column in ("author_name", "commit_time", "commit_message"):  # schema 4 (until a scan adds them)
+                if column not in occurrences:
+                    queries["findings"] = queries["findings"].replace(f"o.{column}", "NULL")
             if "commit_reach" not in have:
                 queries["commits"] = f"SELECT repo, commit_id, commit_time, '{REACH[0]}' FROM commits"
             out = {name: typed(db.execute(sql).fetchall() if name != "ends" or "exposure_ends" in have else [],
@@ -225,7 +231,7 @@ def assemble(*, findings: pd.DataFrame, commits: pd.DataFrame, repos: pd.DataFra
                 .merge(times, on=["repo", "commit"], how="left", validate="many_to_one"))
     paths = findings["path"].astype(str)
     findings = findings.assign(
-        commit_time=findings["_time"].fillna(findings["author_time"]).astype(TIME),  # no commits row: interrupted
+        commit_time=findings["commit_time"].fillna(findings["_time"]).fillna(findings["author_time"]).astype(TIME),
         reach=findings["reach"].fillna(REACH[0]).astype("string"),
         extension=paths.map(_extension).astype("string"),
         top_directory=paths.map(lambda p: p.split("/", 1)[0] if "/" in p else ROOT).astype("string"),

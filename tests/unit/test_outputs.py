@@ -15,7 +15,7 @@ from auditor.detectors import load_detectors
 from auditor.errors import OutputError
 from auditor.models import Finding, RepoStats, Validity
 from auditor.outdir import OutDir
-from auditor.outputs import write_results
+from auditor.outputs import FINDING_COLUMNS, write_results
 from auditor.report.stats import poisson_interval
 from tests.helpers.pairs import make_pair, redacted, sha
 from tests.helpers.scan import load_jsonl
@@ -93,7 +93,8 @@ def _finding(pair, *, commit: str, path: str, validity: Validity = Validity.UNCH
     return Finding(detector=DETECTOR, repo=repo, commit=commit, path=path, line=3, client_id=pair[0],
                    client_secret=pair[1], secret_sha256=sha(pair), validity=validity, scope=scope,
                    account_status=status, account_type=kind, author_email="a@example.com",
-                   author_time="2021-03-01T00:00:00Z", blob="b" * 40, subaccount=subaccount, region=region)
+                   author_time="2021-03-01T00:00:00Z", blob="b" * 40, subaccount=subaccount, region=region,
+                   author_name="Ada Example", commit_time="2021-03-02T10:00:00+00:00", commit_message="add settings")
 
 
 def _stats(repo: str = "/repos/one", **kw) -> RepoStats:
@@ -143,8 +144,10 @@ def test_findings_jsonl_has_every_field_of_spec_7(tmp_path, made):
     assert row == {"detector": DETECTOR, "repo": "/repos/one", "commit": "1" * 40, "path": "app.py", "line": 3,
                    "client_id": live[0], "client_secret": redacted(live[1]), "secret_sha256": sha(live),
                    "validity": "valid", "scope": "live", "account_status": "active", "account_type": "Full",
-                   "subaccount": True, "region": "ie1", "author_email": "a@example.com",
-                   "author_time": "2021-03-01T00:00:00Z", "blob": "b" * 40}
+                   "subaccount": True, "region": "ie1", "author_email": "a@example.com", "author_name": "Ada Example",
+                   "author_time": "2021-03-01T00:00:00Z", "commit_time": "2021-03-02T10:00:00Z",
+                   "commit_message": "add settings", "blob": "b" * 40}
+    assert list(row) == list(FINDING_COLUMNS)  # SPEC §7's columns first, in its order; additions after author_email
 
 
 def test_secrets_jsonl_one_row_per_secret_with_its_validity(tmp_path, made):
