@@ -298,7 +298,8 @@ def locate(repo: pygit2.Repository, commits: Commits, records: Mapping[bytes, tu
     tips = tuple(TipPlacement(refs=tuple(refs), path=path, blob=blob)
                  for tip, refs in commits.tips.items() for path, blob in locator.paths(tip).items())
     transitions = locator.transitions(only)
-    return Provenance(introductions=tuple(intros), authors=authors, about=about, tips=tips, transitions=tuple(transitions),
+    return Provenance(introductions=tuple(intros), authors=authors, about=about, tips=tips,
+                      transitions=tuple(transitions),
                       times={t.commit: iso(commits.time[t.commit]) for t in transitions},
                       descends=_descents(repo, commits, candidates, intros, transitions, earlier),
                       errors=tuple(locator.errors))

@@ -102,6 +102,19 @@ def rates_of(found: dict[str, int | None], commits: int) -> dict[str, Any]:
     return out | {"confidence_intervals": intervals}
 
 
+# -- the published reference (data/reference_rates.csv) -----------------------------------------------------------
+def reference_fields(detector: Any) -> dict[str, Any]:
+    """A detector's primary published figure (``report.published``; the detector file's own when the table has
+    none) and where it was read."""
+    from auditor.report import published  # plain Python: no pandas
+
+    ref = published.primary(detector.id, getattr(detector, "reference_occurrences_per_million_commits", None))
+    return {"reference_occurrences_per_million_commits": None if ref is None else ref.figure,
+            "reference": None if ref is None else {"source": ref.source, "version": ref.version or None,
+                                                   "address": ref.address or None, "date_read": ref.date_read or None,
+                                                   "population": ref.population}}
+
+
 # -- regions (which hosts were asked, which answered) --------------------------------------------------------------
 def regions_note(detector: Any, asked: Sequence[str], validated: bool) -> str | None:
     """What summary.json says when only the base's region was asked (SPEC §5: auth tokens are regional)."""
@@ -310,7 +323,7 @@ def _write(out: OutDir, findings: list[Finding], repos: Sequence[RepoStats], tip
         validation_requests=validation_requests,
         validation_unique=validation_unique,
         detectors={d.id: {"name": d.name, **summary_rates(found_by[d.id], commits, validated=validated),
-                          "reference_occurrences_per_million_commits": d.reference_occurrences_per_million_commits,
+                          **reference_fields(d),
                           **region_fields(d, regions.get(d.id), found_by[d.id], validated)}
                    for d in detectors},
         repos=tuple(r.summary(rates_of(per_repo[r.repo], r.commits_scanned)) for r in repos),

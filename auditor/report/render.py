@@ -22,7 +22,7 @@ from auditor.report import frames, measures, plots
 from auditor.report.frames import ScanFrames
 from auditor.report.stats import CLUSTER_METHOD, METHOD
 
-PLOTS = ("rates", "repositories", "timeline", "exposure", "validity", "by_year", "top_paths")
+PLOTS = ("rates", "repositories", "funnel", "timeline", "exposure", "validity", "by_year", "top_paths")
 NA = "n/a"
 _UNITS = {"M": "month", "W": "week", "D": "day"}
 
@@ -114,7 +114,20 @@ def _pooled_lines(pooled: pd.DataFrame) -> list[str]:
 
 
 def _references(f: ScanFrames) -> list[tuple[str, str, float]]:
-    return [(str(d), str(src), float(v)) for d, src, v in measures.references(f).itertuples(index=False)]
+    """(detector, short label, figure) of every published reference, primary first."""
+    refs = measures.references(f)
+    return [(str(d), str(src), float(v)) for d, src, v in refs[["detector", "source", "value"]].itertuples(index=False)]
+
+
+def _citations(f: ScanFrames) -> list[str]:
+    """Every reference in full (source, version, date read, address, population), and what it can be compared with."""
+    refs = measures.references(f)
+    if refs.empty:
+        return []
+    return [f"{d}: {c}." for d, c in zip(refs["detector"], refs["citation"], strict=True)] + [
+        "A published figure counts occurrences over its own population (all public GitHub commits for GitGuardian); "
+        "the repositories scanned here are a chosen set, not a sample of it: a difference describes them, not the "
+        "population. data/reference_rates.csv holds these figures with their sources."]
 
 
 # -- display tables -------------------------------------------------------------------------------------------
@@ -152,6 +165,27 @@ def _rates_wide(long: pd.DataFrame, key: str) -> pd.DataFrame:
               "valid_occurrences per million [95% CI]", "commits_with_occurrences per million [95% CI]",
               "unique_secrets", "unique_secrets per million [95% CI]"]
     return pd.DataFrame(rows, columns=wanted)
+
+
+def _with_pooled(per_repository: pd.DataFrame, pooled: pd.DataFrame) -> pd.DataFrame:
+    """The per-repository rates with the pooled ones as a last ``(all repositories)`` row, for display only."""
+    cols = ["measure", "count", "commits", "rate", "rate_low", "rate_high"]
+    return pd.concat([per_repository, pooled[cols].assign(repo="(all repositories)")], ignore_index=True)
+
+
+def _compare_lines(compared: pd.DataFrame) -> list[str]:
+    """Which repositories' intervals exclude the reference (``measures.compare``), in one sentence."""
+    if compared.empty or compared["reference"].isna().all():
+        return []
+    ref = float(compared["reference"].iloc[0])
+    out = compared[compared["excludes_reference"]]
+    if out.empty:
+        return [f"No repository's 95% interval excludes the reference ({ref:g}): none differs from it more than "
+                "chance explains."]
+    names = ", ".join(f"{n} ({'higher' if w == 'below' else 'lower'})"
+                      for n, w in zip(out["name"], out["reference_is"], strict=True))
+    return [f"{len(out):,} of {len(compared):,} repositories have a 95% interval that excludes the reference "
+            f"({ref:g}): {names}."]
 
 
 def _short_names(frame: pd.DataFrame) -> pd.DataFrame:
@@ -193,7 +227,7 @@ def sections(f: ScanFrames, t: dict[str, pd.DataFrame], summary: dict | None = N
     shown_secrets = (secrets.sort_values(["occurrences", "introduced_time"], ascending=[False, True])
                      [["client_id", "client_secret", "validity", "scope", "occurrences", "paths", "introduced_time",
                        "removed_time", "exposure_days", "presence"]].head(50))
-    per_detector = t["rates"][t["rates"]["measure"] == "occurrences"]
+    per_detector = _with_ci(t["per_detector"])
     return [
         _what_to_do(f, t["actions"]),
         Section("Headline", (
@@ -205,13 +239,20 @@ def sections(f: ScanFrames, t: dict[str, pd.DataFrame], summary: dict | None = N
             "is a count divided by the commits scanned, × 10⁶.",
             f"Intervals: {METHOD}.",
         ), headline, "rates"),
-        Section("Compared with the published reference", (*refs, *(
-            "" if refs else "No published reference for these detectors.",)), _with_ci(per_detector).drop(
-            columns=["measure"]), None, 3),
+        Section("Per detector", (
+            "Occurrences and unique secrets of each detector, its rate per million commits with the exact 95% "
+            "interval, and the published reference where one is known ('reference_is': where it lies against our "
+            "interval).", *refs, *(() if refs else ("No published reference for these detectors.",)),
+            *_citations(f)), per_detector, None, 3),
         _coverage(f, t),
         Section("Per repository", ("Each repository's rates use its own commits; the last row pools them.",
-                                   *_pooled_lines(t["pooled"])),
-                _short_names(_rates_wide(t["per_repository"], "repo")), "repositories"),
+                                   *_pooled_lines(t["pooled"]), *_compare_lines(t["compare"])),
+                _short_names(_rates_wide(_with_pooled(t["per_repository"], t["pooled"]), "repo")), "repositories"),
+        *([Section("Funnel plot", (
+            "Each repository's rate against its commits (log axes), with the primary published reference and the "
+            "range a Poisson count at that rate would fall in 95% of the time for that many commits: a repository "
+            "outside the funnel differs from the reference more than chance explains; a small one cannot tell.",),
+            None, "funnel", 3)] if len(f.repos) > 1 else []),
         Section("Timeline of introductions", (
             f"Occurrences introduced per {_UNITS[measures.timeline_freq(f)]} (committer time), and commits made.",
             *([f"{undated:,} commit(s) dated before 1970 or after the scan are left out of it (they count in "
@@ -315,10 +356,12 @@ EMPTY_WHEN_CLEAN = ("exposure", "validity", "top_paths")  # plots of findings: a
 
 def _figures(f: ScanFrames, t: dict[str, pd.DataFrame]) -> dict[str, object]:
     refs = _references(f) if len(f.detectors) == 1 else []
+    primary = refs[0][2] if refs else None
     figures = {
         "rates": plots.headline_rates(t["headline"], {src: v for _, src, v in refs}),
-        "repositories": plots.repositories(t["per_repository"], reference=refs[0][2] if refs else None,
-                                           pooled=t["pooled"]),
+        "repositories": plots.repositories(t["per_repository"], reference=primary, pooled=t["pooled"]),
+        **({"funnel": plots.funnel(t["per_repository"], reference=primary,
+                                   label=refs[0][1] if refs else None)} if len(f.repos) > 1 else {}),
         "timeline": plots.timeline(t["timeline"], validated=f.validated),
         "exposure": plots.exposure(f.secrets),
         "validity": plots.validity(t["by_validity"]),

@@ -55,15 +55,23 @@ def test_auditor_report_command(golden, tmp_path):
     assert "<code>frames/</code>" in text and "`" not in text  # markdown's code spans rendered
     page.feed(text)
     page.close()
-    assert set(page.images) == set(PLOTS)
+    assert set(page.images) == set(PLOTS) - {"funnel"}  # one repository: no funnel to draw
     assert all(png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 2000 for png in page.images.values())
     assert {"Headline", "Per repository", "Timeline of introductions", "Exposure time", "Validity",
             "Top paths"} <= set(page.headings)
     md = (out / "report.md").read_text(encoding="utf-8")
     assert "## Headline" in md and "| occurrences | 6 | 9 |" in md and "Garwood" in md
-    assert all(f"plots/{name}.png" in md and (out / "plots" / f"{name}.png").is_file() for name in PLOTS)
+    assert all(f"plots/{name}.png" in md and (out / "plots" / f"{name}.png").is_file() for name in page.images)
+    # the per-detector table, and every reference cited with its address, date read and population
+    assert "### Per detector" in md and "| twilio_master_credentials | Twilio Master Credentials | 6 | 4 | 8.33 |" in md
+    for figure in ("8.33", "7.37"):
+        assert (f"GitGuardian, detector page Twilio Master Credentials ({'current' if figure == '8.33' else 'earlier'}"
+                f" page, read 2026-11-27), https://docs.gitguardian.com/secrets-detection/secrets-detection-engine/"
+                f"detectors/specifics/twilio_master_credentials: {figure} occurrences per million commits over "
+                "commits pushed to public GitHub") in md
     frames = out / "frames"
-    for name in ("findings", "secrets", "commits", "repos", "rates", "per_repository", "by_year", "by_extension",
+    for name in ("findings", "secrets", "commits", "repos", "rates", "per_repository", "pooled", "per_detector",
+                 "compare", "references", "by_year", "by_extension",
                  "by_directory", "by_validity", "by_presence", "timeline", "top_paths"):
         assert (frames / f"{name}.csv").is_file(), name
         parquet = pd.read_parquet(frames / f"{name}.parquet")

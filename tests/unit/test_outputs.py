@@ -81,7 +81,10 @@ def test_summary_json_has_intervals(golden):
     assert summary["unique_secrets_per_million_commits"] == round(4 / 9 * 1e6, 4)
     assert summary["commits_with_occurrences_per_million_commits"] == round(5 / 9 * 1e6, 4)
     detector = summary["detectors"][DETECTOR]
-    assert detector["reference_occurrences_per_million_commits"] == 7.37
+    # the primary published figure (data/reference_rates.csv: GitGuardian's current page), with where it was read
+    assert detector["reference_occurrences_per_million_commits"] == 8.33
+    assert detector["reference"]["address"].endswith("/detectors/specifics/twilio_master_credentials")
+    assert detector["reference"]["date_read"] == "2026-11-27" and "public GitHub" in detector["reference"]["population"]
     assert detector["occurrences"] == 6 and detector["occurrences_per_million_commits"] == round(6 / 9 * 1e6, 4)
 
 
