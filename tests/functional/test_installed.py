@@ -29,8 +29,12 @@ def test_a_wheel_installed_elsewhere_reads_the_reference_rates(golden, tmp_path)
     assert built.returncode == 0, built.stderr
     [wheel] = wheels.glob("auditor-*.whl")
     prefix = tmp_path / "prefix"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--prefix", str(prefix),
-                    str(wheel)], check=True, capture_output=True, timeout=300)
+    # --ignore-installed: never uninstall the auditor this interpreter already has (the checkout, editable)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", "-q",
+                    "--prefix", str(prefix), str(wheel)], check=True, capture_output=True, timeout=300)
+    mine = subprocess.run([sys.executable, "-c", "import auditor; print(auditor.__file__)"], capture_output=True,
+                          text=True, env=base_env(), cwd=tmp_path, check=True)
+    assert mine.stdout.strip() == str(ROOT / "auditor" / "__init__.py")  # this checkout's install is untouched
     site = Path(sysconfig.get_path("purelib", vars={"base": str(prefix), "platbase": str(prefix)}))
     assert (prefix / "share" / "auditor" / "reference_rates.csv").read_bytes() == (
         ROOT / "data" / "reference_rates.csv").read_bytes()

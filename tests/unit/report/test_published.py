@@ -42,7 +42,8 @@ def test_a_detector_files_own_figure_is_kept_unless_the_table_has_it():
     assert [r.figure for r in published.of("twilio_master_credentials", 7.37)] == [8.33, 7.37]  # the same fact
     own = published.of("my_catalog_rule", 2.5)
     assert [(r.figure, r.source) for r in own] == [(2.5, "the detector file")]
-    assert own[0].citation == "the detector file: 2.5 occurrences per million commits over a population it does not name"
+    assert own[0].citation == ("the detector file: 2.5 occurrences per million commits over a population it does not "
+                               "name")
     assert published.of("my_catalog_rule", float("nan")) == []
 
 
