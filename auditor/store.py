@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -26,8 +27,8 @@ SCHEMA_VERSION = "4"  # 2: exposure_ends (lifecycles decided at scan time); 3: c
 # 4: occurrences keep the author's name, the commit's message (first line) and committer time
 # The columns of checks that schema 3 added, which an older store gains (empty) when opened.
 NEW_CHECK_COLUMNS = {"base": "TEXT", "region": "TEXT", "fallbacks": "TEXT", "subaccount": "INTEGER"}
-# The columns of occurrences that schema 4 added: an older store gains them empty, and its repositories are
-# attributed afresh on their next scan, which fills them.
+# The columns of occurrences that schema 4 added (with the detector in its key): an older store's table is made anew
+# with them empty, and its repositories are attributed afresh on their next scan, which fills them.
 NEW_OCCURRENCE_COLUMNS = {"author_name": "TEXT", "commit_message": "TEXT", "commit_time": "TEXT"}
 CHECK_COLUMNS = ("secret_sha256", "detector", "client_id", "validity", "scope", "account_status", "account_type",
                  "checked_at", *NEW_CHECK_COLUMNS)
@@ -57,14 +58,28 @@ class Store:
                 # message or commit time: the next scan of each repository attributes it whole (its blobs that
                 # matched nothing stay scanned), which fills them
                 self.db.execute("DELETE FROM rescan_state")
-            have = {r[1] for r in self.db.execute("PRAGMA table_info(occurrences)")}
-            for column, kind in NEW_OCCURRENCE_COLUMNS.items():
-                if column not in have:
-                    self.db.execute(f"ALTER TABLE occurrences ADD COLUMN {column} {kind}")
+            if version in ("1", "2", "3"):  # the detector joins the key of occurrences and removals
+                for table in ("occurrences", "removals"):
+                    self._rebuild(table)
             have = {r[1] for r in self.db.execute("PRAGMA table_info(checks)")}
             for column, kind in NEW_CHECK_COLUMNS.items():
                 if column not in have:  # no base: none of its checks is reused (SPEC §5)
                     self.db.execute(f"ALTER TABLE checks ADD COLUMN {column} {kind}")
+
+    def _rebuild(self, table: str) -> None:
+        """``table`` made anew as schema.sql defines it now (a key cannot be altered in SQLite), its rows copied;
+        columns it lacked are left empty."""
+        text = resources.files("auditor").joinpath("schema.sql").read_text()
+        create = re.search(rf"CREATE TABLE IF NOT EXISTS {table} \(.*?\) WITHOUT ROWID;", text, re.S)
+        if create is None:
+            raise OutputError(f"{self.path}: schema.sql defines no table {table}; reinstall auditor.")
+        old = [r[1] for r in self.db.execute(f"PRAGMA table_info({table})")]
+        self.db.execute(create.group(0).replace(f"IF NOT EXISTS {table} (", f"{table}_v{SCHEMA_VERSION} (", 1))
+        columns = ", ".join(old)
+        self.db.execute(f"INSERT OR IGNORE INTO {table}_v{SCHEMA_VERSION} ({columns}) "  # noqa: S608 - fixed names
+                        f"SELECT {columns} FROM {table}")
+        self.db.execute(f"DROP TABLE {table}")
+        self.db.execute(f"ALTER TABLE {table}_v{SCHEMA_VERSION} RENAME TO {table}")
 
     def close(self) -> None:
         self.db.close()

@@ -2,7 +2,8 @@
 
 What notebooks call: ``load`` a scan directory, then ``actions`` (what to rotate first), ``rates``,
 ``per_repository``, ``by_year``, ``by_extension``, ``by_directory``, ``by_validity``, ``by_presence``,
-``by_ref_kind``, ``per_detector``, ``compare`` (which repositories differ from the reference), ``references``,
+``by_ref_kind``, ``by_author`` (who introduced them), ``exposure_summary`` (how long they stayed),
+``per_detector``, ``compare`` (which repositories differ from the reference), ``references``,
 ``timeline``, ``top_paths``, ``lifecycle`` (``measures``); ``pooled`` for rates over all repositories;
 ``auditor.report.plots`` draws them; ``build`` (re)writes the report files (``render``, needs matplotlib).
 Nothing here reads git: a report is a function of the store.
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from auditor.report.measures import (
         MEASURES,
         actions,
+        by_author,
         by_directory,
         by_extension,
         by_presence,
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
         by_year,
         compare,
         dated,
+        exposure_summary,
         headline,
         lifecycle,
         per_detector,
@@ -46,7 +49,8 @@ if TYPE_CHECKING:
 
 # Loaded on first use (PEP 562): ``auditor.report.stats`` serves a scan's summary.json, which must not import pandas.
 _FROM = {"ScanFrames": "frames", "findings_frame": "frames", "load": "frames",
-         **dict.fromkeys(["MEASURES", "actions", "compare", "per_detector", "by_directory", "by_extension",
+         **dict.fromkeys(["MEASURES", "actions", "by_author", "compare", "exposure_summary", "per_detector",
+                          "by_directory", "by_extension",
                           "by_presence", "by_ref_kind",
                           "by_validity", "by_year", "dated", "headline", "lifecycle", "per_repository", "pooled",
                           "rates", "references", "tables", "timeline", "timeline_freq", "top_paths"], "measures"),
@@ -62,8 +66,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'auditor.report' has no attribute {name!r}")
 
 
-__all__ = ["MEASURES", "METHOD", "PRESENCE", "ScanFrames", "actions", "build", "by_directory", "compare",
-           "per_detector",
+__all__ = ["MEASURES", "METHOD", "PRESENCE", "ScanFrames", "actions", "build", "by_author", "by_directory", "compare",
+           "exposure_summary", "per_detector",
            "by_ref_kind",
            "by_extension", "by_presence", "by_validity", "by_year", "dated", "findings_frame", "headline",
            "lifecycle", "load", "per_million", "per_repository", "pooled", "rates", "redact", "references", "tables",

@@ -131,29 +131,32 @@ def _where(frame: pd.DataFrame) -> pd.Series:
 
 
 def compare(f: ScanFrames, reference: float | None = None, detector: str | None = None) -> pd.DataFrame:
-    """Which repositories differ from the reference: each repository's occurrences per million commits (its own
-    commits as the denominator) with the exact 95% interval, the reference (``reference``, else the primary published
-    figure of ``detector``, else of the scan's only detector with one), and whether the interval excludes it
-    (``excludes_reference``; ``reference_is`` says where the reference lies: 'below' the interval — the repository's
-    rate is higher —, 'inside' or 'above'). Repositories whose interval excludes it come first.
-    A chosen set of repositories is not a sample of the reference's population: a difference describes these
-    repositories, and says nothing of the population."""
-    found = _of(f.findings, detector)
-    if reference is None:
-        prims = _primaries(f)
-        wanted = [detector] if detector is not None else [d for d, r in prims.items() if r is not None]
-        got = [prims[str(d)] for d in wanted if prims.get(str(d)) is not None]
-        reference = got[0].figure if len(got) == 1 else None
-    rows = [{"repo": str(repo), "name": short_repo(str(repo)), "commits": int(n),
-             "occurrences": int((found["repo"] == repo).fillna(False).sum())}
-            for repo, n in zip(f.repos["repo"], f.repos["commits_scanned"], strict=True)]
-    frame = pd.DataFrame(rows, columns=["repo", "name", "commits", "occurrences"]).astype(
-        {"repo": "string", "name": "string", "commits": "int64", "occurrences": "int64"})
-    frame = with_rates(frame, count="occurrences").assign(reference=reference)
-    frame = frame.astype({"reference": "Float64"})
+    """Which repositories differ from the reference: per detector (``detector``: that one only) and repository, the
+    occurrences per million commits (the repository's own commits as the denominator) with the exact 95% interval,
+    the reference (``reference``, else the detector's primary published figure), and whether the interval excludes
+    it (``excludes_reference``; ``reference_is`` says where the reference lies: 'below' the interval — the
+    repository's rate is higher —, 'inside' or 'above'). Rows whose interval excludes it come first, then by detector
+    and commits. A chosen set of repositories is not a sample of the reference's population: a difference describes
+    these repositories, and says nothing of the population."""
+    prims = _primaries(f)
+    detectors = [str(d) for d in f.detectors["detector"]] if detector is None else [detector]
+    rows = []
+    for det in detectors:
+        found = _of(f.findings, det)
+        ref = reference if reference is not None else (None if prims.get(det) is None else prims[det].figure)
+        rows += [{"detector": det, "repo": str(repo), "name": short_repo(str(repo)), "commits": int(n),
+                  "occurrences": int((found["repo"] == repo).fillna(False).sum()), "reference": ref}
+                 for repo, n in zip(f.repos["repo"], f.repos["commits_scanned"], strict=True)]
+    frame = pd.DataFrame(rows, columns=["detector", "repo", "name", "commits", "occurrences", "reference"]).astype(
+        {"detector": "string", "repo": "string", "name": "string", "commits": "int64", "occurrences": "int64",
+         "reference": "Float64"})
+    frame = with_rates(frame, count="occurrences")
+    frame = frame[[c for c in frame.columns if c != "reference"] + ["reference"]]
     where = _where(frame)
+    order = {d: i for i, d in enumerate(detectors)}
     return (frame.assign(reference_is=where, excludes_reference=where.isin(["below", "above"]).astype("bool"))
-            .sort_values(["excludes_reference", "commits"], ascending=[False, False], kind="stable")
+            .sort_values(["excludes_reference", "detector", "commits"], ascending=[False, True, False],
+                         key=lambda s: s.map(order) if s.name == "detector" else s, kind="stable")
             .reset_index(drop=True))
 
 
@@ -230,6 +233,42 @@ def by_presence(f: ScanFrames, detector: str | None = None) -> pd.DataFrame:
     order = {p: i for i, p in enumerate(PRESENCE)}
     return (_count_by(f, _of(f.findings, detector), ["presence"])
             .sort_values("presence", key=lambda s: s.astype(str).map(order), kind="stable").reset_index(drop=True))
+
+
+def by_author(f: ScanFrames, detector: str | None = None) -> pd.DataFrame:
+    """Who introduced the secrets: per author (name and e-mail as the commits say them), occurrences, unique secrets,
+    valid ones (NA when not checked), commits, repositories, and the first and last introduction; most first."""
+    found = _with_secret(_of(f.findings, detector)).assign(valid=lambda x: _valid(x))
+    found = found.assign(author_name=found["author_name"].fillna(""))  # a store before schema 4: no name
+    grouped = (found.groupby(["author_name", "author_email"], sort=False)
+               .agg(occurrences=("commit", "size"), unique_secrets=("secret", "nunique"),
+                    valid_unique_secrets=("secret", lambda s: int(s[found.loc[s.index, "valid"]].nunique())),
+                    commits=("commit", "nunique"), repos=("repo", "nunique"),
+                    first_introduced=("commit_time", "min"), last_introduced=("commit_time", "max"))
+               .reset_index())
+    grouped = grouped.astype({"author_name": "string", "author_email": "string", "occurrences": "int64",
+                              "unique_secrets": "int64", "valid_unique_secrets": "Int64", "commits": "int64",
+                              "repos": "int64", "first_introduced": TIME_DTYPE, "last_introduced": TIME_DTYPE})
+    if not f.validated:
+        grouped = grouped.assign(valid_unique_secrets=pd.NA).astype({"valid_unique_secrets": "Int64"})
+    return (grouped.sort_values(["occurrences", "author_email"], ascending=[False, True], kind="stable")
+            .reset_index(drop=True))
+
+
+def exposure_summary(f: ScanFrames) -> pd.DataFrame:
+    """How long secrets stayed at a ref tip, the ones still there counted too: per group (gone from every tip /
+    still at a tip, until the scan) the number of secrets and the median, shortest and longest ``exposure`` as
+    Timedeltas. A median of the removed ones alone would leave out the longest-lived (censoring); both are here."""
+    s = f.secrets
+    groups = {"gone from every tip (still in history)": s[~s["exposure_ongoing"]],
+              "still at a ref tip (until the scan)": s[s["exposure_ongoing"]], "all secrets": s}
+    def spans(how: str) -> pd.Series:
+        values = [getattr(g["exposure"], how)() if len(g) else None for g in groups.values()]
+        return pd.Series(pd.to_timedelta(values), dtype=DURATION)
+
+    return pd.DataFrame({"secrets": pd.Series(list(groups), dtype="string"),
+                         "count": pd.Series([len(g) for g in groups.values()], dtype="int64"),
+                         "median": spans("median"), "shortest": spans("min"), "longest": spans("max")})
 
 
 def by_year(f: ScanFrames, detector: str | None = None) -> pd.DataFrame:
@@ -397,7 +436,8 @@ def tables(f: ScanFrames, *, top: int = 20) -> dict[str, pd.DataFrame]:
             "findings": f.findings, "secrets": f.secrets, "commits": f.commits, "repos": f.repos, "tips": f.tips,
             "removals": f.removals, "detectors": f.detectors, "headline": headline(f), "rates": rates(f),
             "per_repository": per_repository(f), "pooled": pooled(f), "per_detector": per_detector(f),
-            "compare": compare(f), "references": references(f), "by_year": by_year(f),
+            "compare": compare(f), "references": references(f), "by_author": by_author(f),
+            "exposure": exposure_summary(f), "by_year": by_year(f),
             "by_extension": by_extension(f), "by_directory": by_directory(f), "by_validity": by_validity(f),
             "by_presence": by_presence(f),
             "by_ref_kind": by_ref_kind(f), "timeline": timeline(f, timeline_freq(f)), "top_paths": top_paths(f, top)}

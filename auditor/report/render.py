@@ -46,13 +46,15 @@ class Report:
     plots: dict[str, Path]
     frames: list[Path]
     headline: pd.DataFrame
+    per_detector: pd.DataFrame | None = None  # measures.per_detector: what each reference is compared with
     references: list[tuple[str, str, float]] = field(default_factory=list)  # (detector, source, value)
     commits: int = 0
 
     def lines(self) -> list[str]:
         """The headline as text lines, for the terminal."""
         out = [f"{label}: {line}" for label, line in _headline_lines(self.headline)]
-        out += _reference_lines(self.headline, self.references)
+        out += _reference_lines(self.per_detector if self.per_detector is not None else self.headline,
+                                self.references)
         return out
 
 
@@ -86,16 +88,23 @@ def _headline_lines(headline: pd.DataFrame) -> list[tuple[str, str]]:
     return out
 
 
-def _reference_lines(headline: pd.DataFrame, references: list[tuple[str, str, float]]) -> list[str]:
-    occ = headline[headline["measure"] == "occurrences"].iloc[0]
+def _reference_lines(rates: pd.DataFrame, references: list[tuple[str, str, float]]) -> list[str]:
+    """Each reference against its own detector's rate (``rates``: measures.per_detector; a headline frame of one
+    detector stands for it)."""
+    if "detector" in rates:
+        by = rates.set_index("detector")
+    else:
+        by = None
+        occ = rates[rates["measure"] == "occurrences"].iloc[0]
     out = []
     for det, source, value in references:
-        if pd.isna(occ["rate"]):
+        row = occ if by is None else (by.loc[det] if det in by.index else None)
+        if row is None or pd.isna(row["rate"]):
             where = "no rate to compare: no commit scanned"
-        elif occ["rate_low"] <= value <= occ["rate_high"]:
+        elif row["rate_low"] <= value <= row["rate_high"]:
             where = "inside our 95% interval"
         else:
-            where = f"{'below' if value < occ['rate_low'] else 'above'} our 95% interval"
+            where = f"{'below' if value < row['rate_low'] else 'above'} our 95% interval"
         out.append(f"published reference for {det} ({source}): {value:g} occurrences per million commits — {where}")
     return out
 
@@ -174,18 +183,24 @@ def _with_pooled(per_repository: pd.DataFrame, pooled: pd.DataFrame) -> pd.DataF
 
 
 def _compare_lines(compared: pd.DataFrame) -> list[str]:
-    """Which repositories' intervals exclude the reference (``measures.compare``), in one sentence."""
-    if compared.empty or compared["reference"].isna().all():
-        return []
-    ref = float(compared["reference"].iloc[0])
-    out = compared[compared["excludes_reference"]]
-    if out.empty:
-        return [f"No repository's 95% interval excludes the reference ({ref:g}): none differs from it more than "
-                "chance explains."]
-    names = ", ".join(f"{n} ({'higher' if w == 'below' else 'lower'})"
-                      for n, w in zip(out["name"], out["reference_is"], strict=True))
-    return [f"{len(out):,} of {len(compared):,} repositories have a 95% interval that excludes the reference "
-            f"({ref:g}): {names}."]
+    """Per detector with a reference, which repositories' intervals exclude it (``measures.compare``)."""
+    out = []
+    several = compared["detector"].nunique() > 1
+    for det, rows in compared.groupby("detector", sort=False):
+        if rows["reference"].isna().all():
+            continue
+        ref = float(rows["reference"].iloc[0])
+        of = f"{det}: " if several else ""
+        apart = rows[rows["excludes_reference"]]
+        if apart.empty:
+            out.append(f"{of}no repository's 95% interval excludes the reference ({ref:g}): none differs from it more "
+                       "than chance explains.")
+            continue
+        names = ", ".join(f"{n} ({'higher' if w == 'below' else 'lower'})"
+                          for n, w in zip(apart["name"], apart["reference_is"], strict=True))
+        out.append(f"{of}{len(apart):,} of {len(rows):,} repositories have a 95% interval that excludes the "
+                   f"reference ({ref:g}): {names}.")
+    return out
 
 
 def _short_names(frame: pd.DataFrame) -> pd.DataFrame:
@@ -223,7 +238,7 @@ def sections(f: ScanFrames, t: dict[str, pd.DataFrame], summary: dict | None = N
                                                                        t["headline"].iterrows()]})
     headline = headline.assign(measure=headline["measure"].map(lambda m: plots.LABELS.get(m, m)))[
         ["measure", "count", "commits", "per million commits [95% CI]"]]
-    refs = _reference_lines(t["headline"], _references(f))
+    refs = _reference_lines(t["per_detector"], _references(f))
     shown_secrets = (secrets.sort_values(["occurrences", "introduced_time"], ascending=[False, True])
                      [["client_id", "client_secret", "validity", "scope", "occurrences", "paths", "introduced_time",
                        "removed_time", "exposure_days", "presence"]].head(50))
@@ -266,7 +281,10 @@ def sections(f: ScanFrames, t: dict[str, pd.DataFrame], summary: dict | None = N
                 f"{len(removed):,} secret(s) gone from every ref tip, after a median {gone_days} days — still in "
                 "history: rotate the live ones."]),
             *([] if secrets.empty else [f"{int(secrets['still_at_tip'].sum()):,} still at a ref tip."]),
-        ), None, None if secrets.empty else "exposure"),
+        ), None if secrets.empty else t["exposure"], None if secrets.empty else "exposure"),
+        *([Section("Who introduced them", (
+            "Per author as the introducing commits name them (the 20 with most occurrences; all in "
+            "frames/by_author).",), t["by_author"].head(20), None)] if len(f.findings) else []),
         Section("Validity", _regions(f, summary or {}), _with_ci(t["by_validity"]),
                 None if f.findings.empty else "validity"),
         Section("Still present, or only in history", (
@@ -512,4 +530,5 @@ def build_report(directory: Path, *, top: int = 20) -> Report:
     write_private(md, _markdown([*secs, intro], title).encode("utf-8"))
     write_private(page, _html([*secs, intro], title, images).encode("utf-8"))
     return Report(directory=directory, markdown=md, html=page, plots=plot_paths, frames=exported,
-                  headline=t["headline"], references=_references(f), commits=f.commits_scanned)
+                  headline=t["headline"], per_detector=t["per_detector"], references=_references(f),
+                  commits=f.commits_scanned)

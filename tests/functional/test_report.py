@@ -148,3 +148,44 @@ def test_findings_only_at_pull_request_refs_are_not_at_the_repository(tmp_path):
     assert "| rotate — still in history | project | sms.py:1 |" in md and "| pull request: #620 |" in md
     secrets = [json.loads(line) for line in (out / "secrets.jsonl").read_text().splitlines()]
     assert [(s["presence"], s["tip_refs"]) for s in secrets] == [("pull-request tip", ["refs/pull/620/head"])]
+
+
+def test_several_repositories_and_a_catalog_detector_get_a_per_detector_table_a_comparison_and_a_funnel(tmp_path):
+    """Any detector id works: a copy of the built-in detector under another id (as a user's catalog brings one),
+    with its own published figure, beside the built-in one. Three repositories, one of them tiny: the report has a
+    per-detector table, says which repositories' intervals exclude the reference, and draws the funnel."""
+    from tests.helpers.detectors import builtin_doc, write_detector
+
+    big, small, tiny = GitRepo(tmp_path / "big"), GitRepo(tmp_path / "small"), GitRepo(tmp_path / "tiny")
+    for i in range(60):
+        big.commit(f"c{i}", {"notes.txt": f"{i}\n"})
+    small.commit("one", {"a.txt": "x\n"})
+    small.commit("two", {"b.txt": "y\n"})
+    tiny.commit("key", {"settings.py": snippet(make_pair())})
+    detectors = tmp_path / "detectors"
+    write_detector(detectors, "acme.yaml", builtin_doc("acme-twilio", name="ACME Twilio",
+                                                       reference_occurrences_per_million_commits=2.5))
+    out = tmp_path / "out"
+    scan_in_process([big, small, tiny], out, detectors_dir=detectors)
+    f = report.load(out)
+    per = report.per_detector(f).set_index("detector")
+    assert per.loc["acme-twilio", ["occurrences", "unique_secrets", "commits", "reference"]].tolist() == [1, 1, 63, 2.5]
+    assert per.loc["acme-twilio", "reference_source"] == "the detector file"
+    assert per.loc["acme-twilio", "rate"] == pytest.approx(1 / 63 * 1e6)
+    assert per.loc["acme-twilio", "reference_is"] == "below"  # 2.5 lies below [0.4, 88.4] thousand per million
+    compared = report.compare(f, detector="acme-twilio")
+    assert compared[["name", "excludes_reference"]].to_numpy().tolist() == [
+        ["tiny", True], ["big", False], ["small", False]]
+    both = report.compare(f)  # per detector, each against its own reference
+    assert sorted(set(zip(both["detector"], both["reference"], strict=True))) == [
+        ("acme-twilio", 2.5), ("twilio_master_credentials", 8.33)]
+    built = report.build(out)
+    assert "funnel" in built.plots
+    md = built.markdown.read_text(encoding="utf-8")
+    assert "### Per detector" in md and ("| acme-twilio | ACME Twilio | 1 | 1 | 2.50 | the detector file | below | "
+                                         "15,873.02 [401.87–88,438.78] |") in md
+    assert ("acme-twilio: the detector file: 2.5 occurrences per million commits over a population it does not "
+            "name.") in md
+    assert ("acme-twilio: 1 of 3 repositories have a 95% interval that excludes the reference (2.5): tiny "
+            "(higher).") in md
+    assert "### Funnel plot" in md and "plots/funnel.png" in md

@@ -132,6 +132,16 @@ OLD_CHECKS = """CREATE TABLE checks (secret_sha256 TEXT PRIMARY KEY, detector TE
     validity TEXT NOT NULL, scope TEXT, account_status TEXT, account_type TEXT, checked_at TEXT NOT NULL)"""
 
 
+# schema 3's occurrences and removals: no author name, message or commit time, and the detector not in the key
+OLD_OCCURRENCES = """CREATE TABLE occurrences (repo TEXT NOT NULL, detector TEXT NOT NULL, commit_id TEXT NOT NULL,
+    path TEXT NOT NULL, line INTEGER NOT NULL, blob TEXT NOT NULL, client_id TEXT NOT NULL,
+    secret_redacted TEXT NOT NULL, secret_sha256 TEXT NOT NULL, author_email TEXT NOT NULL, author_time TEXT NOT NULL,
+    PRIMARY KEY (repo, commit_id, path, secret_sha256)) WITHOUT ROWID"""
+OLD_REMOVALS = """CREATE TABLE removals (repo TEXT NOT NULL, detector TEXT NOT NULL, commit_id TEXT NOT NULL,
+    path TEXT NOT NULL, secret_sha256 TEXT NOT NULL, commit_time TEXT NOT NULL,
+    PRIMARY KEY (repo, commit_id, path, secret_sha256)) WITHOUT ROWID"""
+
+
 @pytest.mark.parametrize("version", ["1", "2", "3"])
 def test_an_older_store_works_and_its_checks_have_no_base(tmp_path, version):
     """Schema 3 added the servers of a check: an older store gains the columns empty, so its checks are read back
@@ -146,9 +156,9 @@ def test_an_older_store_works_and_its_checks_have_no_base(tmp_path, version):
         con.execute(OLD_CHECKS)
         con.execute("INSERT INTO checks VALUES (?, ?, ?, 'valid', 'live', 'active', 'Full', ?)",
                     (sha(old), "twilio_master_credentials", old[0], now))
+        con.execute(OLD_OCCURRENCES)
+        con.execute(OLD_REMOVALS)
         con.executescript(Path(store_module.__file__).with_name("schema.sql").read_text())
-        for column in store_module.NEW_OCCURRENCE_COLUMNS:  # what schema 4 added
-            con.execute(f"ALTER TABLE occurrences DROP COLUMN {column}")
         con.execute("INSERT INTO occurrences VALUES ('/r', 'twilio_master_credentials', ?, 'a.py', 1, ?, ?, ?, ?, "
                     "'a@example.com', '2021-03-01T00:00:00Z')", ("1" * 40, "b" * 40, old[0], redact(old[1]), sha(old)))
         con.execute("INSERT INTO rescan_state VALUES ('/r', '/r/.git', 'x', x'', x'', x'')")
@@ -166,8 +176,12 @@ def test_an_older_store_works_and_its_checks_have_no_base(tmp_path, version):
         # its occurrences read back with the newer fields empty, and new ones are kept whole
         [kept] = s.occurrences("/r")
         assert (kept.client_id, kept.author_name, kept.commit_message, kept.commit_time) == (old[0], None, None, None)
-        s.save_repo("/r", "/r/.git", {}, False, [_occurrence(new, "2" * 40, "b.py")], [])
-        assert s.occurrences("/r") == [_occurrence(new, "2" * 40, "b.py")]
+        # two detectors matching one pair at one place are two occurrences (SPEC §4): the detector is in the key now
+        twice = [_occurrence(new, "2" * 40, "b.py"), _occurrence(new, "2" * 40, "b.py")._replace(detector="other")]
+        gone = [RemovalRow(detector=d, commit="3" * 40, path="b.py", secret_sha256=sha(new),
+                           commit_time="2021-04-01T00:00:00Z") for d in ("twilio_master_credentials", "other")]
+        s.save_repo("/r", "/r/.git", {}, False, twice, [], gone)
+        assert sorted(s.occurrences("/r")) == sorted(twice) and sorted(s.removals("/r")) == sorted(gone)
         # schema 1 had no exposure ends, schemas 1–3 no author name, message or commit time: their repositories
         # are attributed whole once
         assert s.db.execute("SELECT count(*) FROM rescan_state").fetchone() == (0,)
