@@ -287,8 +287,9 @@ def repositories(per_repository: pd.DataFrame, measure: str = "occurrences", ref
 def funnel(per_repository: pd.DataFrame, reference: float | None = None, label: str | None = None,
            measure: str = "occurrences") -> Figure:
     """A funnel plot: each repository's rate against its commits (log axes), the reference as a line and, around
-    it, the 95% range of a Poisson count at the reference rate for that many commits. A repository with none found
-    sits on the floor ('v'); small repositories (under SMALL_REPO commits) are grey: their rates say little."""
+    it, the 95% range of a Poisson count at the reference rate for that many commits (counts are whole: the limits
+    step, and where even one occurrence lies above them the upper line is absent). A repository with none found sits
+    on the floor ('v'); small repositories (under SMALL_REPO commits) are grey: their rates say little."""
     table = per_repository[(per_repository["measure"] == measure) & per_repository["rate"].notna()]
     fig, ax = _figure(8, 4.6)
     if table.empty:
@@ -304,7 +305,8 @@ def funnel(per_repository: pd.DataFrame, reference: float | None = None, label: 
     floor = positive.min() / 4 if positive.size else 0.1
     if reference:
         ax.axhline(reference, color=COLORS["ref"], lw=1.5, label=f"{label or 'reference'}: {reference:g}")
-        ax.plot(xs, np.where(high > 0, high, floor), color=COLORS["ref"], ls="--", lw=1,
+        # where the upper limit is 0, a single occurrence already lies above it: no line there
+        ax.plot(xs, np.where(high > 0, high, np.nan), color=COLORS["ref"], ls="--", lw=1,
                 label="95% range of a Poisson count at the reference rate")
         ax.plot(xs, np.where(low > 0, low, np.nan), color=COLORS["ref"], ls="--", lw=1)
     small = commits < SMALL_REPO

@@ -4,6 +4,7 @@ apart, thin years shaded, a zero count drawn as its upper bound — read back fr
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from matplotlib.colors import to_hex
 
@@ -78,6 +79,8 @@ def test_funnel_plots_rate_against_commits_with_the_references_poisson_limits():
     i = int(abs(x - 2_000_000).argmin())  # the limits at that many commits: a Poisson count of mean 8.33 × x / 10⁶
     assert upper.get_ydata()[i] == poisson_limits(8.33 * x[i] / 1e6)[1] / x[i] * 1e6
     assert ref[2].get_ydata()[i] == poisson_limits(8.33 * x[i] / 1e6)[0] / x[i] * 1e6
+    few = int(abs(x - 3).argmin())  # 3 commits: even one occurrence lies above the funnel, which is not drawn there
+    assert poisson_limits(8.33 * x[few] / 1e6) == (0, 0) and np.isnan(upper.get_ydata()[few])
     points, zeros = ax.collections  # found (log y) and none found (on the floor, 'v')
     assert sorted(map(tuple, points.get_offsets().tolist())) == [(3.0, 1e6 / 3), (2_000_000.0, 15.0)]
     assert [to_hex(c) for c in points.get_facecolors()] == [plots.COLORS["other"], plots.COLORS["all"]]
