@@ -7,6 +7,7 @@ it with Agg, and a notebook with ``%matplotlib inline`` shows it as the cell's v
 from __future__ import annotations
 
 import io
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -83,9 +84,11 @@ def _dots(ax: object, y: np.ndarray, table: pd.DataFrame, colors: list[str], flo
                         va="center", fontsize="small", color=colors[i])
 
 
-def headline_rates(headline: pd.DataFrame, references: dict[str, float] | None = None) -> Figure:
+def headline_rates(headline: pd.DataFrame, references: dict[str, float] | None = None, note: str | None = None
+                   ) -> Figure:
     """Rates per million commits with their 95% intervals on a log axis (rates span decades); the published
-    references, which count occurrences, drawn on the occurrences row only."""
+    references, which count occurrences, drawn on the occurrences row only; ``note`` (the population they count)
+    under their legend."""
     shown = headline[headline["rate"].notna()].reset_index(drop=True)
     fig, ax = _figure(8, 1.2 + 0.42 * max(len(shown), 1))
     if shown.empty:
@@ -107,7 +110,10 @@ def headline_rates(headline: pd.DataFrame, references: dict[str, float] | None =
     ax.set_ylim(len(shown) - 0.5, -0.5)
     ax.grid(axis="x", which="major", color="#e5e5e5")
     if refs and occ:
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=1, fontsize="small", frameon=False)
+        legend = ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=1, fontsize="small",
+                           frameon=False, title=None if note is None else textwrap.fill(note, 90),
+                           title_fontsize="x-small")
+        legend.get_title().set_color(COLORS["other"])
     ax.set_xlabel("per million commits, log scale (dot: rate; line: exact 95% Poisson interval)")
     ax.set_title("Rates per million commits")
     return fig

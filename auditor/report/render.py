@@ -128,6 +128,15 @@ def _references(f: ScanFrames) -> list[tuple[str, str, float]]:
     return [(str(d), str(src), float(v)) for d, src, v in refs[["detector", "source", "value"]].itertuples(index=False)]
 
 
+def _population(f: ScanFrames) -> str | None:
+    """Under a plot's references: what they count (one line), and that a scan is not a sample of it."""
+    refs = measures.references(f)
+    if refs.empty:
+        return None
+    return (f"references count occurrences over {refs['population'].iloc[0]}; these repositories are not a sample "
+            "of them")
+
+
 def _citations(f: ScanFrames) -> list[str]:
     """Every reference in full (source, version, date read, address, population), and what it can be compared with."""
     refs = measures.references(f)
@@ -376,7 +385,7 @@ def _figures(f: ScanFrames, t: dict[str, pd.DataFrame]) -> dict[str, object]:
     refs = _references(f) if len(f.detectors) == 1 else []
     primary = refs[0][2] if refs else None
     figures = {
-        "rates": plots.headline_rates(t["headline"], {src: v for _, src, v in refs}),
+        "rates": plots.headline_rates(t["headline"], {src: v for _, src, v in refs}, note=_population(f)),
         "repositories": plots.repositories(t["per_repository"], reference=primary, pooled=t["pooled"]),
         **({"funnel": plots.funnel(t["per_repository"], reference=primary,
                                    label=refs[0][1] if refs else None)} if len(f.repos) > 1 else {}),

@@ -31,6 +31,9 @@ def test_headline_is_on_a_log_axis_and_the_reference_sits_on_the_occurrences_row
     assert max(abs(y) for y in refs[0].get_ydata()) < 0.5  # row 0: occurrences, and no other row
     assert any("0 found" in t.get_text() for t in ax.texts)  # unique secrets: 0, shown as its upper bound
     assert plots.png(fig).startswith(b"\x89PNG")
+    cited = plots.headline_rates(table, {"GitGuardian": 7.37}, note="references count occurrences over all public "
+                                 "GitHub commits").axes[0].get_legend().get_title().get_text()
+    assert cited.replace("\n", " ") == "references count occurrences over all public GitHub commits"
 
 
 def test_repositories_by_commits_short_names_small_ones_grey_pooled_apart():
