@@ -36,6 +36,7 @@ from auditor.models import (
 )
 
 Paths = dict[bytes, bytes]  # path → matched blob
+SECRET_IN_MESSAGE = "[secret]"  # what a commit message that quotes the finding's own token shows in its place
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -411,8 +412,8 @@ def attribute(repo: str, by_blob: Mapping[bytes, Sequence[Candidate]], resolved:
             about: tuple[str | None, str | None, str | None]) -> None:
         r = check_of[key]
         name, committed, message = about
-        if message and key.client_secret:  # a message may quote the token: it is never kept in clear
-            message = message.replace(key.client_secret, redact(key.client_secret))
+        if message and key.client_secret:  # a message may quote the token: never kept, not even redacted (SARIF)
+            message = message.replace(key.client_secret, SECRET_IN_MESSAGE)
         f = Finding(detector=key.detector, repo=repo, commit=commit.hex(), path=path.decode("utf-8", "replace"),
                     line=line, client_id=key.client_id, client_secret=key.client_secret, secret_sha256=r.secret_sha256,
                     validity=r.check.validity, scope=r.check.scope, account_status=r.check.account_status,

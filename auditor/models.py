@@ -226,7 +226,7 @@ class Finding:
     region: str | None = None  # the provider's region whose host answered the check (us1, ie1, …)
     author_name: str | None = None
     commit_time: str | None = None  # committer time, ISO 8601 UTC
-    commit_message: str | None = None  # its first line, the finding's own secret redacted in it
+    commit_message: str | None = None  # its first line, the finding's own secret replaced by [secret]
 
 
 # -- rows the store keeps (their field order is the store's column order) --------------------------------------
@@ -244,7 +244,7 @@ class OccurrenceRow(NamedTuple):
     author_email: str
     author_time: str  # ISO 8601 UTC
     author_name: str | None = None  # None: stored by a scan before schema 4
-    commit_message: str | None = None  # first line, the secret redacted in it
+    commit_message: str | None = None  # first line, the secret replaced by [secret]
     commit_time: str | None = None  # committer time, ISO 8601 UTC
 
 

@@ -86,7 +86,9 @@ def document(findings: Iterable[Mapping[str, Any]], tip_refs: Mapping[str, Seque
         validity = str(r["validity"])
         where = refs_by_kind(refs) or "no ref tip (history only)"
         commit = str(r["commit"])
-        message = (f"{r['client_id'] or 'A secret'} ({det}) introduced in commit {commit[:10]} of "
+        who = r.get("author_name") or r.get("author_email")
+        by = f" by {who}" if isinstance(who, str) and who else ""
+        message = (f"{r['client_id'] or 'A secret'} ({det}) introduced in commit {commit[:10]}{by} of "
                    f"{short_repo(str(r['repo']))}; validity {validity}; still at {where}: "
                    f"{_action(validity, refs)}.")
         results.append({

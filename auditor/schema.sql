@@ -69,7 +69,7 @@ CREATE TABLE IF NOT EXISTS occurrences (
     author_time     TEXT NOT NULL,     -- ISO 8601 UTC
     -- Added in schema 4 (an older store gains them empty; its next scan attributes each repository afresh).
     author_name     TEXT,              -- as the commit says it
-    commit_message  TEXT,              -- its first line, with the occurrence's own secret redacted
+    commit_message  TEXT,              -- its first line, the occurrence's own secret replaced by [secret]
     commit_time     TEXT,              -- committer time, ISO 8601 UTC
     -- the detector is part of the key (schema 4): two detectors matching one pair are two secrets (SPEC §4)
     PRIMARY KEY (repo, detector, commit_id, path, secret_sha256)

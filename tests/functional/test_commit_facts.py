@@ -22,7 +22,8 @@ def _git(repo: GitRepo, fmt: str, commit: str) -> str:
 def _history(tmp_path):
     repo = GitRepo(tmp_path / "repo")
     pair = make_pair()
-    # the message quotes the token: the first line is kept, the token in it redacted
+    # the message quotes the token: the first line is kept, the token in it replaced (SARIF holds no token, not even
+    # redacted)
     first = repo.commit(f"Add Twilio settings ({pair[1]})\n\nThe body is not kept.", {"app/settings.py": snippet(pair)})
     repo.commit("unrelated", {"README": "hello\n"})
     return repo, pair, first
@@ -36,13 +37,15 @@ def test_findings_carry_author_name_commit_message_and_commit_time(tmp_path):
     committed = _git(repo, "%cI", first).replace("+00:00", "Z")
     assert (row["author_name"], row["commit_time"]) == (AUTHOR_NAME, committed)
     assert row["commit_time"] != row["author_time"]  # committer time, not the author's (the helper's clocks differ)
-    assert row["commit_message"] == f"Add Twilio settings ({redacted(pair[1])})"
+    assert row["commit_message"] == "Add Twilio settings ([secret])"
     for name in ("findings.jsonl", "findings.sarif", "audit.sqlite", "secrets.jsonl"):
         assert pair[1].encode() not in (out / name).read_bytes(), name
+    assert redacted(pair[1]).encode() not in (out / "findings.sarif").read_bytes()
     [result] = json.loads((out / "findings.sarif").read_text())["runs"][0]["results"]
     props = result["properties"]
     assert (props["author_name"], props["commit_time"], props["commit_message"]) == (
         AUTHOR_NAME, committed, row["commit_message"])
+    assert f"introduced in commit {first[:10]} by {AUTHOR_NAME} of repo" in result["message"]["text"]
     f = report.load(out)
     got = f.findings.iloc[0]
     assert (got["author_name"], got["commit_message"]) == (AUTHOR_NAME, row["commit_message"])
@@ -79,7 +82,7 @@ def test_a_schema_3_store_is_reported_then_upgraded_and_filled_by_the_next_scan(
     try:
         assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (SCHEMA_VERSION,)
         assert con.execute("SELECT author_name, commit_message FROM occurrences").fetchall() == [
-            (AUTHOR_NAME, f"Add Twilio settings ({redacted(pair[1])})")]
+            (AUTHOR_NAME, "Add Twilio settings ([secret])")]
     finally:
         con.close()
     [row] = load_jsonl(out / "findings.jsonl")
