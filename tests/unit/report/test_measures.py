@@ -158,3 +158,21 @@ def test_validity_measures_against_the_stand_in(tmp_path):
     assert summary["detectors"]["twilio_master_credentials"]["valid_test_occurrences"] == 1
 
 
+
+
+def test_who_introduced_them_and_how_long_they_stayed(golden):
+    f = golden.frames
+    who = report.by_author(f)
+    assert who[["author_name", "author_email", "occurrences", "unique_secrets", "commits", "repos"]].to_numpy(
+        ).tolist() == [["Test Author", "author@example.com", 6, 4, 5, 1]]  # one identity made the golden history
+    assert who["valid_unique_secrets"].isna().all()  # not checked: NA, never 0
+    assert who["first_introduced"].iloc[0] == golden.t[golden.c["c1"]]
+    spans = report.exposure_summary(f).set_index("secrets")
+    s = f.secrets
+    assert spans["count"].tolist() == [1, 3, 4]  # D removed; A, B, C still at a tip
+    assert spans.loc["gone from every tip (still in history)", "median"] == golden.t[golden.c["c9"]] - golden.t[
+        golden.c["c8"]]
+    assert spans.loc["all secrets", "longest"] == s["exposure"].max()
+    assert spans.loc["still at a ref tip (until the scan)", "shortest"] == s.loc[s["exposure_ongoing"],
+                                                                                "exposure"].min()
+    assert str(spans["median"].dtype) == "timedelta64[s]"
