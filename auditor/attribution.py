@@ -312,20 +312,29 @@ def subject(message: str) -> str:
     return line if len(line) <= 200 else line[:199] + "…"
 
 
+def _text(raw: bytes, decoded: Callable[[], str]) -> str:
+    """Commit text as people read it: UTF-8 when the bytes are UTF-8 (what git writes, whatever an ``encoding``
+    header claims), else as the header says (``decoded``), else UTF-8 with replacement characters."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return decoded()
+    except (ValueError, LookupError):  # undecodable by its encoding header, or an unknown encoding
+        return raw.decode("utf-8", "replace")
+
+
 def commit_facts(repo: pygit2.Repository, commits: Commits, commit: bytes) -> tuple[str, str | None, str]:
     """(author name, committer time as ISO 8601 UTC, first line of the message) of a commit the locator already
-    has at hand; decoded by its ``encoding`` header, or as UTF-8 where that fails, and read from the raw object
-    where libgit2 rejects it (as ``git.objects.author``). Empty text (no time) where it cannot be read at all."""
+    has at hand (``_text`` decodes them), read from the raw object where libgit2 rejects the commit (as
+    ``git.objects.author``). Empty text (no time) where it cannot be read at all."""
     when = commits.time.get(commit)
     try:
         c = repo[pygit2.Oid(raw=commit)]
-        if when is None:
-            when = c.commit_time
-        try:
-            return c.author.name, iso(when), subject(c.message)
-        except (ValueError, LookupError):  # undecodable by its encoding header, or an unknown encoding
-            return (c.author.raw_name.decode("utf-8", "replace"), iso(when),
-                    subject(c.raw_message.decode("utf-8", "replace")))
+        a = c.author
+        return (_text(a.raw_name, lambda: a.name), iso(c.commit_time if when is None else when),
+                subject(_text(c.raw_message, lambda: c.message)))
     except (KeyError, pygit2.GitError, ValueError, AttributeError):
         pass
     try:
