@@ -315,8 +315,8 @@ def sections(f: ScanFrames, t: dict[str, pd.DataFrame], summary: dict | None = N
     ]
 
 
-ACTION_SHOWN = ["risk", "action", "repo", "location", "commit", "author", "author_name", "refs", "validity",
-                "checked_at", "client_id", "client_secret"]
+ACTION_SHOWN = ["risk", "action", "repo", "location", "commit", "author", "refs", "validity", "checked_at",
+                "client_id", "client_secret"]  # the author's name and the commit's message are in frames/actions
 
 
 def _what_to_do(f: ScanFrames, actions: pd.DataFrame) -> Section:
