@@ -9,10 +9,11 @@ import sqlite3
 import subprocess
 
 from auditor import report
-from auditor.store import NEW_OCCURRENCE_COLUMNS, SCHEMA_VERSION
+from auditor.store import SCHEMA_VERSION
 from tests.helpers.git import AUTHOR_NAME, GitRepo
 from tests.helpers.pairs import make_pair, redacted, snippet
 from tests.helpers.scan import load_jsonl, run_auditor, run_scan
+from tests.helpers.stores import make_schema_3
 
 
 def _git(repo: GitRepo, fmt: str, commit: str) -> str:
@@ -52,22 +53,12 @@ def test_findings_carry_author_name_commit_message_and_commit_time(tmp_path):
     assert got["commit_time"].isoformat().replace("+00:00", "Z") == committed
 
 
-def _make_schema_3(store) -> None:
-    """What a scan before schema 4 left: occurrences without the three columns, version 3."""
-    con = sqlite3.connect(store)
-    with con:
-        for column in NEW_OCCURRENCE_COLUMNS:
-            con.execute(f"ALTER TABLE occurrences DROP COLUMN {column}")
-        con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
-    con.close()
-
-
 def test_a_schema_3_store_is_reported_then_upgraded_and_filled_by_the_next_scan(tmp_path):
     repo, pair, first = _history(tmp_path)
     out = tmp_path / "out"
     run_scan(repo, out)
     store = out / "audit.sqlite"
-    _make_schema_3(store)
+    make_schema_3(store)
     # the report reads an old store as it is (read-only): no name or message, the commit time from its commits
     proc = run_auditor("report", str(out))
     assert proc.returncode == 0, proc.stderr

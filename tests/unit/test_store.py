@@ -17,6 +17,7 @@ from auditor.errors import OutputError
 from auditor.models import CheckResult, OccurrenceRow, RemovalRow, RepoState, TipRow, Validity, redact
 from auditor.store import Store
 from tests.helpers.pairs import make_pair, sha
+from tests.helpers.stores import OLD_OCCURRENCES, OLD_REMOVALS
 
 
 def oid(n: int) -> bytes:
@@ -130,16 +131,6 @@ def test_a_check_keeps_the_servers_that_gave_it_and_whether_the_account_is_a_sub
 
 OLD_CHECKS = """CREATE TABLE checks (secret_sha256 TEXT PRIMARY KEY, detector TEXT NOT NULL, client_id TEXT NOT NULL,
     validity TEXT NOT NULL, scope TEXT, account_status TEXT, account_type TEXT, checked_at TEXT NOT NULL)"""
-
-
-# schema 3's occurrences and removals: no author name, message or commit time, and the detector not in the key
-OLD_OCCURRENCES = """CREATE TABLE occurrences (repo TEXT NOT NULL, detector TEXT NOT NULL, commit_id TEXT NOT NULL,
-    path TEXT NOT NULL, line INTEGER NOT NULL, blob TEXT NOT NULL, client_id TEXT NOT NULL,
-    secret_redacted TEXT NOT NULL, secret_sha256 TEXT NOT NULL, author_email TEXT NOT NULL, author_time TEXT NOT NULL,
-    PRIMARY KEY (repo, commit_id, path, secret_sha256)) WITHOUT ROWID"""
-OLD_REMOVALS = """CREATE TABLE removals (repo TEXT NOT NULL, detector TEXT NOT NULL, commit_id TEXT NOT NULL,
-    path TEXT NOT NULL, secret_sha256 TEXT NOT NULL, commit_time TEXT NOT NULL,
-    PRIMARY KEY (repo, commit_id, path, secret_sha256)) WITHOUT ROWID"""
 
 
 @pytest.mark.parametrize("version", ["1", "2", "3"])
