@@ -267,7 +267,7 @@ def sections(f: ScanFrames, t: dict[str, pd.DataFrame], summary: dict | None = N
             "Occurrences and unique secrets of each detector, its rate per million commits with the exact 95% "
             "interval, and the published reference where one is known ('reference_is': where it lies against our "
             "interval).", *refs, *(() if refs else ("No published reference for these detectors.",)),
-            *_citations(f)), per_detector, None, 3),
+            *_citations(f)), per_detector, None),
         _coverage(f, t),
         Section("Per repository", ("Each repository's rates use its own commits; the last row pools them.",
                                    *_pooled_lines(t["pooled"]), *_compare_lines(t["compare"])),

@@ -63,7 +63,7 @@ def test_auditor_report_command(golden, tmp_path):
     assert "## Headline" in md and "| occurrences | 6 | 9 |" in md and "Garwood" in md
     assert all(f"plots/{name}.png" in md and (out / "plots" / f"{name}.png").is_file() for name in page.images)
     # the per-detector table, and every reference cited with its address, date read and population
-    assert "### Per detector" in md and "| twilio_master_credentials | Twilio Master Credentials | 6 | 4 | 8.33 |" in md
+    assert "## Per detector" in md and "| twilio_master_credentials | Twilio Master Credentials | 6 | 4 | 8.33 |" in md
     for figure in ("8.33", "7.37"):
         assert (f"GitGuardian, detector page Twilio Master Credentials ({'current' if figure == '8.33' else 'earlier'}"
                 f" page, read 2026-11-27), https://docs.gitguardian.com/secrets-detection/secrets-detection-engine/"
@@ -182,7 +182,7 @@ def test_several_repositories_and_a_catalog_detector_get_a_per_detector_table_a_
     built = report.build(out)
     assert "funnel" in built.plots
     md = built.markdown.read_text(encoding="utf-8")
-    assert "### Per detector" in md and ("| acme-twilio | ACME Twilio | 1 | 1 | 2.50 | the detector file | below | "
+    assert "## Per detector" in md and ("| acme-twilio | ACME Twilio | 1 | 1 | 2.50 | the detector file | below | "
                                          "15,873.02 [401.87–88,438.78] |") in md
     assert ("acme-twilio: the detector file: 2.5 occurrences per million commits over a population it does not "
             "name.") in md
