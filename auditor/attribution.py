@@ -22,7 +22,7 @@ import pygit2
 from auditor.detectors.engine import DetectorSet
 from auditor.git.changes import FILE, Change
 from auditor.git.history import Commits, iso
-from auditor.git.objects import MODE_TREE, author, commit_tree, tree_entries
+from auditor.git.objects import MODE_TREE, author, commit_tree, read_commit, tree_entries
 from auditor.models import (
     Candidate,
     ExposureEnd,
@@ -36,6 +36,7 @@ from auditor.models import (
 )
 
 Paths = dict[bytes, bytes]  # path → matched blob
+SECRET_IN_MESSAGE = "[secret]"  # what a commit message that quotes the finding's own token shows in its place
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,6 +78,8 @@ class Provenance:
 
     introductions: tuple[Introduction, ...] = ()
     authors: dict[bytes, tuple[str, str]] = field(default_factory=dict)  # introducing commit → (email, ISO time)
+    # introducing commit → (author name, ISO committer time, first line of the message): what a finding shows
+    about: dict[bytes, tuple[str, str | None, str]] = field(default_factory=dict)
     tips: tuple[TipPlacement, ...] = ()
     transitions: tuple[Transition, ...] = ()
     times: dict[bytes, str] = field(default_factory=dict)  # transition commit → ISO committer time
@@ -287,17 +290,62 @@ def locate(repo: pygit2.Repository, commits: Commits, records: Mapping[bytes, tu
     locator = Locator(repo, commits, records, candidates)
     intros = locator.introductions(detectors.scans, only)
     authors: dict[bytes, tuple[str, str]] = {}
+    about: dict[bytes, tuple[str, str | None, str]] = {}
     for intro in intros:
         if intro.commit not in authors:
             email, when = author(repo, intro.commit)
             authors[intro.commit] = (email, iso(when))
+            about[intro.commit] = commit_facts(repo, commits, intro.commit)
     tips = tuple(TipPlacement(refs=tuple(refs), path=path, blob=blob)
                  for tip, refs in commits.tips.items() for path, blob in locator.paths(tip).items())
     transitions = locator.transitions(only)
-    return Provenance(introductions=tuple(intros), authors=authors, tips=tips, transitions=tuple(transitions),
+    return Provenance(introductions=tuple(intros), authors=authors, about=about, tips=tips,
+                      transitions=tuple(transitions),
                       times={t.commit: iso(commits.time[t.commit]) for t in transitions},
                       descends=_descents(repo, commits, candidates, intros, transitions, earlier),
                       errors=tuple(locator.errors))
+
+
+def subject(message: str) -> str:
+    """A commit message's first line (what ``git log --oneline`` shows), at most 200 characters."""
+    line = message.lstrip("\r\n").split("\n", 1)[0].strip()
+    return line if len(line) <= 200 else line[:199] + "…"
+
+
+def _text(raw: bytes, decoded: Callable[[], str]) -> str:
+    """Commit text as people read it: UTF-8 when the bytes are UTF-8 (what git writes, whatever an ``encoding``
+    header claims), else as the header says (``decoded``), else UTF-8 with replacement characters."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return decoded()
+    except (ValueError, LookupError):  # undecodable by its encoding header, or an unknown encoding
+        return raw.decode("utf-8", "replace")
+
+
+def commit_facts(repo: pygit2.Repository, commits: Commits, commit: bytes) -> tuple[str, str | None, str]:
+    """(author name, committer time as ISO 8601 UTC, first line of the message) of a commit the locator already
+    has at hand (``_text`` decodes them), read from the raw object where libgit2 rejects the commit (as
+    ``git.objects.author``). Empty text (no time) where it cannot be read at all."""
+    when = commits.time.get(commit)
+    try:
+        c = repo[pygit2.Oid(raw=commit)]
+        a = c.author
+        return (_text(a.raw_name, lambda: a.name), iso(c.commit_time if when is None else when),
+                subject(_text(c.raw_message, lambda: c.message)))
+    except (KeyError, pygit2.GitError, ValueError, AttributeError):
+        pass
+    try:
+        _, data = repo.odb.read(pygit2.Oid(raw=commit))
+        head = read_commit(repo, commit)
+    except (KeyError, pygit2.GitError, ValueError):
+        return "", None if when is None else iso(when), ""
+    headers, _, message = data.partition(b"\n\n")
+    line = next((h[7:] for h in headers.split(b"\n") if h.startswith(b"author ")), b"")
+    name = line.split(b"<", 1)[0].strip().decode("utf-8", "replace")
+    return name, iso(head.time if when is None else when), subject(message.decode("utf-8", "replace"))
 
 
 def _descents(repo: pygit2.Repository, commits: Commits, candidates: Mapping[bytes, Sequence[Candidate]],
@@ -369,18 +417,23 @@ def attribute(repo: str, by_blob: Mapping[bytes, Sequence[Candidate]], resolved:
     out = Attribution()
     places: list[tuple[bytes, bytes, SecretKey]] = []  # each finding's (commit, raw path, secret)
 
-    def add(commit: bytes, path: bytes, blob: bytes, key: SecretKey, line: int, email: str, when: str) -> None:
+    def add(commit: bytes, path: bytes, blob: bytes, key: SecretKey, line: int, email: str, when: str,
+            about: tuple[str | None, str | None, str | None]) -> None:
         r = check_of[key]
+        name, committed, message = about
+        if message and key.client_secret:  # a message may quote the token: never kept, not even redacted (SARIF)
+            message = message.replace(key.client_secret, SECRET_IN_MESSAGE)
         f = Finding(detector=key.detector, repo=repo, commit=commit.hex(), path=path.decode("utf-8", "replace"),
                     line=line, client_id=key.client_id, client_secret=key.client_secret, secret_sha256=r.secret_sha256,
                     validity=r.check.validity, scope=r.check.scope, account_status=r.check.account_status,
                     account_type=r.check.account_type, author_email=email, author_time=when, blob=blob.hex(),
-                    subaccount=r.check.subaccount, region=r.check.region)
+                    subaccount=r.check.subaccount, region=r.check.region, author_name=name, commit_time=committed,
+                    commit_message=message)
         out.findings.append(f)
         places.append((commit, path, key))
         out.occurrences.append(OccurrenceRow(f.detector, f.commit, f.path, f.line, f.blob, f.client_id,
                                              redact(f.client_secret), f.secret_sha256, f.author_email,
-                                             f.author_time))
+                                             f.author_time, f.author_name, f.commit_message, f.commit_time))
 
     for row in stored:
         commit, blob = bytes.fromhex(row.commit), bytes.fromhex(row.blob)
@@ -392,12 +445,13 @@ def attribute(repo: str, by_blob: Mapping[bytes, Sequence[Candidate]], resolved:
                               "again; that occurrence is left out (rescan into a new --out)")
             continue
         add(commit, row.path.encode("utf-8", "surrogateescape"), blob, key, row.line, row.author_email,
-            row.author_time)
+            row.author_time, (row.author_name, row.commit_time, row.commit_message))
     for intro in provenance.introductions:
         for key in introduced(intro, secrets_of):
             if detectors.allows(key.detector, intro.path):
                 email, when = provenance.authors[intro.commit]
-                add(intro.commit, intro.path, intro.blob, key, line_of[(intro.blob, key)], email, when)
+                add(intro.commit, intro.path, intro.blob, key, line_of[(intro.blob, key)], email, when,
+                    provenance.about.get(intro.commit, (None, None, None)))
     for placed in provenance.tips:
         for key in secrets_of.get(placed.blob, ()):
             if detectors.allows(key.detector, placed.path):

@@ -227,6 +227,9 @@ class Finding:
     blob: str
     subaccount: bool | None = None  # the provider says the account has a parent account
     region: str | None = None  # the provider's region whose host answered the check (us1, ie1, …)
+    author_name: str | None = None
+    commit_time: str | None = None  # committer time, ISO 8601 UTC
+    commit_message: str | None = None  # its first line, the finding's own secret replaced by [secret]
 
 
 # -- rows the store keeps (their field order is the store's column order) --------------------------------------
@@ -243,6 +246,9 @@ class OccurrenceRow(NamedTuple):
     secret_sha256: str
     author_email: str
     author_time: str  # ISO 8601 UTC
+    author_name: str | None = None  # None: stored by a scan before schema 4
+    commit_message: str | None = None  # first line, the secret replaced by [secret]
+    commit_time: str | None = None  # committer time, ISO 8601 UTC
 
 
 class TipRow(NamedTuple):

@@ -34,7 +34,7 @@ from auditor.report.stats import METHOD, per_million, rate_interval
 
 FINDING_COLUMNS = ("detector", "repo", "commit", "path", "line", "client_id", "client_secret", "secret_sha256",
                    "validity", "scope", "account_status", "account_type", "subaccount", "region", "author_email",
-                   "author_time", "blob")
+                   "author_name", "author_time", "commit_time", "commit_message", "blob")
 VALID = "valid"
 Row = dict[str, Any]
 
@@ -100,6 +100,19 @@ def rates_of(found: dict[str, int | None], commits: int) -> dict[str, Any]:
         out[key] = None if c is None else per_million(c, commits)
         intervals[key] = None if c is None or not commits else list(rate_interval(c, commits))
     return out | {"confidence_intervals": intervals}
+
+
+# -- the published reference (data/reference_rates.csv) -----------------------------------------------------------
+def reference_fields(detector: Any) -> dict[str, Any]:
+    """A detector's primary published figure (``report.published``; the detector file's own when the table has
+    none) and where it was read."""
+    from auditor.report import published  # plain Python: no pandas
+
+    ref = published.primary(detector.id, getattr(detector, "reference_occurrences_per_million_commits", None))
+    return {"reference_occurrences_per_million_commits": None if ref is None else ref.figure,
+            "reference": None if ref is None else {"source": ref.source, "version": ref.version or None,
+                                                   "address": ref.address or None, "date_read": ref.date_read or None,
+                                                   "population": ref.population}}
 
 
 # -- regions (which hosts were asked, which answered) --------------------------------------------------------------
@@ -249,7 +262,7 @@ def _write(out: OutDir, findings: list[Finding], repos: Sequence[RepoStats], tip
         row = asdict(f) | {"validity": f.validity.value}
         if not show_secrets:
             row["client_secret"] = redact(row["client_secret"])
-        row["author_time"] = _time(row["author_time"])
+        row["author_time"], row["commit_time"] = _time(row["author_time"]), _time(row["commit_time"])
         rows.append({c: row[c] for c in FINDING_COLUMNS})
     rows.sort(key=lambda r: (r["repo"], r["author_time"], r["commit"], r["path"], r["line"]))
     _write_jsonl(out.findings, rows)
@@ -279,7 +292,9 @@ def _write(out: OutDir, findings: list[Finding], repos: Sequence[RepoStats], tip
                 times[key] = _time(got[0][0]) if got else None
     lives = [dict(r) for r in rows]
     for r in lives:
-        r["commit_time"] = times[(r["repo"], r["commit"])] or r["author_time"]  # no commits row: interrupted
+        # the commit's own time; else the store's (a finding of a store before schema 4); else, with no commits
+        # row either (an interrupted scan), the author time
+        r["commit_time"] = r["commit_time"] or times[(r["repo"], r["commit"])] or r["author_time"]
     for r in lives:
         r["removed_commit"], r["removed_time"] = ended.get((r["repo"], r["commit"], r["path"], r["secret_sha256"]),
                                                            (None, None))
@@ -308,7 +323,7 @@ def _write(out: OutDir, findings: list[Finding], repos: Sequence[RepoStats], tip
         validation_requests=validation_requests,
         validation_unique=validation_unique,
         detectors={d.id: {"name": d.name, **summary_rates(found_by[d.id], commits, validated=validated),
-                          "reference_occurrences_per_million_commits": d.reference_occurrences_per_million_commits,
+                          **reference_fields(d),
                           **region_fields(d, regions.get(d.id), found_by[d.id], validated)}
                    for d in detectors},
         repos=tuple(r.summary(rates_of(per_repo[r.repo], r.commits_scanned)) for r in repos),

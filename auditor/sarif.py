@@ -68,7 +68,8 @@ def document(findings: Iterable[Mapping[str, Any]], tip_refs: Mapping[str, Seque
              detectors: Iterable[tuple[str, str]], checked_at: Mapping[str, str | None] | None = None
              ) -> dict[str, Any]:
     """The SARIF log of ``findings`` (rows with detector, repo, commit, path, line, client_id, secret_sha256,
-    validity, author_email, author_time; any secret in them is ignored), ``tip_refs`` (secret_sha256 → refs whose
+    validity, author_email, author_time, and author_name, commit_time, commit_message when known; any secret in them
+    is ignored), ``tip_refs`` (secret_sha256 → refs whose
     tips hold it), ``detectors`` ((id, name), one rule each) and ``checked_at`` (secret_sha256 → ISO time)."""
     checked_at = checked_at or {}
     rules: dict[str, dict[str, Any]] = {}
@@ -85,7 +86,9 @@ def document(findings: Iterable[Mapping[str, Any]], tip_refs: Mapping[str, Seque
         validity = str(r["validity"])
         where = refs_by_kind(refs) or "no ref tip (history only)"
         commit = str(r["commit"])
-        message = (f"{r['client_id'] or 'A secret'} ({det}) introduced in commit {commit[:10]} of "
+        who = r.get("author_name") or r.get("author_email")
+        by = f" by {who}" if isinstance(who, str) and who else ""
+        message = (f"{r['client_id'] or 'A secret'} ({det}) introduced in commit {commit[:10]}{by} of "
                    f"{short_repo(str(r['repo']))}; validity {validity}; still at {where}: "
                    f"{_action(validity, refs)}.")
         results.append({
@@ -98,7 +101,9 @@ def document(findings: Iterable[Mapping[str, Any]], tip_refs: Mapping[str, Seque
                 "region": {"startLine": int(r["line"])}}}],
             "partialFingerprints": {"secret_sha256/v1": sha},
             "properties": {"repository": str(r["repo"]), "commit": commit, "blob": _text(r.get("blob")),
-                           "author_email": _text(r.get("author_email")), "author_time": _text(r.get("author_time")),
+                           "author_email": _text(r.get("author_email")), "author_name": _text(r.get("author_name")),
+                           "author_time": _text(r.get("author_time")), "commit_time": _text(r.get("commit_time")),
+                           "commit_message": None if r.get("commit_message") is None else str(r["commit_message"]),
                            "client_id": _text(r.get("client_id")), "validity": validity,
                            "checked_at": _text(checked_at.get(sha)), "presence": presence(refs),
                            "tip_refs": refs},

@@ -67,7 +67,12 @@ CREATE TABLE IF NOT EXISTS occurrences (
     secret_sha256   TEXT NOT NULL,     -- joins checks
     author_email    TEXT NOT NULL,
     author_time     TEXT NOT NULL,     -- ISO 8601 UTC
-    PRIMARY KEY (repo, commit_id, path, secret_sha256)
+    -- Added in schema 4 (an older store gains them empty; its next scan attributes each repository afresh).
+    author_name     TEXT,              -- as the commit says it
+    commit_message  TEXT,              -- its first line, the occurrence's own secret replaced by [secret]
+    commit_time     TEXT,              -- committer time, ISO 8601 UTC
+    -- the detector is part of the key (schema 4): two detectors matching one pair are two secrets (SPEC §4)
+    PRIMARY KEY (repo, detector, commit_id, path, secret_sha256)
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS tip_presence (
@@ -85,7 +90,7 @@ CREATE TABLE IF NOT EXISTS removals (
     path          TEXT NOT NULL,  -- where a parent still had it
     secret_sha256 TEXT NOT NULL,  -- joins occurrences and checks
     commit_time   TEXT NOT NULL,  -- ISO 8601 UTC: end of that exposure
-    PRIMARY KEY (repo, commit_id, path, secret_sha256)
+    PRIMARY KEY (repo, detector, commit_id, path, secret_sha256)  -- with the detector since schema 4
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS exposure_ends (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -22,9 +23,13 @@ def _ids(raw: bytes) -> frozenset[bytes]:
     """Concatenated 20-byte ids → the set of them."""
     return frozenset(raw[i:i + 20] for i in range(0, len(raw), 20))
 
-SCHEMA_VERSION = "3"  # 2: exposure_ends (lifecycles decided at scan time); 3: checks remember their servers
+SCHEMA_VERSION = "4"  # 2: exposure_ends (lifecycles decided at scan time); 3: checks remember their servers;
+# 4: occurrences keep the author's name, the commit's message (first line) and committer time
 # The columns of checks that schema 3 added, which an older store gains (empty) when opened.
 NEW_CHECK_COLUMNS = {"base": "TEXT", "region": "TEXT", "fallbacks": "TEXT", "subaccount": "INTEGER"}
+# The columns of occurrences that schema 4 added (with the detector in its key): an older store's table is made anew
+# with them empty, and its repositories are attributed afresh on their next scan, which fills them.
+NEW_OCCURRENCE_COLUMNS = {"author_name": "TEXT", "commit_message": "TEXT", "commit_time": "TEXT"}
 CHECK_COLUMNS = ("secret_sha256", "detector", "client_id", "validity", "scope", "account_status", "account_type",
                  "checked_at", *NEW_CHECK_COLUMNS)
 
@@ -49,12 +54,32 @@ class Store:
     def _upgrade(self, version: str) -> None:
         """An older store works on: what it lacks is added empty, and what cannot be trusted any more is redone."""
         with self.transaction():
-            if version == "1":  # its occurrences have no exposure ends, so the next scan of each repository is whole
+            if version in ("1", "2", "3"):  # 1: its occurrences have no exposure ends; 1–3: no author name,
+                # message or commit time: the next scan of each repository attributes it whole (its blobs that
+                # matched nothing stay scanned), which fills them
                 self.db.execute("DELETE FROM rescan_state")
+            if version in ("1", "2", "3"):  # the detector joins the key of occurrences and removals
+                for table in ("occurrences", "removals"):
+                    self._rebuild(table)
             have = {r[1] for r in self.db.execute("PRAGMA table_info(checks)")}
             for column, kind in NEW_CHECK_COLUMNS.items():
                 if column not in have:  # no base: none of its checks is reused (SPEC §5)
                     self.db.execute(f"ALTER TABLE checks ADD COLUMN {column} {kind}")
+
+    def _rebuild(self, table: str) -> None:
+        """``table`` made anew as schema.sql defines it now (a key cannot be altered in SQLite), its rows copied;
+        columns it lacked are left empty."""
+        text = resources.files("auditor").joinpath("schema.sql").read_text()
+        create = re.search(rf"CREATE TABLE IF NOT EXISTS {table} \(.*?\) WITHOUT ROWID;", text, re.S)
+        if create is None:
+            raise OutputError(f"{self.path}: schema.sql defines no table {table}; reinstall auditor.")
+        old = [r[1] for r in self.db.execute(f"PRAGMA table_info({table})")]
+        self.db.execute(create.group(0).replace(f"IF NOT EXISTS {table} (", f"{table}_v{SCHEMA_VERSION} (", 1))
+        columns = ", ".join(old)
+        self.db.execute(f"INSERT OR IGNORE INTO {table}_v{SCHEMA_VERSION} ({columns}) "  # noqa: S608 - fixed names
+                        f"SELECT {columns} FROM {table}")
+        self.db.execute(f"DROP TABLE {table}")
+        self.db.execute(f"ALTER TABLE {table}_v{SCHEMA_VERSION} RENAME TO {table}")
 
     def close(self) -> None:
         self.db.close()
@@ -166,7 +191,8 @@ class Store:
             scanned = self.db.execute("SELECT count(*) FROM commits WHERE repo = ?", (repo,)).fetchone()[0]
             self.db.execute("INSERT OR REPLACE INTO repos VALUES (?, ?, ?, ?, ?)",
                             (repo, path, scanned, int(shallow), now))
-            self.db.executemany("INSERT OR IGNORE INTO occurrences VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            self.db.executemany(f"INSERT OR IGNORE INTO occurrences (repo, {OCCURRENCE_COLUMNS}) "  # noqa: S608
+                                f"VALUES ({', '.join('?' * (1 + len(OccurrenceRow._fields)))})",
                                 ((repo, *o) for o in occurrences))
             self.db.executemany("INSERT OR IGNORE INTO tip_presence VALUES (?, ?, ?, ?)",
                                 ((repo, *t) for t in tips))

@@ -12,14 +12,14 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import closing
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from auditor.errors import UsageError
-from auditor.models import REACH, Finding, presence
+from auditor.models import PRESENCE, REACH, Finding, Validity, presence, short_repo
 from auditor.outdir import OutDir
 
 TIME = "datetime64[s, UTC]"
@@ -27,12 +27,14 @@ FINDING_DTYPES = {
     "detector": "string", "repo": "string", "commit": "string", "path": "string", "line": "int64",
     "client_id": "string", "client_secret": "string", "secret_sha256": "string", "validity": "string",
     "scope": "string", "account_status": "string", "account_type": "string", "subaccount": "boolean",
-    "region": "string", "author_email": "string", "author_time": TIME, "blob": "string",
+    "region": "string", "author_email": "string", "author_name": "string", "author_time": TIME, "commit_time": TIME,
+    "commit_message": "string", "blob": "string",
 }
-# Added to findings here: the introducing commit's committer time (what rates per year count), where the file sits,
-# the first descendant commit whose blob at the same path no longer holds the secret (end of that exposure), and
-# when its validity was checked (validity is only true as of then; NaT when never checked).
-DERIVED_DTYPES = {"commit_time": TIME, "reach": "string", "extension": "string", "top_directory": "string",
+# Added to findings here: the kind of ref that reaches the commit, where the file sits, the first descendant commit
+# whose blob at the same path no longer holds the secret (end of that exposure), and when its validity was checked
+# (validity is only true as of then; NaT when never checked). ``commit_time`` (what rates per year count) is the
+# finding's own, else the store's commits row (a store before schema 4), else the author time (an interrupted scan).
+DERIVED_DTYPES = {"reach": "string", "extension": "string", "top_directory": "string",
                   "removed_commit": "string", "removed_time": TIME, "checked_at": TIME}
 CHECK_DTYPES = {"secret_sha256": "string", "checked_at": TIME}  # when each secret's validity was last asked
 COMMIT_DTYPES = {"repo": "string", "commit": "string", "commit_time": TIME, "reach": "string"}
@@ -44,6 +46,12 @@ REMOVAL_DTYPES = {"repo": "string", "detector": "string", "commit": "string", "p
                   "secret_sha256": "string", "commit_time": TIME}
 DETECTOR_DTYPES = {"detector": "string", "name": "string", "reference_occurrences_per_million_commits": "Float64"}
 NO_EXTENSION, ROOT = "(none)", "(root)"
+# Small vocabularies as categoricals (what ``ScanFrames`` gives; files keep plain text): validity in the enum's order,
+# presence ordered from the riskiest (a branch tip) to history only, detector over the scan's detectors.
+VALIDITY = pd.CategoricalDtype([v.value for v in Validity])
+SCOPE = pd.CategoricalDtype(["live", "test"])
+PRESENCE_DTYPE = pd.CategoricalDtype(list(PRESENCE), ordered=True)
+DURATION = "timedelta64[s]"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,6 +67,8 @@ class ScanFrames:
     detectors: pd.DataFrame
     validated: bool  # validity was checked: "valid" rates are numbers, not null
     source: Path | None = None
+    # what the scan covered and when validity was asked (``scan_meta``); also ``attrs["scan"]`` of the main frames
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def commits_scanned(self) -> int:
@@ -99,7 +109,7 @@ _QUERIES = {
     "findings": """
         SELECT o.detector, o.repo, o.commit_id, o.path, o.line, o.client_id, o.secret_redacted, o.secret_sha256,
                COALESCE(c.validity, 'unchecked'), c.scope, c.account_status, c.account_type, c.subaccount, c.region,
-               o.author_email, o.author_time, o.blob
+               o.author_email, o.author_name, o.author_time, o.commit_time, o.commit_message, o.blob
         FROM occurrences o LEFT JOIN checks c ON c.secret_sha256 = o.secret_sha256""",
     "commits": "SELECT c.repo, c.commit_id, c.commit_time, COALESCE(r.reach, '" + REACH[0] + "') FROM commits c "
                "LEFT JOIN commit_reach r ON r.repo = c.repo AND r.commit_id = c.commit_id",
@@ -124,6 +134,10 @@ def read_store(store: Path, repos: Sequence[str] | None = None) -> dict[str, pd.
             checks = {r[1] for r in db.execute("PRAGMA table_info(checks)")}
             newer = ", ".join(f"c.{c}" if c in checks else "NULL" for c in ("subaccount", "region"))
             queries = {name: sql.replace("c.subaccount, c.region", newer) for name, sql in _QUERIES.items()}
+            occurrences = {r[1] for r in db.execute("PRAGMA table_info(occurrences)")}
+            for column in ("author_name", "commit_time", "commit_message"):  # schema 4 (until a scan adds them)
+                if column not in occurrences:
+                    queries["findings"] = queries["findings"].replace(f"o.{column}", "NULL")
             if "commit_reach" not in have:
                 queries["commits"] = f"SELECT repo, commit_id, commit_time, '{REACH[0]}' FROM commits"
             out = {name: typed(db.execute(sql).fetchall() if name != "ends" or "exposure_ends" in have else [],
@@ -154,7 +168,39 @@ def load(path: str | Path, *, repos: Sequence[str] | None = None) -> ScanFrames:
         from auditor.detectors import load_detectors  # the built-in ones: what a scan without --detectors used
         detectors = detectors_frame(load_detectors())
     validated = bool(summary.get("validated")) or bool((tables["findings"]["validity"] != "unchecked").any())
-    return assemble(**tables, detectors=detectors, validated=validated, source=store.parent)
+    about = {r.get("repo"): r for r in summary.get("repos", []) if isinstance(r, dict)}
+    repos = tables["repos"]
+    tables["repos"] = repos.assign(
+        name=repos["repo"].map(lambda r: short_repo(str(r))).astype("string"),
+        partial_clone=pd.array([about.get(r, {}).get("partial_clone") for r in repos["repo"]], dtype="boolean"),
+        errors=pd.array([about.get(r, {}).get("errors") for r in repos["repo"]], dtype="Int64"))
+    return assemble(**tables, detectors=detectors, validated=validated, source=store.parent,
+                    meta=scan_meta(tables, summary, validated, store.parent))
+
+
+def scan_meta(tables: Mapping[str, pd.DataFrame], summary: Mapping[str, Any], validated: bool,
+              source: Path | None) -> dict[str, Any]:
+    """What a reader of the frames must know to trust them: whether every object was read (shallow or partial
+    clones, unreadable objects, skipped blobs), commits by the kind of ref that reaches them, and when validity was
+    asked (it is true only as of then). Plain JSON values (times as ISO 8601 text): Parquet files keep it."""
+    repos, checks = tables["repos"], tables.get("checks")
+    shallow = [str(r) for r in repos.loc[repos["shallow"].astype(bool), "repo"]]
+    partial = [str(r.get("repo")) for r in summary.get("repos", []) if isinstance(r, dict) and r.get("partial_clone")]
+    errors = int(summary.get("error_count", len(summary.get("errors", []))) or 0)
+    checked = checks["checked_at"].dropna() if checks is not None else pd.Series([], dtype=TIME)
+    reach = tables["commits"]["reach"].fillna(REACH[0]).value_counts()
+    return {"source": None if source is None else str(source), "validated": validated,
+            "complete": not (shallow or partial or errors or summary.get("interrupted")),
+            "interrupted": bool(summary.get("interrupted")), "shallow": shallow, "partial_clone": partial,
+            "unreadable_objects": errors, "blobs_skipped": dict(summary.get("blobs_skipped") or {}),
+            "commits_by_reach": {k: int(reach.get(k, 0)) for k in REACH},
+            "checked_at_first": _iso(checked.min()), "checked_at_last": _iso(checked.max()),
+            "scanned_at_last": _iso(repos["scanned_at"].max())}
+
+
+def _iso(value: Any) -> str | None:
+    """A time as ISO 8601 text (the metadata travels into Parquet files as JSON); None for none."""
+    return None if value is None or pd.isna(value) else pd.Timestamp(value).isoformat().replace("+00:00", "Z")
 
 
 # -- lifecycles ---------------------------------------------------------------------------------------------------
@@ -208,6 +254,7 @@ def secrets_frame(findings: pd.DataFrame, tips: pd.DataFrame, removals: pd.DataF
         removed_time=removed.astype(TIME),
         exposure_ongoing=at_tip,
         exposure_days=((end - secrets["introduced_time"]).dt.total_seconds() / 86400).astype("Float64"),
+        exposure=(end - secrets["introduced_time"]).astype(DURATION),  # the same span as a Timedelta
     ).astype({"occurrences": "int64", "commits": "int64", "repos": "int64", "paths": "int64"})
 
 
@@ -218,14 +265,16 @@ def _extension(path: str) -> str:
 
 def assemble(*, findings: pd.DataFrame, commits: pd.DataFrame, repos: pd.DataFrame, tips: pd.DataFrame,
              removals: pd.DataFrame, ends: pd.DataFrame, detectors: pd.DataFrame, validated: bool,
-             source: Path | None = None, checks: pd.DataFrame | None = None) -> ScanFrames:
-    """Typed tables → ScanFrames: findings gain commit time, extension, top directory and end of exposure."""
+             source: Path | None = None, checks: pd.DataFrame | None = None,
+             meta: dict[str, Any] | None = None) -> ScanFrames:
+    """Typed tables → ScanFrames: findings gain commit time, extension, top directory, end of exposure and where
+    their secret still is; validity, scope, presence and detector become categoricals."""
     times = commits.rename(columns={"commit_time": "_time"})
     findings = (findings.reset_index(drop=True)
                 .merge(times, on=["repo", "commit"], how="left", validate="many_to_one"))
     paths = findings["path"].astype(str)
     findings = findings.assign(
-        commit_time=findings["_time"].fillna(findings["author_time"]).astype(TIME),  # no commits row: interrupted
+        commit_time=findings["commit_time"].fillna(findings["_time"]).fillna(findings["author_time"]).astype(TIME),
         reach=findings["reach"].fillna(REACH[0]).astype("string"),
         extension=paths.map(_extension).astype("string"),
         top_directory=paths.map(lambda p: p.split("/", 1)[0] if "/" in p else ROOT).astype("string"),
@@ -238,9 +287,28 @@ def assemble(*, findings: pd.DataFrame, commits: pd.DataFrame, repos: pd.DataFra
     extra = sorted(set(findings["detector"]) - known)  # found by a detector the summary did not name
     if extra:
         detectors = pd.concat([detectors, typed(((d, d, None) for d in extra), DETECTOR_DTYPES)], ignore_index=True)
-    return ScanFrames(findings=findings, secrets=secrets_frame(findings, tips, removals, repos), commits=commits,
-                      repos=repos, tips=tips, removals=removals, detectors=detectors, validated=validated,
-                      source=source)
+    secrets = secrets_frame(findings, tips, removals, repos)
+    findings = with_presence(findings, tips)
+    kinds = {"validity": VALIDITY, "scope": SCOPE, "presence": PRESENCE_DTYPE,
+             "detector": pd.CategoricalDtype(list(dict.fromkeys(detectors["detector"].dropna().astype(str))))}
+    meta = dict(meta or {})
+    findings, secrets = (frame.astype({c: t for c, t in kinds.items() if c in frame}) for frame in (findings, secrets))
+    for frame in (findings, secrets, repos):
+        frame.attrs["scan"] = meta
+    return ScanFrames(findings=findings, secrets=secrets, commits=commits, repos=repos, tips=tips, removals=removals,
+                      detectors=detectors, validated=validated, source=source, meta=meta)
+
+
+def with_presence(findings: pd.DataFrame, tips: pd.DataFrame) -> pd.DataFrame:
+    """Each finding with where its secret still is (``presence``, as in secrets) and whether this very occurrence's
+    path still holds it at some ref tip (``at_tip``): what a "still exposed" filter needs without a merge."""
+    refs = tips.groupby("secret_sha256")["ref"].agg(lambda r: sorted(set(r))).to_dict() if len(tips) else {}
+    here = set(zip(tips["repo"], tips["secret_sha256"], tips["path"], strict=True))
+    keys = zip(findings["repo"], findings["secret_sha256"], findings["path"], strict=True)
+    return findings.assign(
+        presence=pd.Series([presence(refs.get(h, [])) for h in findings["secret_sha256"]], index=findings.index,
+                           dtype="string"),
+        at_tip=pd.Series([k in here for k in keys], index=findings.index, dtype="bool"))
 
 
 def exposures(findings: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:

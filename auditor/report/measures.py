@@ -13,15 +13,12 @@ from typing import Any
 import pandas as pd
 
 from auditor.models import PRESENCE, REACH, Validity, ref_kind, refs_by_kind, short_repo
+from auditor.report import published
+from auditor.report.frames import DURATION, ScanFrames, typed
 from auditor.report.frames import TIME as TIME_DTYPE
-from auditor.report.frames import ScanFrames, typed
 from auditor.report.stats import cluster_interval, with_rates
 
 VALID = Validity.VALID.value
-# Figures published after the one in a detector's file, shown beside it: (source, occurrences per million commits).
-LATER_REFERENCES: dict[str, tuple[tuple[str, float], ...]] = {
-    "twilio_master_credentials": (("GitGuardian, later publication", 8.33),),
-}
 
 
 def _valid(f: pd.DataFrame) -> pd.Series:
@@ -71,21 +68,96 @@ def rates(f: ScanFrames) -> pd.DataFrame:
     rows = []
     for det in f.detectors["detector"]:
         rows += _measure_rows(f.findings[f.findings["detector"] == det], f.commits_scanned, f.validated, detector=det)
-    refs = f.detectors.set_index("detector")["reference_occurrences_per_million_commits"]
     frame = _rate_frame(rows, {"detector": "string"})
+    refs = {str(d): (None if r is None else r.figure) for d, r in _primaries(f).items()}
     reference = frame["detector"].map(refs).where(frame["measure"] == "occurrences")
     return frame.assign(reference=reference.astype("Float64"))
 
 
+def _own(f: ScanFrames) -> dict[str, float | None]:
+    """The figure each detector's own file gives (a user's catalog may bring one), by detector."""
+    values = f.detectors["reference_occurrences_per_million_commits"]
+    return {str(d): (None if pd.isna(v) else float(v)) for d, v in zip(f.detectors["detector"], values, strict=True)}
+
+
+def _primaries(f: ScanFrames) -> dict[str, published.Reference | None]:
+    return {d: published.primary(d, own) for d, own in _own(f).items()}
+
+
+REFERENCE_COLUMNS = {"detector": "string", "source": "string", "value": "Float64", "unit": "string",
+                     "population": "string", "address": "string", "version": "string", "date_read": "string",
+                     "primary": "bool", "citation": "string"}
+
+
 def references(f: ScanFrames) -> pd.DataFrame:
-    """Published occurrences per million commits to compare with: the detector file's, then later publications."""
+    """Published occurrences per million commits to compare with, per detector, primary (the current publication)
+    first: data/reference_rates.csv (``published``), and a figure a detector's own file gives that the table lacks.
+    ``source`` is a short label; ``citation`` says source, version, date read, address and population."""
     rows = []
-    for det, value in zip(f.detectors["detector"], f.detectors["reference_occurrences_per_million_commits"],
-                          strict=True):
-        if not pd.isna(value):
-            rows.append((det, "GitGuardian, in the detector file", value))
-        rows += [(det, source, v) for source, v in LATER_REFERENCES.get(str(det), ())]
-    return typed(rows, {"detector": "string", "source": "string", "value": "Float64"})
+    for det, own in _own(f).items():
+        for i, r in enumerate(published.of(det, own)):
+            rows.append((det, r.label, r.figure, r.unit, r.population, r.address, r.version, r.date_read, i == 0,
+                         r.citation))
+    return typed(rows, REFERENCE_COLUMNS)
+
+
+def per_detector(f: ScanFrames) -> pd.DataFrame:
+    """One row per detector (any id: built-in or a user's catalog): occurrences, unique secrets, the rate per million
+    commits with its 95% interval, the primary published reference where one is known, and where it falls."""
+    prim = _primaries(f)
+    rows = []
+    for det, name in zip(f.detectors["detector"], f.detectors["name"], strict=True):
+        found = f.findings[(f.findings["detector"] == det).fillna(False)]
+        ref = prim.get(str(det))
+        rows.append({"detector": str(det), "name": None if pd.isna(name) else str(name), "commits": f.commits_scanned,
+                     "occurrences": len(found), "unique_secrets": unique_secrets(found),
+                     "reference": None if ref is None else ref.figure,
+                     "reference_source": None if ref is None else ref.label})
+    frame = pd.DataFrame(rows, columns=["detector", "name", "commits", "occurrences", "unique_secrets", "reference",
+                                        "reference_source"]).astype(
+        {"detector": "string", "name": "string", "commits": "int64", "occurrences": "int64",
+         "unique_secrets": "int64", "reference": "Float64", "reference_source": "string"})
+    frame = with_rates(frame, count="occurrences")
+    return frame.assign(reference_is=_where(frame))
+
+
+def _where(frame: pd.DataFrame) -> pd.Series:
+    """'below' / 'inside' / 'above' our 95% interval, for each row's reference (NA without a reference or a rate)."""
+    ref, low, high = frame["reference"], frame["rate_low"], frame["rate_high"]
+    known = ref.notna() & low.notna() & high.notna()
+    text = [("below" if r < lo else "above" if r > hi else "inside") if k else None
+            for r, lo, hi, k in zip(ref.fillna(0), low.fillna(0), high.fillna(0), known, strict=True)]
+    return pd.Series(text, index=frame.index, dtype="string")
+
+
+def compare(f: ScanFrames, reference: float | None = None, detector: str | None = None) -> pd.DataFrame:
+    """Which repositories differ from the reference: per detector (``detector``: that one only) and repository, the
+    occurrences per million commits (the repository's own commits as the denominator) with the exact 95% interval,
+    the reference (``reference``, else the detector's primary published figure), and whether the interval excludes
+    it (``excludes_reference``; ``reference_is`` says where the reference lies: 'below' the interval — the
+    repository's rate is higher —, 'inside' or 'above'). Rows whose interval excludes it come first, then by detector
+    and commits. A chosen set of repositories is not a sample of the reference's population: a difference describes
+    these repositories, and says nothing of the population."""
+    prims = _primaries(f)
+    detectors = [str(d) for d in f.detectors["detector"]] if detector is None else [detector]
+    rows = []
+    for det in detectors:
+        found = _of(f.findings, det)
+        ref = reference if reference is not None else (None if prims.get(det) is None else prims[det].figure)
+        rows += [{"detector": det, "repo": str(repo), "name": short_repo(str(repo)), "commits": int(n),
+                  "occurrences": int((found["repo"] == repo).fillna(False).sum()), "reference": ref}
+                 for repo, n in zip(f.repos["repo"], f.repos["commits_scanned"], strict=True)]
+    frame = pd.DataFrame(rows, columns=["detector", "repo", "name", "commits", "occurrences", "reference"]).astype(
+        {"detector": "string", "repo": "string", "name": "string", "commits": "int64", "occurrences": "int64",
+         "reference": "Float64"})
+    frame = with_rates(frame, count="occurrences")
+    frame = frame[[c for c in frame.columns if c != "reference"] + ["reference"]]
+    where = _where(frame)
+    order = {d: i for i, d in enumerate(detectors)}
+    return (frame.assign(reference_is=where, excludes_reference=where.isin(["below", "above"]).astype("bool"))
+            .sort_values(["excludes_reference", "detector", "commits"], ascending=[False, True, False],
+                         key=lambda s: s.map(order) if s.name == "detector" else s, kind="stable")
+            .reset_index(drop=True))
 
 
 def headline(f: ScanFrames) -> pd.DataFrame:
@@ -94,19 +166,18 @@ def headline(f: ScanFrames) -> pd.DataFrame:
 
 
 def per_repository(f: ScanFrames) -> pd.DataFrame:
-    """Every measure per repository (its own commits as denominator), then pooled as ``(all repositories)``."""
+    """Every measure per repository, its own commits as the denominator; one row per (repository, measure) and
+    nothing else (the pooled rates are ``pooled``)."""
     rows = []
     for repo, commits in zip(f.repos["repo"], f.repos["commits_scanned"], strict=True):
         rows += _measure_rows(f.findings[f.findings["repo"] == repo], int(commits), f.validated, repo=repo)
-    rows += _measure_rows(f.findings, f.commits_scanned, f.validated, repo="(all repositories)")
     return _rate_frame(rows, {"repo": "string"})
 
 
 def pooled(f: ScanFrames) -> pd.DataFrame:
     """Every measure pooled over the repositories, with the exact Poisson interval and beside it one that allows for
     occurrences clustering in a few repositories (stats.CLUSTER_METHOD); ``repos_with`` holds at least one."""
-    per = per_repository(f)
-    each = per[per["repo"] != "(all repositories)"]
+    each = per_repository(f)
     rows = []
     for measure, group in each.groupby("measure", sort=False):
         counts_ = group["count"]
@@ -159,10 +230,45 @@ def by_validity(f: ScanFrames, detector: str | None = None) -> pd.DataFrame:
 
 def by_presence(f: ScanFrames, detector: str | None = None) -> pd.DataFrame:
     """By where each secret still is: at a branch tip, only at a tag tip, at another ref's tip, or only in history."""
-    found = _of(f.findings, detector).merge(f.secrets[["secret_sha256", "presence"]], on="secret_sha256", how="left")
     order = {p: i for i, p in enumerate(PRESENCE)}
-    return (_count_by(f, found, ["presence"])
-            .sort_values("presence", key=lambda s: s.map(order), kind="stable").reset_index(drop=True))
+    return (_count_by(f, _of(f.findings, detector), ["presence"])
+            .sort_values("presence", key=lambda s: s.astype(str).map(order), kind="stable").reset_index(drop=True))
+
+
+def by_author(f: ScanFrames, detector: str | None = None) -> pd.DataFrame:
+    """Who introduced the secrets: per author (name and e-mail as the commits say them), occurrences, unique secrets,
+    valid ones (NA when not checked), commits, repositories, and the first and last introduction; most first."""
+    found = _with_secret(_of(f.findings, detector)).assign(valid=lambda x: _valid(x))
+    found = found.assign(author_name=found["author_name"].fillna(""))  # a store before schema 4: no name
+    grouped = (found.groupby(["author_name", "author_email"], sort=False)
+               .agg(occurrences=("commit", "size"), unique_secrets=("secret", "nunique"),
+                    valid_unique_secrets=("secret", lambda s: int(s[found.loc[s.index, "valid"]].nunique())),
+                    commits=("commit", "nunique"), repos=("repo", "nunique"),
+                    first_introduced=("commit_time", "min"), last_introduced=("commit_time", "max"))
+               .reset_index())
+    grouped = grouped.astype({"author_name": "string", "author_email": "string", "occurrences": "int64",
+                              "unique_secrets": "int64", "valid_unique_secrets": "Int64", "commits": "int64",
+                              "repos": "int64", "first_introduced": TIME_DTYPE, "last_introduced": TIME_DTYPE})
+    if not f.validated:
+        grouped = grouped.assign(valid_unique_secrets=pd.NA).astype({"valid_unique_secrets": "Int64"})
+    return (grouped.sort_values(["occurrences", "author_email"], ascending=[False, True], kind="stable")
+            .reset_index(drop=True))
+
+
+def exposure_summary(f: ScanFrames) -> pd.DataFrame:
+    """How long secrets stayed at a ref tip, the ones still there counted too: per group (gone from every tip /
+    still at a tip, until the scan) the number of secrets and the median, shortest and longest ``exposure`` as
+    Timedeltas. A median of the removed ones alone would leave out the longest-lived (censoring); both are here."""
+    s = f.secrets
+    groups = {"gone from every tip (still in history)": s[~s["exposure_ongoing"]],
+              "still at a ref tip (until the scan)": s[s["exposure_ongoing"]], "all secrets": s}
+    def spans(how: str) -> pd.Series:
+        values = [getattr(g["exposure"], how)() if len(g) else None for g in groups.values()]
+        return pd.Series(pd.to_timedelta(values), dtype=DURATION)
+
+    return pd.DataFrame({"secrets": pd.Series(list(groups), dtype="string"),
+                         "count": pd.Series([len(g) for g in groups.values()], dtype="int64"),
+                         "median": spans("median"), "shortest": spans("min"), "longest": spans("max")})
 
 
 def by_year(f: ScanFrames, detector: str | None = None) -> pd.DataFrame:
@@ -238,13 +344,20 @@ def top_paths(f: ScanFrames, n: int = 20) -> pd.DataFrame:
 
 
 def lifecycle(f: ScanFrames, secret: str) -> pd.DataFrame:
-    """One secret (its secret_sha256, a prefix of it, or its client_id): where each occurrence began and ended."""
+    """One secret (its secret_sha256, a prefix of it, or its client_id): where each occurrence began and ended.
+
+    ``exposure`` (a Timedelta) runs to the removal, or for an occurrence nothing removed (``exposure_ongoing``) to
+    its repository's scan — as ``secrets`` counts it; ``exposure_days`` is the same in days."""
     match = (f.findings["secret_sha256"].str.startswith(secret) | (f.findings["client_id"] == secret)).fillna(False)
     cols = ["secret_sha256", "client_id", "client_secret", "validity", "scope", "repo", "path", "commit",
-            "commit_time", "removed_commit", "removed_time"]
+            "author_name", "author_email", "commit_message", "commit_time", "removed_commit", "removed_time",
+            "presence", "at_tip"]
     rows = f.findings.loc[match, cols].sort_values(["commit_time", "commit", "path"]).reset_index(drop=True)
-    days = (rows["removed_time"] - rows["commit_time"]).dt.total_seconds() / 86400
-    return rows.assign(exposure_days=days.astype("Float64"))
+    scanned = rows["repo"].map(f.repos.set_index("repo")["scanned_at"]).astype(TIME_DTYPE)
+    ongoing = rows["removed_time"].isna()
+    span = rows["removed_time"].where(~ongoing, scanned) - rows["commit_time"]
+    return rows.assign(exposure_ongoing=ongoing.astype("bool"), exposure=span.astype(DURATION),
+                       exposure_days=(span.dt.total_seconds() / 86400).astype("Float64"))
 
 
 def by_ref_kind(f: ScanFrames) -> pd.DataFrame:
@@ -268,7 +381,8 @@ def by_ref_kind(f: ScanFrames) -> pd.DataFrame:
 RISKS = ("valid, at a branch tip", "valid, only in history", "unchecked", "invalid")  # highest first
 ROTATE_NOW, ROTATE_HISTORY, NOTHING = "rotate now", "rotate — still in history", "nothing to do"
 ACTION_COLUMNS = {"risk": "int64", "action": "string", "repo": "string", "location": "string", "commit": "string",
-                  "author": "string", "introduced_time": TIME_DTYPE, "refs": "string", "validity": "string",
+                  "author": "string", "author_name": "string", "commit_message": "string",
+                  "introduced_time": TIME_DTYPE, "refs": "string", "validity": "string",
                   "checked_at": TIME_DTYPE, "client_id": "string", "client_secret": "string",
                   "occurrences": "int64", "secret_sha256": "string", "detector": "string"}
 
@@ -285,7 +399,8 @@ def _risk(validity: str, at_branch: bool) -> tuple[int, str]:
 
 def actions(f: ScanFrames) -> pd.DataFrame:
     """What to do, one row per secret, highest risk first (RISKS; then earliest introduced): the repository (short
-    name), where it was first introduced (path:line, commit, author), the refs whose tips still hold it by kind
+    name), where it was first introduced (path:line, commit, author's e-mail and name, the commit's message), the
+    refs whose tips still hold it by kind
     (branch / tag / pull request / other), its validity and when that was checked, and the action."""
     found = f.findings.sort_values(["commit_time", "author_time", "commit", "path", "line"], kind="stable")
     tips = f.tips.groupby(["secret_sha256"])["ref"].agg(lambda r: sorted(set(r)))
@@ -302,6 +417,8 @@ def actions(f: ScanFrames) -> pd.DataFrame:
             "risk": rank + 1, "action": action, "repo": ", ".join(repos),
             "location": f"{first['path']}:{int(first['line'])}" + (f" (+{more} more)" if more else ""),
             "commit": str(first["commit"])[:10], "author": first["author_email"],
+            "author_name": None if pd.isna(first["author_name"]) else first["author_name"],
+            "commit_message": None if pd.isna(first["commit_message"]) else first["commit_message"],
             "introduced_time": first["commit_time"], "refs": refs_by_kind(refs) or "none (history only)",
             "validity": validity, "checked_at": first["checked_at"], "client_id": first["client_id"],
             "client_secret": first["client_secret"], "occurrences": len(group), "secret_sha256": sha,
@@ -318,7 +435,9 @@ def tables(f: ScanFrames, *, top: int = 20) -> dict[str, pd.DataFrame]:
     return {"actions": actions(f),
             "findings": f.findings, "secrets": f.secrets, "commits": f.commits, "repos": f.repos, "tips": f.tips,
             "removals": f.removals, "detectors": f.detectors, "headline": headline(f), "rates": rates(f),
-            "per_repository": per_repository(f), "pooled": pooled(f), "by_year": by_year(f),
+            "per_repository": per_repository(f), "pooled": pooled(f), "per_detector": per_detector(f),
+            "compare": compare(f), "references": references(f), "by_author": by_author(f),
+            "exposure": exposure_summary(f), "by_year": by_year(f),
             "by_extension": by_extension(f), "by_directory": by_directory(f), "by_validity": by_validity(f),
             "by_presence": by_presence(f),
             "by_ref_kind": by_ref_kind(f), "timeline": timeline(f, timeline_freq(f)), "top_paths": top_paths(f, top)}

@@ -7,6 +7,7 @@ it with Agg, and a notebook with ``%matplotlib inline`` shows it as the cell's v
 from __future__ import annotations
 
 import io
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from auditor.models import short_repo
+from auditor.report.stats import MILLION, poisson_limits
 
 LABELS = {
     "occurrences": "occurrences",
@@ -82,9 +84,11 @@ def _dots(ax: object, y: np.ndarray, table: pd.DataFrame, colors: list[str], flo
                         va="center", fontsize="small", color=colors[i])
 
 
-def headline_rates(headline: pd.DataFrame, references: dict[str, float] | None = None) -> Figure:
+def headline_rates(headline: pd.DataFrame, references: dict[str, float] | None = None, note: str | None = None
+                   ) -> Figure:
     """Rates per million commits with their 95% intervals on a log axis (rates span decades); the published
-    references, which count occurrences, drawn on the occurrences row only."""
+    references, which count occurrences, drawn on the occurrences row only; ``note`` (the population they count)
+    under their legend."""
     shown = headline[headline["rate"].notna()].reset_index(drop=True)
     fig, ax = _figure(8, 1.2 + 0.42 * max(len(shown), 1))
     if shown.empty:
@@ -106,7 +110,10 @@ def headline_rates(headline: pd.DataFrame, references: dict[str, float] | None =
     ax.set_ylim(len(shown) - 0.5, -0.5)
     ax.grid(axis="x", which="major", color="#e5e5e5")
     if refs and occ:
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=1, fontsize="small", frameon=False)
+        legend = ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=1, fontsize="small",
+                           frameon=False, title=None if note is None else textwrap.fill(note, 90),
+                           title_fontsize="x-small")
+        legend.get_title().set_color(COLORS["other"])
     ax.set_xlabel("per million commits, log scale (dot: rate; line: exact 95% Poisson interval)")
     ax.set_title("Rates per million commits")
     return fig
@@ -280,4 +287,51 @@ def repositories(per_repository: pd.DataFrame, measure: str = "occurrences", ref
     ax.set_xlabel(f"{LABELS.get(measure, measure)} per million commits, log scale (95% interval); "
                   f"(commits); grey: under {SMALL_REPO:,} commits")
     ax.set_title("Per repository")
+    return fig
+
+
+def funnel(per_repository: pd.DataFrame, reference: float | None = None, label: str | None = None,
+           measure: str = "occurrences") -> Figure:
+    """A funnel plot: each repository's rate against its commits (log axes), the reference as a line and, around
+    it, the 95% range of a Poisson count at the reference rate for that many commits (counts are whole: the limits
+    step, and where even one occurrence lies above them the upper line is absent). A repository with none found sits
+    on the floor ('v'); small repositories (under SMALL_REPO commits) are grey: their rates say little."""
+    table = per_repository[(per_repository["measure"] == measure) & per_repository["rate"].notna()]
+    fig, ax = _figure(8, 4.6)
+    if table.empty:
+        _empty(ax, "no rate: no commit scanned")
+        return fig
+    commits = table["commits"].astype("float64").to_numpy()
+    rate = table["rate"].astype("float64").to_numpy()
+    xs = np.logspace(np.log10(commits.min()) - 0.3, np.log10(commits.max()) + 0.3, 160)
+    limits = np.array([poisson_limits(reference * x / MILLION) for x in xs]) if reference else np.empty((0, 2))
+    low = limits[:, 0] / xs * MILLION if reference else np.array([])
+    high = limits[:, 1] / xs * MILLION if reference else np.array([])
+    positive = np.concatenate([rate[rate > 0], low[low > 0], high[high > 0], [reference] if reference else []])
+    floor = positive.min() / 4 if positive.size else 0.1
+    if reference:
+        ax.axhline(reference, color=COLORS["ref"], lw=1.5, label=f"{label or 'reference'}: {reference:g}")
+        # where the upper limit is 0, a single occurrence already lies above it: no line there
+        ax.plot(xs, np.where(high > 0, high, np.nan), color=COLORS["ref"], ls="--", lw=1,
+                label="95% range of a Poisson count at the reference rate")
+        ax.plot(xs, np.where(low > 0, low, np.nan), color=COLORS["ref"], ls="--", lw=1)
+    small = commits < SMALL_REPO
+    colors = np.where(small, COLORS["other"], COLORS["all"])
+    found = rate > 0
+    ax.scatter(commits[found], rate[found], c=colors[found], s=28, zorder=3, label="repository (grey: small)")
+    ax.scatter(commits[~found], np.full((~found).sum(), floor), c=colors[~found], marker="v", s=28, zorder=3,
+               label="repository with none found")
+    if len(table) <= 15:
+        for x, y, name in zip(commits, np.where(found, rate, floor), table["repo"], strict=True):
+            ax.annotate(middle(short_repo(str(name)), 24), (x, y), xytext=(4, 3), textcoords="offset points",
+                        fontsize="x-small", color="#444444")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(xs[0], xs[-1])
+    ax.set_ylim(floor / 2, max(positive.max() if positive.size else 1.0, floor) * 3)
+    ax.set_xlabel("commits scanned in the repository (log)")
+    ax.set_ylabel(f"{LABELS.get(measure, measure)} per million commits (log)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize="small", frameon=False)
+    ax.grid(which="major", color="#eeeeee")
+    ax.set_title("Funnel plot: rate against commits")
     return fig

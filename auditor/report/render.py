@@ -22,7 +22,7 @@ from auditor.report import frames, measures, plots
 from auditor.report.frames import ScanFrames
 from auditor.report.stats import CLUSTER_METHOD, METHOD
 
-PLOTS = ("rates", "repositories", "timeline", "exposure", "validity", "by_year", "top_paths")
+PLOTS = ("rates", "repositories", "funnel", "timeline", "exposure", "validity", "by_year", "top_paths")
 NA = "n/a"
 _UNITS = {"M": "month", "W": "week", "D": "day"}
 
@@ -46,13 +46,15 @@ class Report:
     plots: dict[str, Path]
     frames: list[Path]
     headline: pd.DataFrame
+    per_detector: pd.DataFrame | None = None  # measures.per_detector: what each reference is compared with
     references: list[tuple[str, str, float]] = field(default_factory=list)  # (detector, source, value)
     commits: int = 0
 
     def lines(self) -> list[str]:
         """The headline as text lines, for the terminal."""
         out = [f"{label}: {line}" for label, line in _headline_lines(self.headline)]
-        out += _reference_lines(self.headline, self.references)
+        out += _reference_lines(self.per_detector if self.per_detector is not None else self.headline,
+                                self.references)
         return out
 
 
@@ -86,16 +88,23 @@ def _headline_lines(headline: pd.DataFrame) -> list[tuple[str, str]]:
     return out
 
 
-def _reference_lines(headline: pd.DataFrame, references: list[tuple[str, str, float]]) -> list[str]:
-    occ = headline[headline["measure"] == "occurrences"].iloc[0]
+def _reference_lines(rates: pd.DataFrame, references: list[tuple[str, str, float]]) -> list[str]:
+    """Each reference against its own detector's rate (``rates``: measures.per_detector; a headline frame of one
+    detector stands for it)."""
+    if "detector" in rates:
+        by = rates.set_index("detector")
+    else:
+        by = None
+        occ = rates[rates["measure"] == "occurrences"].iloc[0]
     out = []
     for det, source, value in references:
-        if pd.isna(occ["rate"]):
+        row = occ if by is None else (by.loc[det] if det in by.index else None)
+        if row is None or pd.isna(row["rate"]):
             where = "no rate to compare: no commit scanned"
-        elif occ["rate_low"] <= value <= occ["rate_high"]:
+        elif row["rate_low"] <= value <= row["rate_high"]:
             where = "inside our 95% interval"
         else:
-            where = f"{'below' if value < occ['rate_low'] else 'above'} our 95% interval"
+            where = f"{'below' if value < row['rate_low'] else 'above'} our 95% interval"
         out.append(f"published reference for {det} ({source}): {value:g} occurrences per million commits — {where}")
     return out
 
@@ -114,7 +123,29 @@ def _pooled_lines(pooled: pd.DataFrame) -> list[str]:
 
 
 def _references(f: ScanFrames) -> list[tuple[str, str, float]]:
-    return [(str(d), str(src), float(v)) for d, src, v in measures.references(f).itertuples(index=False)]
+    """(detector, short label, figure) of every published reference, primary first."""
+    refs = measures.references(f)
+    return [(str(d), str(src), float(v)) for d, src, v in refs[["detector", "source", "value"]].itertuples(index=False)]
+
+
+def _population(f: ScanFrames) -> str | None:
+    """Under a plot's references: what they count (one line), and that a scan is not a sample of it."""
+    refs = measures.references(f)
+    if refs.empty:
+        return None
+    return (f"references count occurrences over {refs['population'].iloc[0]}; these repositories are not a sample "
+            "of them")
+
+
+def _citations(f: ScanFrames) -> list[str]:
+    """Every reference in full (source, version, date read, address, population), and what it can be compared with."""
+    refs = measures.references(f)
+    if refs.empty:
+        return []
+    return [f"{d}: {c}." for d, c in zip(refs["detector"], refs["citation"], strict=True)] + [
+        "A published figure counts occurrences over its own population (all public GitHub commits for GitGuardian); "
+        "the repositories scanned here are a chosen set, not a sample of it: a difference describes them, not the "
+        "population. data/reference_rates.csv holds these figures with their sources."]
 
 
 # -- display tables -------------------------------------------------------------------------------------------
@@ -154,6 +185,33 @@ def _rates_wide(long: pd.DataFrame, key: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=wanted)
 
 
+def _with_pooled(per_repository: pd.DataFrame, pooled: pd.DataFrame) -> pd.DataFrame:
+    """The per-repository rates with the pooled ones as a last ``(all repositories)`` row, for display only."""
+    cols = ["measure", "count", "commits", "rate", "rate_low", "rate_high"]
+    return pd.concat([per_repository, pooled[cols].assign(repo="(all repositories)")], ignore_index=True)
+
+
+def _compare_lines(compared: pd.DataFrame) -> list[str]:
+    """Per detector with a reference, which repositories' intervals exclude it (``measures.compare``)."""
+    out = []
+    several = compared["detector"].nunique() > 1
+    for det, rows in compared.groupby("detector", sort=False):
+        if rows["reference"].isna().all():
+            continue
+        ref = float(rows["reference"].iloc[0])
+        of = f"{det}: " if several else ""
+        apart = rows[rows["excludes_reference"]]
+        if apart.empty:
+            out.append(f"{of}no repository's 95% interval excludes the reference ({ref:g}): none differs from it more "
+                       "than chance explains.")
+            continue
+        names = ", ".join(f"{n} ({'higher' if w == 'below' else 'lower'})"
+                          for n, w in zip(apart["name"], apart["reference_is"], strict=True))
+        out.append(f"{of}{len(apart):,} of {len(rows):,} repositories have a 95% interval that excludes the "
+                   f"reference ({ref:g}): {names}.")
+    return out
+
+
 def _short_names(frame: pd.DataFrame) -> pd.DataFrame:
     """The repo column as people name repositories (owner/name, a directory's name); the pooled row as it is."""
     return frame.assign(repo=[r if r == "(all repositories)" else short_repo(str(r)) for r in frame["repo"]])
@@ -189,11 +247,11 @@ def sections(f: ScanFrames, t: dict[str, pd.DataFrame], summary: dict | None = N
                                                                        t["headline"].iterrows()]})
     headline = headline.assign(measure=headline["measure"].map(lambda m: plots.LABELS.get(m, m)))[
         ["measure", "count", "commits", "per million commits [95% CI]"]]
-    refs = _reference_lines(t["headline"], _references(f))
+    refs = _reference_lines(t["per_detector"], _references(f))
     shown_secrets = (secrets.sort_values(["occurrences", "introduced_time"], ascending=[False, True])
                      [["client_id", "client_secret", "validity", "scope", "occurrences", "paths", "introduced_time",
                        "removed_time", "exposure_days", "presence"]].head(50))
-    per_detector = t["rates"][t["rates"]["measure"] == "occurrences"]
+    per_detector = _with_ci(t["per_detector"])
     return [
         _what_to_do(f, t["actions"]),
         Section("Headline", (
@@ -205,13 +263,20 @@ def sections(f: ScanFrames, t: dict[str, pd.DataFrame], summary: dict | None = N
             "is a count divided by the commits scanned, × 10⁶.",
             f"Intervals: {METHOD}.",
         ), headline, "rates"),
-        Section("Compared with the published reference", (*refs, *(
-            "" if refs else "No published reference for these detectors.",)), _with_ci(per_detector).drop(
-            columns=["measure"]), None, 3),
+        Section("Per detector", (
+            "Occurrences and unique secrets of each detector, its rate per million commits with the exact 95% "
+            "interval, and the published reference where one is known ('reference_is': where it lies against our "
+            "interval).", *refs, *(() if refs else ("No published reference for these detectors.",)),
+            *_citations(f)), per_detector, None),
         _coverage(f, t),
         Section("Per repository", ("Each repository's rates use its own commits; the last row pools them.",
-                                   *_pooled_lines(t["pooled"])),
-                _short_names(_rates_wide(t["per_repository"], "repo")), "repositories"),
+                                   *_pooled_lines(t["pooled"]), *_compare_lines(t["compare"])),
+                _short_names(_rates_wide(_with_pooled(t["per_repository"], t["pooled"]), "repo")), "repositories"),
+        *([Section("Funnel plot", (
+            "Each repository's rate against its commits (log axes), with the primary published reference and the "
+            "range a Poisson count at that rate would fall in 95% of the time for that many commits: a repository "
+            "outside the funnel differs from the reference more than chance explains; a small one cannot tell.",),
+            None, "funnel", 3)] if len(f.repos) > 1 else []),
         Section("Timeline of introductions", (
             f"Occurrences introduced per {_UNITS[measures.timeline_freq(f)]} (committer time), and commits made.",
             *([f"{undated:,} commit(s) dated before 1970 or after the scan are left out of it (they count in "
@@ -225,7 +290,10 @@ def sections(f: ScanFrames, t: dict[str, pd.DataFrame], summary: dict | None = N
                 f"{len(removed):,} secret(s) gone from every ref tip, after a median {gone_days} days — still in "
                 "history: rotate the live ones."]),
             *([] if secrets.empty else [f"{int(secrets['still_at_tip'].sum()):,} still at a ref tip."]),
-        ), None, None if secrets.empty else "exposure"),
+        ), None if secrets.empty else t["exposure"], None if secrets.empty else "exposure"),
+        *([Section("Who introduced them", (
+            "Per author as the introducing commits name them (the 20 with most occurrences; all in "
+            "frames/by_author).",), t["by_author"].head(20), None)] if len(f.findings) else []),
         Section("Validity", _regions(f, summary or {}), _with_ci(t["by_validity"]),
                 None if f.findings.empty else "validity"),
         Section("Still present, or only in history", (
@@ -248,7 +316,7 @@ def sections(f: ScanFrames, t: dict[str, pd.DataFrame], summary: dict | None = N
 
 
 ACTION_SHOWN = ["risk", "action", "repo", "location", "commit", "author", "refs", "validity", "checked_at",
-                "client_id", "client_secret"]
+                "client_id", "client_secret"]  # the author's name and the commit's message are in frames/actions
 
 
 def _what_to_do(f: ScanFrames, actions: pd.DataFrame) -> Section:
@@ -315,10 +383,12 @@ EMPTY_WHEN_CLEAN = ("exposure", "validity", "top_paths")  # plots of findings: a
 
 def _figures(f: ScanFrames, t: dict[str, pd.DataFrame]) -> dict[str, object]:
     refs = _references(f) if len(f.detectors) == 1 else []
+    primary = refs[0][2] if refs else None
     figures = {
-        "rates": plots.headline_rates(t["headline"], {src: v for _, src, v in refs}),
-        "repositories": plots.repositories(t["per_repository"], reference=refs[0][2] if refs else None,
-                                           pooled=t["pooled"]),
+        "rates": plots.headline_rates(t["headline"], {src: v for _, src, v in refs}, note=_population(f)),
+        "repositories": plots.repositories(t["per_repository"], reference=primary, pooled=t["pooled"]),
+        **({"funnel": plots.funnel(t["per_repository"], reference=primary,
+                                   label=refs[0][1] if refs else None)} if len(f.repos) > 1 else {}),
         "timeline": plots.timeline(t["timeline"], validated=f.validated),
         "exposure": plots.exposure(f.secrets),
         "validity": plots.validity(t["by_validity"]),
@@ -469,4 +539,5 @@ def build_report(directory: Path, *, top: int = 20) -> Report:
     write_private(md, _markdown([*secs, intro], title).encode("utf-8"))
     write_private(page, _html([*secs, intro], title, images).encode("utf-8"))
     return Report(directory=directory, markdown=md, html=page, plots=plot_paths, frames=exported,
-                  headline=t["headline"], references=_references(f), commits=f.commits_scanned)
+                  headline=t["headline"], per_detector=t["per_detector"], references=_references(f),
+                  commits=f.commits_scanned)

@@ -110,6 +110,38 @@ def rate_interval(count: int, commits: int) -> tuple[float | None, float | None]
     return round(low / commits * MILLION, 4), round(high / commits * MILLION, 4)
 
 
+def poisson_limits(expected: float, confidence: float = 0.95) -> tuple[int, int]:
+    """The central range of a Poisson count of mean ``expected``: the smallest k with P(X ≤ k) ≥ α/2 and the
+    smallest with P(X ≤ k) ≥ 1 − α/2 (a funnel plot's limits). Summed term by term; a normal approximation above a
+    mean of 500, where e^−λ underflows and the two agree to within a count."""
+    alpha = 1.0 - confidence
+    if expected <= 0:
+        return 0, 0
+    if expected > 500:
+        z = 1.959963984540054 if confidence == 0.95 else math.sqrt(2) * _erfinv(confidence)
+        half = z * math.sqrt(expected)
+        return max(0, math.floor(expected - half)), math.ceil(expected + half)
+    term = math.exp(-expected)
+    total, k, low = term, 0, None
+    while True:
+        if low is None and total >= alpha / 2:
+            low = k
+        if total >= 1 - alpha / 2:
+            return low if low is not None else k, k
+        k += 1
+        term *= expected / k
+        total += term
+
+
+def _erfinv(y: float) -> float:
+    """erf⁻¹ by bisection (only for confidences other than 95%)."""
+    lo, hi = 0.0, 6.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if math.erf(mid) < y else (lo, mid)
+    return (lo + hi) / 2
+
+
 CLUSTER_METHOD = ("percentile bootstrap over repositories (2,000 resamples of the repositories with replacement, "
                   "seed 0; the ratio Σ count / Σ commits × 10⁶ of each): allows for occurrences clustering in a few "
                   "repositories, which the Poisson interval assumes away; when no repository has any, the exact "

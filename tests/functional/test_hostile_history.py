@@ -75,6 +75,11 @@ def test_a_commit_libgit2_cannot_parse_is_walked_like_git(tmp_path: Path, kind: 
     assert r.summary["commits_scanned"] == _revlist(repo) == (4 if where == "mid_history" else 3) - 1
     assert _pairs(r) == {first, odd, *([last] if where == "mid_history" else [])}
     assert bad in {f["commit"] for f in r.findings}
+    # its facts are read from the raw object as git reads it: the message, the author's name where there is one
+    [row] = [f for f in r.findings if f["commit"] == bad]
+    assert row["commit_message"] == "odd"
+    assert row["author_name"] == {"author_without_brackets": "A U a@example.com 1700000000 +0000",
+                                  "garbled_times": "A U", "no_author": ""}[kind]
 
 
 @pytest.mark.parametrize("encoding", [b"NO-SUCH-ENCODING", b"UTF-8", b"utf-16"])
@@ -91,6 +96,7 @@ def test_an_encoding_header_that_lies_is_no_crash(tmp_path: Path, encoding: byte
     [f] = r.findings
     assert (f["client_id"], f["client_secret"], f["commit"]) == (*pair, commit)
     assert f["author_email"].endswith("@example.com")
+    assert f["author_name"] and f["commit_message"] == "odd"  # UTF-8 bytes are read as UTF-8, a lying header or not
 
 
 ODD_TIMES = [99999999999999, -99999999999999, 2**63 - 1]

@@ -49,7 +49,14 @@ def kernel(tmp_path, monkeypatch, scan_dir) -> str:
     return "python3"
 
 
-@pytest.mark.parametrize(("name", "plots"), [("explore_scan", 6), ("compare_repositories", 2)])
+# what each notebook must answer, found in the text of its results: what to rotate first, who introduced them, how
+# long they stayed (the ones still exposed counted), which repositories differ from the reference
+ANSWERS = {"explore_scan": ("rotate now", "Test Author", "still at a ref tip (until the scan)", "reference_is",
+                            "twilio_master_credentials"),
+           "compare_repositories": ("excludes_reference", "reference_is", "clustered_low")}
+
+
+@pytest.mark.parametrize(("name", "plots"), [("explore_scan", 6), ("compare_repositories", 3)])
 def test_notebook_runs_headless(name, plots, kernel):
     path = NOTEBOOKS / f"{name}.ipynb"
     nb = nbformat.read(path, as_version=4)
@@ -61,4 +68,7 @@ def test_notebook_runs_headless(name, plots, kernel):
     assert sum("image/png" in o.get("data", {}) for o in outputs) == plots
     text = "\n".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "2 repositories, 6 commits, 5 occurrences of 3 secrets" in text
+    results = "\n".join(o.get("data", {}).get("text/plain", "") for o in outputs)
+    for answer in ANSWERS[name]:
+        assert answer in results, answer
     assert not [o for o in outputs if o.get("name") == "stderr"]

@@ -55,15 +55,23 @@ def test_auditor_report_command(golden, tmp_path):
     assert "<code>frames/</code>" in text and "`" not in text  # markdown's code spans rendered
     page.feed(text)
     page.close()
-    assert set(page.images) == set(PLOTS)
+    assert set(page.images) == set(PLOTS) - {"funnel"}  # one repository: no funnel to draw
     assert all(png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 2000 for png in page.images.values())
     assert {"Headline", "Per repository", "Timeline of introductions", "Exposure time", "Validity",
             "Top paths"} <= set(page.headings)
     md = (out / "report.md").read_text(encoding="utf-8")
     assert "## Headline" in md and "| occurrences | 6 | 9 |" in md and "Garwood" in md
-    assert all(f"plots/{name}.png" in md and (out / "plots" / f"{name}.png").is_file() for name in PLOTS)
+    assert all(f"plots/{name}.png" in md and (out / "plots" / f"{name}.png").is_file() for name in page.images)
+    # the per-detector table, and every reference cited with its address, date read and population
+    assert "## Per detector" in md and "| twilio_master_credentials | Twilio Master Credentials | 6 | 4 | 8.33 |" in md
+    for figure in ("8.33", "7.37"):
+        assert (f"GitGuardian, detector page Twilio Master Credentials ({'current' if figure == '8.33' else 'earlier'}"
+                f" page, read 2026-11-27), https://docs.gitguardian.com/secrets-detection/secrets-detection-engine/"
+                f"detectors/specifics/twilio_master_credentials: {figure} occurrences per million commits over "
+                "commits pushed to public GitHub") in md
     frames = out / "frames"
-    for name in ("findings", "secrets", "commits", "repos", "rates", "per_repository", "by_year", "by_extension",
+    for name in ("findings", "secrets", "commits", "repos", "rates", "per_repository", "pooled", "per_detector",
+                 "compare", "references", "by_year", "by_extension",
                  "by_directory", "by_validity", "by_presence", "timeline", "top_paths"):
         assert (frames / f"{name}.csv").is_file(), name
         parquet = pd.read_parquet(frames / f"{name}.parquet")
@@ -140,3 +148,44 @@ def test_findings_only_at_pull_request_refs_are_not_at_the_repository(tmp_path):
     assert "| rotate — still in history | project | sms.py:1 |" in md and "| pull request: #620 |" in md
     secrets = [json.loads(line) for line in (out / "secrets.jsonl").read_text().splitlines()]
     assert [(s["presence"], s["tip_refs"]) for s in secrets] == [("pull-request tip", ["refs/pull/620/head"])]
+
+
+def test_several_repositories_and_a_catalog_detector_get_a_per_detector_table_a_comparison_and_a_funnel(tmp_path):
+    """Any detector id works: a copy of the built-in detector under another id (as a user's catalog brings one),
+    with its own published figure, beside the built-in one. Three repositories, one of them tiny: the report has a
+    per-detector table, says which repositories' intervals exclude the reference, and draws the funnel."""
+    from tests.helpers.detectors import builtin_doc, write_detector
+
+    big, small, tiny = GitRepo(tmp_path / "big"), GitRepo(tmp_path / "small"), GitRepo(tmp_path / "tiny")
+    for i in range(60):
+        big.commit(f"c{i}", {"notes.txt": f"{i}\n"})
+    small.commit("one", {"a.txt": "x\n"})
+    small.commit("two", {"b.txt": "y\n"})
+    tiny.commit("key", {"settings.py": snippet(make_pair())})
+    detectors = tmp_path / "detectors"
+    write_detector(detectors, "acme.yaml", builtin_doc("acme-twilio", name="ACME Twilio",
+                                                       reference_occurrences_per_million_commits=2.5))
+    out = tmp_path / "out"
+    scan_in_process([big, small, tiny], out, detectors_dir=detectors)
+    f = report.load(out)
+    per = report.per_detector(f).set_index("detector")
+    assert per.loc["acme-twilio", ["occurrences", "unique_secrets", "commits", "reference"]].tolist() == [1, 1, 63, 2.5]
+    assert per.loc["acme-twilio", "reference_source"] == "the detector file"
+    assert per.loc["acme-twilio", "rate"] == pytest.approx(1 / 63 * 1e6)
+    assert per.loc["acme-twilio", "reference_is"] == "below"  # 2.5 lies below [0.4, 88.4] thousand per million
+    compared = report.compare(f, detector="acme-twilio")
+    assert compared[["name", "excludes_reference"]].to_numpy().tolist() == [
+        ["tiny", True], ["big", False], ["small", False]]
+    both = report.compare(f)  # per detector, each against its own reference
+    assert sorted(set(zip(both["detector"], both["reference"], strict=True))) == [
+        ("acme-twilio", 2.5), ("twilio_master_credentials", 8.33)]
+    built = report.build(out)
+    assert "funnel" in built.plots
+    md = built.markdown.read_text(encoding="utf-8")
+    assert "## Per detector" in md and ("| acme-twilio | ACME Twilio | 1 | 1 | 2.50 | the detector file | below | "
+                                         "15,873.02 [401.87–88,438.78] |") in md
+    assert ("acme-twilio: the detector file: 2.5 occurrences per million commits over a population it does not "
+            "name.") in md
+    assert ("acme-twilio: 1 of 3 repositories have a 95% interval that excludes the reference (2.5): tiny "
+            "(higher).") in md
+    assert "### Funnel plot" in md and "plots/funnel.png" in md

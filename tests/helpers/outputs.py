@@ -15,7 +15,7 @@ import pandas as pd
 
 from auditor.models import Finding, RepoStats, Summary, redact
 from auditor.outdir import OutDir, private_file, write_private
-from auditor.outputs import _pooled, by_ref_kind, rates_of, regions_note
+from auditor.outputs import _pooled, by_ref_kind, rates_of, reference_fields, regions_note
 from auditor.report import frames as fr
 from auditor.report.measures import counts, unique_secrets
 from auditor.report.stats import METHOD
@@ -86,7 +86,8 @@ def write_results(out: OutDir, findings: list[Finding], repos: Sequence[RepoStat
                        ends=stored.get("ends", fr.typed([], fr.END_DTYPES)),
                        detectors=fr.detectors_frame(detectors), validated=validated)
     ends = fr.exposures(scan.findings)
-    _write_jsonl(out.secrets, scan.secrets.assign(exposures=[ends.get(h, []) for h in scan.secrets["secret_sha256"]]))
+    _write_jsonl(out.secrets, scan.secrets.drop(columns="exposure")  # the frames' Timedelta: exposure_days in JSON
+                 .assign(exposures=[ends.get(h, []) for h in scan.secrets["secret_sha256"]]))
     commits = sum(r.commits_scanned for r in repos)
     seconds: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
@@ -108,7 +109,7 @@ def write_results(out: OutDir, findings: list[Finding], repos: Sequence[RepoStat
         validation_unique=validation_unique,
         detectors={d.id: {"name": d.name, **summary_rates(frame[frame["detector"] == d.id], commits,
                                                           validated=validated),
-                          "reference_occurrences_per_million_commits": d.reference_occurrences_per_million_commits,
+                          **reference_fields(d),
                           **region_fields(d, regions.get(d.id), frame[frame["detector"] == d.id], validated)}
                    for d in detectors},
         repos=tuple(r.summary(rates_of(per_repo[r.repo], r.commits_scanned)) for r in repos),

@@ -145,7 +145,10 @@ def test_tips_and_authors(built: Built) -> None:
     for commit, (email, when) in prov.authors.items():
         epoch = int(built.repo("show", "-s", "--format=%at", commit.hex()).strip())
         assert (email, when) == (AUTHOR_EMAIL, datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    assert set(prov.authors) == {i.commit for i in prov.introductions}
+    assert set(prov.authors) == set(prov.about) == {i.commit for i in prov.introductions}
+    for commit, (name, committed, message) in prov.about.items():  # what git log says
+        show = built.repo("show", "-s", "--format=%an%n%cI%n%s", commit.hex()).strip().split("\n")
+        assert [name, committed, message] == [show[0], show[1].replace("+00:00", "Z"), show[2]]
     assert set(prov.times) == {t.commit for t in prov.transitions}
     assert prov.errors == ()
 

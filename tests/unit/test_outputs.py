@@ -15,7 +15,7 @@ from auditor.detectors import load_detectors
 from auditor.errors import OutputError
 from auditor.models import Finding, RepoStats, Validity
 from auditor.outdir import OutDir
-from auditor.outputs import write_results
+from auditor.outputs import FINDING_COLUMNS, write_results
 from auditor.report.stats import poisson_interval
 from tests.helpers.pairs import make_pair, redacted, sha
 from tests.helpers.scan import load_jsonl
@@ -81,7 +81,10 @@ def test_summary_json_has_intervals(golden):
     assert summary["unique_secrets_per_million_commits"] == round(4 / 9 * 1e6, 4)
     assert summary["commits_with_occurrences_per_million_commits"] == round(5 / 9 * 1e6, 4)
     detector = summary["detectors"][DETECTOR]
-    assert detector["reference_occurrences_per_million_commits"] == 7.37
+    # the primary published figure (data/reference_rates.csv: GitGuardian's current page), with where it was read
+    assert detector["reference_occurrences_per_million_commits"] == 8.33
+    assert detector["reference"]["address"].endswith("/detectors/specifics/twilio_master_credentials")
+    assert detector["reference"]["date_read"] == "2026-11-27" and "public GitHub" in detector["reference"]["population"]
     assert detector["occurrences"] == 6 and detector["occurrences_per_million_commits"] == round(6 / 9 * 1e6, 4)
 
 
@@ -93,7 +96,8 @@ def _finding(pair, *, commit: str, path: str, validity: Validity = Validity.UNCH
     return Finding(detector=DETECTOR, repo=repo, commit=commit, path=path, line=3, client_id=pair[0],
                    client_secret=pair[1], secret_sha256=sha(pair), validity=validity, scope=scope,
                    account_status=status, account_type=kind, author_email="a@example.com",
-                   author_time="2021-03-01T00:00:00Z", blob="b" * 40, subaccount=subaccount, region=region)
+                   author_time="2021-03-01T00:00:00Z", blob="b" * 40, subaccount=subaccount, region=region,
+                   author_name="Ada Example", commit_time="2021-03-02T10:00:00+00:00", commit_message="add settings")
 
 
 def _stats(repo: str = "/repos/one", **kw) -> RepoStats:
@@ -143,8 +147,10 @@ def test_findings_jsonl_has_every_field_of_spec_7(tmp_path, made):
     assert row == {"detector": DETECTOR, "repo": "/repos/one", "commit": "1" * 40, "path": "app.py", "line": 3,
                    "client_id": live[0], "client_secret": redacted(live[1]), "secret_sha256": sha(live),
                    "validity": "valid", "scope": "live", "account_status": "active", "account_type": "Full",
-                   "subaccount": True, "region": "ie1", "author_email": "a@example.com",
-                   "author_time": "2021-03-01T00:00:00Z", "blob": "b" * 40}
+                   "subaccount": True, "region": "ie1", "author_email": "a@example.com", "author_name": "Ada Example",
+                   "author_time": "2021-03-01T00:00:00Z", "commit_time": "2021-03-02T10:00:00Z",
+                   "commit_message": "add settings", "blob": "b" * 40}
+    assert list(row) == list(FINDING_COLUMNS)  # SPEC §7's columns first, in its order; additions after author_email
 
 
 def test_secrets_jsonl_one_row_per_secret_with_its_validity(tmp_path, made):

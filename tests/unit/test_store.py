@@ -17,6 +17,7 @@ from auditor.errors import OutputError
 from auditor.models import CheckResult, OccurrenceRow, RemovalRow, RepoState, TipRow, Validity, redact
 from auditor.store import Store
 from tests.helpers.pairs import make_pair, sha
+from tests.helpers.stores import OLD_OCCURRENCES, OLD_REMOVALS
 
 
 def oid(n: int) -> bytes:
@@ -33,7 +34,8 @@ def store(tmp_path):
 def _occurrence(pair, commit: str, path: str, line: int = 1) -> OccurrenceRow:
     return OccurrenceRow(detector="twilio_master_credentials", commit=commit, path=path, line=line, blob="b" * 40,
                          client_id=pair[0], secret_redacted=redact(pair[1]), secret_sha256=sha(pair),
-                         author_email="a@example.com", author_time="2021-03-01T00:00:00Z")
+                         author_email="a@example.com", author_time="2021-03-01T00:00:00Z", author_name="Ada Example",
+                         commit_message="add settings", commit_time="2021-03-01T00:00:30Z")
 
 
 def test_the_store_is_owner_only_even_if_it_existed_readable(tmp_path):
@@ -131,7 +133,7 @@ OLD_CHECKS = """CREATE TABLE checks (secret_sha256 TEXT PRIMARY KEY, detector TE
     validity TEXT NOT NULL, scope TEXT, account_status TEXT, account_type TEXT, checked_at TEXT NOT NULL)"""
 
 
-@pytest.mark.parametrize("version", ["1", "2"])
+@pytest.mark.parametrize("version", ["1", "2", "3"])
 def test_an_older_store_works_and_its_checks_have_no_base(tmp_path, version):
     """Schema 3 added the servers of a check: an older store gains the columns empty, so its checks are read back
     without a base (the validator reuses none of them) and new ones are kept whole."""
@@ -145,7 +147,11 @@ def test_an_older_store_works_and_its_checks_have_no_base(tmp_path, version):
         con.execute(OLD_CHECKS)
         con.execute("INSERT INTO checks VALUES (?, ?, ?, 'valid', 'live', 'active', 'Full', ?)",
                     (sha(old), "twilio_master_credentials", old[0], now))
+        con.execute(OLD_OCCURRENCES)
+        con.execute(OLD_REMOVALS)
         con.executescript(Path(store_module.__file__).with_name("schema.sql").read_text())
+        con.execute("INSERT INTO occurrences VALUES ('/r', 'twilio_master_credentials', ?, 'a.py', 1, ?, ?, ?, ?, "
+                    "'a@example.com', '2021-03-01T00:00:00Z')", ("1" * 40, "b" * 40, old[0], redact(old[1]), sha(old)))
         con.execute("INSERT INTO rescan_state VALUES ('/r', '/r/.git', 'x', x'', x'', x'')")
     con.close()
     s = Store(path)
@@ -158,8 +164,18 @@ def test_an_older_store_works_and_its_checks_have_no_base(tmp_path, version):
         s.save_check(sha(new), "twilio_master_credentials", new[0], result)
         assert s.fresh_checks(None)[sha(new)] == result
         assert s.db.execute("SELECT value FROM meta").fetchone() == (store_module.SCHEMA_VERSION,)
-        # schema 1 had no exposure ends: its repositories are scanned whole once; schema 2's state stands
-        assert s.db.execute("SELECT count(*) FROM rescan_state").fetchone() == ((0,) if version == "1" else (1,))
+        # its occurrences read back with the newer fields empty, and new ones are kept whole
+        [kept] = s.occurrences("/r")
+        assert (kept.client_id, kept.author_name, kept.commit_message, kept.commit_time) == (old[0], None, None, None)
+        # two detectors matching one pair at one place are two occurrences (SPEC §4): the detector is in the key now
+        twice = [_occurrence(new, "2" * 40, "b.py"), _occurrence(new, "2" * 40, "b.py")._replace(detector="other")]
+        gone = [RemovalRow(detector=d, commit="3" * 40, path="b.py", secret_sha256=sha(new),
+                           commit_time="2021-04-01T00:00:00Z") for d in ("twilio_master_credentials", "other")]
+        s.save_repo("/r", "/r/.git", {}, False, twice, [], gone)
+        assert sorted(s.occurrences("/r")) == sorted(twice) and sorted(s.removals("/r")) == sorted(gone)
+        # schema 1 had no exposure ends, schemas 1–3 no author name, message or commit time: their repositories
+        # are attributed whole once
+        assert s.db.execute("SELECT count(*) FROM rescan_state").fetchone() == (0,)
     finally:
         s.close()
     Store(path).close()  # and opens again as a store of this version

@@ -10,6 +10,7 @@ import pandas as pd
 
 from auditor import report
 from auditor.models import secret_sha256
+from auditor.report.frames import PRESENCE_DTYPE, SCOPE, VALIDITY
 from tests.helpers.git import GitRepo
 from tests.helpers.histories import scan_in_process
 from tests.helpers.pairs import make_pair, snippet
@@ -60,12 +61,40 @@ def test_secret_lifecycles(golden):
         "exposure_ongoing": [True, True, True, False],
         "exposure_days": [days(t[c["c1"]], scanned), days(t[c["c1"]], scanned), days(t[c["c6"]], scanned),
                           days(t[c["c8"]], t[c["c9"]])],
+        "exposure": [scanned - t[c["c1"]], scanned - t[c["c1"]], scanned - t[c["c6"]], t[c["c9"]] - t[c["c8"]]],
     }).astype({"secret_sha256": "string", "first_commit": "string", "last_commit": "string",
                "occurrences": "int64", "paths": "int64", "introduced_time": TIME, "still_at_tip": "bool",
-               "presence": "string", "removed_time": TIME, "exposure_ongoing": "bool", "exposure_days": "Float64"})
+               "presence": PRESENCE_DTYPE, "removed_time": TIME, "exposure_ongoing": "bool",
+               "exposure_days": "Float64", "exposure": "timedelta64[s]"})
     got = (golden.frames.secrets.sort_values("introduced_time", kind="stable")
            .set_index("secret_sha256").loc[expected["secret_sha256"]].reset_index()[list(expected.columns)])
     pd.testing.assert_frame_equal(got, expected)
+
+
+def test_small_vocabularies_are_categoricals_and_each_finding_says_where_its_secret_is(golden):
+    f, c, p = golden.frames, golden.c, golden.pairs
+    for frame in (f.findings, f.secrets):
+        assert frame["validity"].dtype == VALIDITY and frame["scope"].dtype == SCOPE
+        assert frame["presence"].dtype == PRESENCE_DTYPE and frame["presence"].cat.ordered
+        assert list(frame["detector"].cat.categories) == ["twilio_master_credentials"]
+    # presence is the secret's (where it still is anywhere); at_tip this occurrence's path at some tip
+    got = {(r.commit, r.path): (r.presence, r.at_tip) for r in f.findings.itertuples()}
+    assert got[(c["c1"], "config/settings.yaml")] == ("branch tip", False)  # B's first path: removed in c5
+    assert got[(c["c5"], "deploy/b.env")] == ("branch tip", True)
+    assert got[(c["c8"], "README")] == ("history only", False)
+    assert (f.findings["presence"] >= "history only").sum() == 1  # ordered: riskiest first
+    a = f.findings[f.findings["client_id"] == p["A"][0]]
+    assert a["at_tip"].tolist() == [True, True]  # removed in c3, re-added in c4 at the same path: at a tip there
+
+
+def test_the_frames_carry_the_scan_they_describe(golden):
+    f = golden.frames
+    meta = f.findings.attrs["scan"]
+    assert meta is f.meta and f.secrets.attrs["scan"] is meta and f.repos.attrs["scan"] is meta
+    assert (meta["complete"], meta["shallow"], meta["partial_clone"], meta["unreadable_objects"]) == (True, [], [], 0)
+    assert meta["validated"] is False and meta["checked_at_last"] is None
+    assert meta["commits_by_reach"] == {"branches and tags": 9, "pull requests only": 0, "other refs only": 0}
+    assert f.repos[["name", "partial_clone", "errors"]].iloc[0].tolist() == ["repo", False, 0]
 
 
 def test_end_of_exposure_follows_ancestry_not_the_clock(tmp_path):

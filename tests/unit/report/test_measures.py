@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from auditor import report
+from auditor.report.frames import PRESENCE_DTYPE, SCOPE, VALIDITY
 from auditor.report.stats import poisson_interval
 from auditor.testing import TwilioStandIn, serve_in_thread
 from tests.helpers.git import GitRepo
@@ -45,7 +46,7 @@ def test_rates_and_breakdowns(golden):
         "detector": "twilio_master_credentials", "measure": measures,
         "count": pd.array(counts, dtype="Int64"), "commits": 9,
         **{k: v.where(known) for k, v in r.items()},
-        "reference": pd.array([7.37, *[None] * 6], dtype="Float64"),
+        "reference": pd.array([8.33, *[None] * 6], dtype="Float64"),  # the current published figure
     }).astype({"detector": "string", "measure": "string", "commits": "int64"})
     rates = report.rates(f)
     master = rates["detector"] == "twilio_master_credentials"
@@ -60,8 +61,9 @@ def test_rates_and_breakdowns(golden):
                             **rates_of([2, 4], [3, 6])})
     pd.testing.assert_frame_equal(report.by_year(f), by_year)
 
-    def breakdown(key: str, labels: list[str], occ: list[int], uniq: list[int]) -> pd.DataFrame:
-        return pd.DataFrame({key: pd.array(labels, dtype="string"), "occurrences": occ,
+    def breakdown(key: str, labels: list[str], occ: list[int], uniq: list[int], dtype: object = "string"
+                  ) -> pd.DataFrame:
+        return pd.DataFrame({key: pd.Series(labels, dtype=dtype), "occurrences": occ,
                              "valid_occurrences": pd.array([None] * len(occ), dtype="Int64"),
                              "unique_secrets": uniq, "commits": 9, **rates_of(occ, [9] * len(occ))})
 
@@ -70,9 +72,9 @@ def test_rates_and_breakdowns(golden):
     pd.testing.assert_frame_equal(report.by_directory(f), breakdown(
         "top_directory", ["(root)", "config", "deploy", "tools"], [3, 1, 1, 1], [2, 1, 1, 1]))
     pd.testing.assert_frame_equal(report.by_presence(f), breakdown(
-        "presence", ["branch tip", "tag tip", "history only"], [4, 1, 1], [2, 1, 1]))
-    validity = breakdown("validity", ["unchecked"], [6], [4])
-    validity.insert(1, "scope", pd.array([None], dtype="string"))
+        "presence", ["branch tip", "tag tip", "history only"], [4, 1, 1], [2, 1, 1], PRESENCE_DTYPE))
+    validity = breakdown("validity", ["unchecked"], [6], [4], VALIDITY)
+    validity.insert(1, "scope", pd.Series([None], dtype=SCOPE))
     pd.testing.assert_frame_equal(report.by_validity(f), validity)
 
 
@@ -89,6 +91,12 @@ def test_timeline_and_top_paths(golden):
     assert life["removed_commit"].tolist() == [golden.c["c3"], pd.NA]
     assert life["exposure_days"].iloc[0] == pytest.approx(
         (golden.t[golden.c["c3"]] - golden.t[golden.c["c1"]]).total_seconds() / 86400)
+    # the ongoing one runs to the scan, as secrets counts it: both agree on the secret's last exposure
+    scanned = f.repos["scanned_at"].iloc[0]
+    assert life["exposure_ongoing"].tolist() == [False, True]
+    assert life["exposure"].tolist() == [golden.t[golden.c["c3"]] - golden.t[golden.c["c1"]],
+                                         scanned - golden.t[golden.c["c4"]]]
+    assert str(life["exposure"].dtype) == "timedelta64[s]"
 
 
 # -- edges: no commit, one commit, several repositories, validation --------------------------------------------
@@ -117,13 +125,21 @@ def test_several_repositories(tmp_path):
     f = report.load(run([one, two], tmp_path / "out"))
     table = report.per_repository(f)
     table = table[table["measure"].isin(["occurrences", "unique_secrets"])].reset_index(drop=True)
-    repos = [str(one.path), str(two.path), "(all repositories)"]
-    counts, commits = [1, 1, 2, 2, 3, 2], [2, 2, 3, 3, 5, 5]
+    repos = [str(one.path), str(two.path)]  # no pooled row: pooled() has it
+    counts, commits = [1, 1, 2, 2], [2, 2, 3, 3]
     expected = pd.DataFrame({"repo": [r for r in repos for _ in range(2)],
-                             "measure": ["occurrences", "unique_secrets"] * 3,
+                             "measure": ["occurrences", "unique_secrets"] * 2,
                              "count": pd.array(counts, dtype="Int64"), "commits": commits,
                              **rates_of(counts, commits)}).astype({"repo": "string", "measure": "string"})
     pd.testing.assert_frame_equal(table, expected)
+    pool = report.pooled(f).set_index("measure")
+    assert (pool.loc["occurrences", "count"], pool.loc["occurrences", "commits"]) == (3, 5)
+    assert pool.loc["occurrences", "rate"] == pytest.approx(3 / 5 * 1e6)
+    compared = report.compare(f)  # 3 in 5 commits: far above 8.33 per million; each interval excludes it
+    assert compared["reference"].tolist() == [8.33, 8.33] and compared["excludes_reference"].all()
+    assert compared[["name", "occurrences", "reference_is"]].to_numpy().tolist() == [
+        ["two", 2, "below"], ["one", 1, "below"]]  # the reference lies below each interval; by commits
+    assert report.compare(f, reference=1e6).set_index("name").loc["one", "reference_is"] == "inside"
     only_two = report.load(tmp_path / "out", repos=[str(two.path)])
     assert only_two.commits_scanned == 3 and len(only_two.findings) == 2
 
@@ -142,9 +158,27 @@ def test_validity_measures_against_the_stand_in(tmp_path):
                       "valid_unique_secrets": 2}
     v = report.by_validity(f)
     assert v[["validity", "scope", "occurrences"]].astype(object).where(v.notna(), None).to_numpy().tolist() == [
-        ["valid", "live", 2], ["invalid", None, 1], ["valid", "test", 1]]
+        ["valid", "live", 2], ["valid", "test", 1], ["invalid", None, 1]]  # ties: valid first (categories)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["valid_live_occurrences_per_million_commits"] == 1e6
     assert summary["detectors"]["twilio_master_credentials"]["valid_test_occurrences"] == 1
 
 
+
+
+def test_who_introduced_them_and_how_long_they_stayed(golden):
+    f = golden.frames
+    who = report.by_author(f)
+    assert who[["author_name", "author_email", "occurrences", "unique_secrets", "commits", "repos"]].to_numpy(
+        ).tolist() == [["Test Author", "author@example.com", 6, 4, 5, 1]]  # one identity made the golden history
+    assert who["valid_unique_secrets"].isna().all()  # not checked: NA, never 0
+    assert who["first_introduced"].iloc[0] == golden.t[golden.c["c1"]]
+    spans = report.exposure_summary(f).set_index("secrets")
+    s = f.secrets
+    assert spans["count"].tolist() == [1, 3, 4]  # D removed; A, B, C still at a tip
+    assert spans.loc["gone from every tip (still in history)", "median"] == golden.t[golden.c["c9"]] - golden.t[
+        golden.c["c8"]]
+    assert spans.loc["all secrets", "longest"] == s["exposure"].max()
+    assert spans.loc["still at a ref tip (until the scan)", "shortest"] == s.loc[s["exposure_ongoing"],
+                                                                                "exposure"].min()
+    assert str(spans["median"].dtype) == "timedelta64[s]"

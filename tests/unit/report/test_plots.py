@@ -4,11 +4,12 @@ apart, thin years shaded, a zero count drawn as its upper bound — read back fr
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from matplotlib.colors import to_hex
 
 from auditor.report import plots
-from auditor.report.stats import with_rates
+from auditor.report.stats import poisson_limits, with_rates
 
 
 def _rates(rows: list[dict]) -> pd.DataFrame:
@@ -30,6 +31,9 @@ def test_headline_is_on_a_log_axis_and_the_reference_sits_on_the_occurrences_row
     assert max(abs(y) for y in refs[0].get_ydata()) < 0.5  # row 0: occurrences, and no other row
     assert any("0 found" in t.get_text() for t in ax.texts)  # unique secrets: 0, shown as its upper bound
     assert plots.png(fig).startswith(b"\x89PNG")
+    cited = plots.headline_rates(table, {"GitGuardian": 7.37}, note="references count occurrences over all public "
+                                 "GitHub commits").axes[0].get_legend().get_title().get_text()
+    assert cited.replace("\n", " ") == "references count occurrences over all public GitHub commits"
 
 
 def test_repositories_by_commits_short_names_small_ones_grey_pooled_apart():
@@ -63,3 +67,26 @@ def test_timeline_counts_from_zero_and_drops_valid_when_not_checked():
     ax = plots.timeline(table, validated=False).axes[0]
     assert ax.get_ylim()[0] == 0
     assert "of them valid" not in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_funnel_plots_rate_against_commits_with_the_references_poisson_limits():
+    per = _rates([{"repo": r, "measure": "occurrences", "count": c, "commits": n} for r, c, n in (
+        ("/srv/mirrors/tiny.git", 1, 3), ("https://github.com/pallets/flask.git", 0, 12_114),
+        ("/home/u/src/big", 30, 2_000_000))]).astype({"repo": "string"})
+    ax = plots.funnel(per, reference=8.33, label="GitGuardian").axes[0]
+    assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log")
+    ref = [ln for ln in ax.get_lines() if to_hex(ln.get_color()) == plots.COLORS["ref"]]
+    assert len(ref) == 3  # the reference, and the funnel's upper and lower limits
+    upper = ref[1]
+    x = upper.get_xdata()
+    i = int(abs(x - 2_000_000).argmin())  # the limits at that many commits: a Poisson count of mean 8.33 × x / 10⁶
+    assert upper.get_ydata()[i] == poisson_limits(8.33 * x[i] / 1e6)[1] / x[i] * 1e6
+    assert ref[2].get_ydata()[i] == poisson_limits(8.33 * x[i] / 1e6)[0] / x[i] * 1e6
+    few = int(abs(x - 3).argmin())  # 3 commits: even one occurrence lies above the funnel, which is not drawn there
+    assert poisson_limits(8.33 * x[few] / 1e6) == (0, 0) and np.isnan(upper.get_ydata()[few])
+    points, zeros = ax.collections  # found (log y) and none found (on the floor, 'v')
+    assert sorted(map(tuple, points.get_offsets().tolist())) == [(3.0, 1e6 / 3), (2_000_000.0, 15.0)]
+    assert [to_hex(c) for c in points.get_facecolors()] == [plots.COLORS["other"], plots.COLORS["all"]]
+    assert zeros.get_offsets()[0][0] == 12_114 and zeros.get_offsets()[0][1] < ax.get_ylim()[1]
+    assert {t.get_text() for t in ax.texts} == {"tiny", "pallets/flask", "big"}
+    assert plots.png(ax.figure).startswith(b"\x89PNG")

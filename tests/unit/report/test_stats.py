@@ -47,3 +47,20 @@ def test_the_cluster_interval_allows_for_clustering_and_ignores_order():
     assert cluster_interval(list(reversed(clustered[0])), clustered[1]) == (low, high)  # a set of repositories
     assert cluster_interval([0, 0], [10, 10]) == rate_interval(0, 20)  # nothing found: the exact interval
     assert cluster_interval([3], [10]) == (None, None)  # one repository: no spread to measure
+
+
+@pytest.mark.parametrize(("mean", "limits"), [(0.001, (0, 0)), (0.5, (0, 2)), (3.0, (0, 7)), (10.0, (4, 17)),
+                                              (100.0, (81, 120)), (400.0, (361, 440))])
+def test_poisson_limits_are_the_central_95_percent_of_the_count(mean, limits):
+    from auditor.report.stats import poisson_limits
+
+    low, high = poisson_limits(mean)
+    assert (low, high) == limits
+
+    def cdf(k: int) -> float:
+        return sum(math.exp(-mean + i * math.log(mean) - math.lgamma(i + 1)) for i in range(k + 1))
+
+    assert cdf(high) >= 0.975 > (cdf(high - 1) if high else 0)  # the smallest such k
+    assert cdf(low) >= 0.025 > (cdf(low - 1) if low else 0)
+    big = poisson_limits(10_000.0)  # normal approximation beyond a mean of 500
+    assert big == (10_000 - 196, 10_000 + 196)
