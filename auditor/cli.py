@@ -103,8 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write tokens in clear in findings.jsonl and secrets.jsonl")
     s.add_argument("--no-progress", dest="progress", action="store_false", help="no progress output on stderr")
     s.add_argument("--detectors", type=Path, default=None, metavar="PATH",
-                   help="a directory of extra detector YAML, or another tool's catalog: a gitleaks config (.toml) or a "
-                        "Nosey Parker rules file (each rule a detector; what a rule says that is not applied is said)")
+                   help="a directory of extra detector YAML and/or Nosey Parker rules files, or another tool's catalog "
+                        "file: a gitleaks config (.toml) or a Nosey Parker rules file (each rule a detector; what a "
+                        "rule says that is not applied is said)")
     s.add_argument("--max-blob-bytes", type=_positive(int), default=64 * 1024 * 1024, metavar="N",
                    help="skip (and count) blobs larger than N bytes (default 64 MiB)")
     s.add_argument("--recheck", action="store_true", help="ask the provider again about every secret")
@@ -132,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = actions.add_parser("check", help="parse every detector, compile its patterns, run its examples and negative "
                            "examples; exit 2 if any fails")
     c.add_argument("dir", type=Path, nargs="?", default=None, metavar="DIR",
-                   help="a directory of your own detector YAML (what you would pass to scan --detectors)")
+                   help="a directory of your own detector YAML or Nosey Parker rules files, or a catalog file (what "
+                        "you would pass to scan --detectors)")
     return parser
 
 
@@ -299,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
                        max_pairs_per_sid=args.max_pairs_per_sid, validate_concurrency=args.validate_concurrency,
                        validate_rate=args.validate_rate, validate_timeout=args.validate_timeout)
     try:
-        if args.detectors is not None and args.detectors.is_file():
+        if args.detectors is not None:  # a catalog file, or a directory that may hold Nosey Parker rules files
             from auditor.detectors.spec import load_with_notes
 
             for note in load_with_notes(args.detectors)[1]:  # at load, before a long scan

@@ -201,6 +201,9 @@ class BlobScan:
     errors: tuple[str, ...] = ()
     candidates: tuple[Candidate, ...] = ()
     scanned_oids: tuple[bytes, ...] = ()  # raw oids fully scanned (for the store's incremental state)
+    # detector id → blobs of the batch where it found more than engine.MAX_MATCHES matches (the rest were dropped):
+    # filled from ``detect(..., bounded=)``; summed into RepoStats.matches_bounded for the summary
+    matches_bounded: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -329,6 +332,9 @@ class RepoStats:
     blobs_scanned: int = 0
     bytes_scanned: int = 0
     blobs_skipped: Counter[str] = field(default_factory=Counter)
+    # detector id → blobs where it hit the bound on matches kept per blob (detectors.engine.MAX_MATCHES): its counts
+    # there are lower bounds, and the summary says so
+    matches_bounded: Counter[str] = field(default_factory=Counter)
     commits_new: int = 0  # commits attributed by this run (all of them unless an earlier scan did the rest)
     changes_read: int = 0  # file changes (commit against first parent) read
     errors: list[str] = field(default_factory=list)

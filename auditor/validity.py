@@ -81,8 +81,17 @@ def _document(body: bytes) -> Any:
         return _NOT_JSON
 
 
+def _lookup(doc: Any, key: str) -> Any:
+    """The value at ``key`` of a JSON document; a dotted key (``meta.key``) walks nested objects."""
+    for part in key.split("."):
+        if not isinstance(doc, dict):
+            return _MISSING
+        doc = doc.get(part, _MISSING)
+    return doc
+
+
 def _fits(doc: Any, wanted: Mapping[str, Any], client_id: str) -> bool:
-    return isinstance(doc, dict) and all(doc.get(k, _MISSING) == _expected(v, client_id) for k, v in wanted.items())
+    return isinstance(doc, dict) and all(_lookup(doc, k) == _expected(v, client_id) for k, v in wanted.items())
 
 
 def match(rules: Sequence[ResponseRule], status: int, body: bytes, client_id: str

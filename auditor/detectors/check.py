@@ -1,7 +1,8 @@
 """``auditor detectors check [DIR]``: does every detector file parse, compile and find what its examples say?
 
 Pure: files in, a ``CheckReport`` out (the CLI prints it). Per detector file, in load order (the built-in ones, then
-DIR's ``*.yaml``/``*.yml``):
+DIR's ``*.yaml``/``*.yml``; a Nosey Parker rules file there, or a catalog file given as DIR, gives one verdict per
+rule):
 
 - it parses (a problem names the file and the field: ``spec.DetectorFileError``);
 - its id is unique. Two files of DIR with one id are an **error**: a scan would keep the later file's detector and
@@ -29,6 +30,7 @@ import yaml
 
 from auditor.detectors import catalogs
 from auditor.detectors.engine import CompiledDetector, DetectorSet, detect
+from auditor.detectors.prefilter import MIN_LITERAL
 from auditor.detectors.spec import Detector, Example, detector_files, parse_detector
 from auditor.errors import DetectorFileError
 
@@ -121,6 +123,10 @@ def check_detector(detector: Detector, max_pairs: int = 8) -> list[Problem]:
         return [Problem(Severity.ERROR, f"a field holds a value of the wrong type ({e}); see the built-in detector "
                         "files for the expected shapes")]
     problems = []
+    if compiled.literals is None:
+        problems.append(Problem(Severity.WARNING, "runs on every blob: no keyword, and no literal of "
+                                f"{MIN_LITERAL}+ bytes that every match of its pattern holds, for the prefilter to "
+                                "look for (slower with many rules; add keywords, or a literal prefix)"))
     for key, examples, run in (("examples", detector.examples, run_example),
                                ("negative_examples", detector.negative_examples, run_negative_example)):
         for i, example in enumerate(examples):
@@ -129,8 +135,8 @@ def check_detector(detector: Detector, max_pairs: int = 8) -> list[Problem]:
     return problems
 
 
-def _load(src: str | Path, file: Any) -> Detector:
-    """``spec``'s loading, with a one-line message for a file that is not YAML (or not UTF-8 text)."""
+def _load(src: str | Path, file: Any) -> Any:
+    """A file's YAML document, with a one-line message for a file that is not YAML (or not UTF-8 text)."""
     try:
         doc = yaml.safe_load(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as e:
@@ -140,22 +146,43 @@ def _load(src: str | Path, file: Any) -> Detector:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise DetectorFileError(src, "<yaml>", f"is not valid YAML: {problem}{where}") from None
-    return parse_detector(doc, src)
+    return doc
+
+
+def _rules(rules: Sequence[Detector], source: str, users: dict[str, str], max_pairs: int) -> list[FileResult]:
+    """One verdict per rule of a catalog; a rule id another file of the set already gave is an error."""
+    out = []
+    for rule in rules:
+        problems = check_detector(rule, max_pairs)
+        if (earlier := users.setdefault(rule.id, source)) != source:
+            problems.insert(0, Problem(Severity.ERROR, f"id {rule.id!r} is also the id of {earlier}: a scan would "
+                                       "keep only one of them, silently; give each rule its own id"))
+        out.append(FileResult(source=f"{source} rule {rule.id}", detector=rule.id, problems=tuple(problems)))
+    return out
 
 
 def check_detectors(extra_dir: Path | None = None, *, max_pairs: int = 8) -> CheckReport:
-    """Check the built-in detector files and every ``*.yaml``/``*.yml`` of ``extra_dir``; never raises for a bad
-    file (that is a result), only DetectorFileError when ``extra_dir`` is not a directory."""
+    """Check the built-in detector files and every ``*.yaml``/``*.yml`` of ``extra_dir`` (auditor detector files or
+    Nosey Parker rules files), or a catalog file; never raises for a bad file (that is a result), only
+    DetectorFileError when ``extra_dir`` is neither a directory nor a file."""
     catalog = extra_dir is not None and extra_dir.is_file()  # a gitleaks config or a Nosey Parker rules file
     files = detector_files(None if catalog else extra_dir)
     results: list[FileResult] = []
+    overall: list[Problem] = []
     loaded: list[Detector] = []
     builtins: dict[str, str] = {}  # id → the built-in file that defines it
     users: dict[str, str] = {}  # id → the first file of extra_dir that defines it
     for src, file in files:
         source, builtin = str(src), not isinstance(src, Path)
         try:
-            detector = _load(src, file)
+            doc = _load(src, file)
+            if not builtin and catalogs.is_rules_doc(doc):  # a Nosey Parker rules file in the directory
+                rules, notes = catalogs.noseyparker(doc, source)
+                overall += [Problem(Severity.WARNING, note) for note in notes]
+                loaded += rules
+                results += _rules(rules, source, users, max_pairs)
+                continue
+            detector = parse_detector(doc, src)
         except DetectorFileError as e:
             results.append(FileResult(source=source, detector=None,
                                       problems=(Problem(Severity.ERROR, str(e).removeprefix(f"{source}: ")),)))
@@ -173,7 +200,6 @@ def check_detectors(extra_dir: Path | None = None, *, max_pairs: int = 8) -> Che
         loaded.append(detector)
         results.append(FileResult(source=source, detector=detector.id, examples=len(detector.examples),
                                   negative_examples=len(detector.negative_examples), problems=tuple(problems)))
-    overall: list[Problem] = []
     if catalog:
         try:
             rules, notes = catalogs.load(extra_dir)
@@ -182,10 +208,8 @@ def check_detectors(extra_dir: Path | None = None, *, max_pairs: int = 8) -> Che
             results.append(FileResult(source=str(extra_dir), detector=None,
                                       problems=(Problem(Severity.ERROR, str(e)),)))
         overall += [Problem(Severity.WARNING, note) for note in notes]
-        for rule in rules:
-            loaded.append(rule)
-            results.append(FileResult(source=f"{extra_dir} rule {rule.id}", detector=rule.id,
-                                      problems=tuple(check_detector(rule, max_pairs))))
+        loaded += rules
+        results += _rules(rules, str(extra_dir), users, max_pairs)
     elif extra_dir is not None and not any(isinstance(src, Path) for src, _ in files):
         overall.append(Problem(Severity.WARNING, f"{extra_dir} holds no *.yaml or *.yml file"))
     try:

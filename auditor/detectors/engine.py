@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import bisect
 import functools
-from collections.abc import Iterable, Iterator
+import itertools
+import math
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 
 import regex
 
-from auditor.detectors.spec import Detector
+from auditor.detectors import prefilter
+from auditor.detectors.spec import Allowlist, Detector
 from auditor.models import Candidate, Pair
 
 _NEWLINE = regex.compile(rb"\n")
 BINARY_PROBE = 8000  # git's rule: a NUL in the first 8000 bytes makes a blob binary
+# Matches of one matcher kept per blob: a catalog rule matching every line of a big file must not stall a scan (its
+# candidates, their lines and pairs grow with them). A blob that reaches it is named in ``detect(..., bounded=)``.
+MAX_MATCHES = 4096
 
 
 def is_binary(data: bytes) -> bool:
@@ -24,6 +31,43 @@ def extension(name: bytes) -> str:
     base = name.rsplit(b"/", 1)[-1]
     dot = base.rfind(b".")
     return base[dot + 1:].decode("utf-8", "replace").lower() if dot >= 0 else ""
+
+
+def entropy(value: bytes) -> float:
+    """Shannon entropy in bits per character, as gitleaks computes it (``shannonEntropy``)."""
+    n = len(value)
+    return -sum(c / n * math.log2(c / n) for c in Counter(value).values()) if n else 0.0
+
+
+class _Allowed:
+    """A matcher's allowlists, compiled: whether a found value is one they drop."""
+
+    def __init__(self, allowlists: tuple[Allowlist, ...]) -> None:
+        self._lists = [(a.target, [regex.compile(r.encode()) for r in a.regexes],
+                        [w.lower().encode() for w in a.stopwords]) for a in allowlists]
+
+    def drops(self, data: bytes, m: regex.Match[bytes], group: int) -> bool:
+        secret = m.group(group)
+        for target, patterns, stopwords in self._lists:
+            if patterns:
+                if target == "match":
+                    text = m.group(0)
+                elif target == "line":
+                    text = data[data.rfind(b"\n", 0, m.start()) + 1:_line_end(data, m.end())]
+                else:
+                    text = secret
+                if any(p.search(text) for p in patterns):
+                    return True
+            if stopwords:
+                lowered = secret.lower()
+                if any(w in lowered for w in stopwords):
+                    return True
+        return False
+
+
+def _line_end(data: bytes, pos: int) -> int:
+    end = data.find(b"\n", pos)
+    return len(data) if end < 0 else end
 
 
 def is_placeholder(body: bytes, min_distinct: int) -> bool:
@@ -43,6 +87,8 @@ class CompiledDetector:
         ban = detector.filename_banlist
         self._ban_ext = [regex.compile(p, regex.IGNORECASE) for p in (ban.banlist_extensions if ban else ())]
         self._ban_name = [regex.compile(p) for p in (ban.banlist_filenames if ban else ())]
+        self._ban_path = [regex.compile(p) for p in (ban.banlist_paths if ban else ())]
+        self._only_path = [regex.compile(p) for p in (ban.only_paths if ban else ())]
         self.check_binaries = bool(ban and ban.check_binaries)
         wl = detector.content_whitelist
         # Case-insensitive gate: a pattern without capitals runs case-sensitively on the lower-cased blob, which
@@ -51,6 +97,8 @@ class CompiledDetector:
                            (regex.compile(p.encode(), regex.IGNORECASE), False) for p in (wl.patterns if wl else ())]
         self._matchers = {m.name: regex.compile(m.pattern.encode()) for m in detector.matchers}
         self._groups = {m.name: m.secret_group for m in detector.matchers}
+        self._min_entropy = {m.name: m.min_entropy for m in detector.matchers if m.min_entropy is not None}
+        self._allowed = {m.name: _Allowed(m.allowlists) for m in detector.matchers if m.allowlists}
         # No candidate without a match of this one (the client_id of a pair, else the secret): searched first,
         # on the raw bytes, it turns most blobs away at ~2.8 GiB/s, before the gate lower-cases anything.
         self._anchor = self._matchers.get("client_id") or self._matchers.get("client_secret")
@@ -58,6 +106,12 @@ class CompiledDetector:
         self._min_distinct = detector.pairing.min_distinct_chars
         self._ext_cache: dict[str, bool] = {}
         self.gates_lowered = any(on_lowered for _, on_lowered in self._whitelist)
+        # What the prefilter looks for: literals one of which any candidate's blob holds (None: runs on every blob).
+        anchor = next((m for m in detector.matchers if m.name == "client_id"), None) or next(
+            (m for m in detector.matchers if m.name == "client_secret"), None)
+        self.literals = prefilter.required([*(wl.patterns if wl else ()), *([anchor.pattern] if anchor else [])])
+        # Matchers tried only where their leading literals occur (a generic `(?i)(?:key|token|…)…` rule)
+        self._leading = {m.name: lead for m in detector.matchers if (lead := prefilter.leading(m.pattern))}
 
     def allows_filename(self, name: bytes) -> bool:
         """FilenameBanlist: False when the extension or the basename is banned."""
@@ -68,11 +122,31 @@ class CompiledDetector:
         if allowed and self._ban_name:
             base = name.rsplit(b"/", 1)[-1].decode("utf-8", "replace")
             allowed = not any(p.search(base) for p in self._ban_name)
+        if allowed and (self._ban_path or self._only_path):
+            path = name.decode("utf-8", "replace")
+            allowed = not any(p.search(path) for p in self._ban_path) and (
+                not self._only_path or any(p.search(path) for p in self._only_path))
         return allowed
 
-    def could_match(self, data: bytes) -> bool:
+    def could_match(self, data: bytes, lowered: bytes | None = None) -> bool:
         """A necessary condition for any candidate: the anchor matcher finds something."""
-        return self._anchor is None or self._anchor.search(data) is not None
+        if self._anchor is None:
+            return True
+        name = "client_id" if "client_id" in self._matchers else "client_secret"
+        return next(self._finditer(name, data, lowered), None) is not None
+
+    def _finditer(self, name: str, data: bytes, lowered: bytes | None) -> Iterator[regex.Match[bytes]]:
+        """``finditer`` of a matcher; with its leading literals and the lowered blob, tried only where they occur:
+        the same matches (a match can start nowhere else; leftmost first, each after the previous one's end)."""
+        pattern, lead = self._matchers[name], self._leading.get(name)
+        if lead is None or lowered is None:
+            yield from pattern.finditer(data)
+            return
+        end = 0
+        for at in prefilter.starts(lowered, lead):
+            if at >= end and (m := pattern.match(data, at)) is not None:
+                yield m
+                end = max(m.end(), at + 1)
 
     def wants(self, data: bytes, lowered: bytes | None = None) -> bool:
         """ContentWhitelist: a blob is matched only if every gate pattern finds something (case-insensitive)."""
@@ -83,17 +157,25 @@ class CompiledDetector:
                 return False
         return True
 
-    def _values(self, name: str, data: bytes) -> dict[bytes, list[tuple[int, int]]]:
-        """Distinct non-placeholder values of one matcher → their (start, end) spans."""
+    def _values(self, name: str, data: bytes, bounded: set[str] | None = None,
+                lowered: bytes | None = None) -> dict[bytes, list[tuple[int, int]]]:
+        """Distinct non-placeholder values of one matcher → their (start, end) spans, from its first MAX_MATCHES
+        matches (this detector's id goes into ``bounded`` when there were more)."""
         out: dict[bytes, list[tuple[int, int]]] = {}
         pattern = self._matchers.get(name)
         if pattern is None:
             return out
         group = self._groups.get(name)
-        for m in pattern.finditer(data):
+        floor, allowed = self._min_entropy.get(name), self._allowed.get(name)
+        matches = self._finditer(name, data, lowered)
+        for m in itertools.islice(matches, MAX_MATCHES):
             if group is not None:  # another tool's rule: the secret is a group (detectors.catalogs)
                 g = group or next((i for i in range(1, pattern.groups + 1) if m.group(i)), 0)
                 if not m.group(g):
+                    continue
+                if floor is not None and entropy(m.group(g)) <= floor:
+                    continue
+                if allowed is not None and allowed.drops(data, m, g):
                     continue
                 out.setdefault(m.group(g), []).append(m.span(g))
                 continue
@@ -101,6 +183,8 @@ class CompiledDetector:
             if self._min_distinct and is_placeholder(body, self._min_distinct):
                 continue
             out.setdefault(m.group(0), []).append(m.span())
+        if bounded is not None and next(matches, None) is not None:
+            bounded.add(self.id)
         return out
 
     def _keyword_near(self, data: bytes, pos: int) -> bool:
@@ -111,16 +195,18 @@ class CompiledDetector:
         window = data[prev_start:line_end if line_end >= 0 else len(data)].lower()
         return any(k in window for k in self._keywords)
 
-    def candidates(self, data: bytes, blob: str, max_pairs: int) -> list[Candidate]:
+    def candidates(self, data: bytes, blob: str, max_pairs: int, bounded: set[str] | None = None,
+                   lowered: bytes | None = None) -> list[Candidate]:
         """Every client_id with its secrets ranked (keyword first, then nearest); at most ``max_pairs`` each."""
-        secrets = self._values("client_secret", data)
+        secrets = self._values("client_secret", data, bounded, lowered)
         if not secrets:
             return []
         if "client_id" not in self._matchers:  # single-match detector: each secret stands alone
+            at = _Lines(data)  # one newline index, not a count from the start per secret
             return [Candidate(detector=self.id, blob=blob, client_id="", pairs=(
-                Pair(client_id="", client_secret=s.decode(), rank=0, line=data.count(b"\n", 0, p[0][0]) + 1),))
+                Pair(client_id="", client_secret=s.decode(), rank=0, line=at.of(p[0][0])),))
                 for s, p in secrets.items()]
-        ids = self._values("client_id", data)
+        ids = self._values("client_id", data, bounded, lowered)
         keyword = {s for s, spans in secrets.items() if any(self._keyword_near(data, p) for p, _ in spans)}
         # Occurrences sorted by position: each client_id looks only at the nearest few distinct secrets on each
         # side (plus every keyword secret), so a blob repeating values thousands of times stays linear.
@@ -197,21 +283,39 @@ class _Lines:
         return bisect.bisect_right(self._newlines, offset - 1) + 1
 
 
+@functools.lru_cache(maxsize=4)  # a run (a worker) has one detector list; tests and `detectors check` a few more
+def _prefilter(detectors: tuple[CompiledDetector, ...]) -> tuple[prefilter.Prefilter, bool]:
+    """The set's prefilter, and whether every detector skips binary blobs (then a binary blob costs no pass)."""
+    return prefilter.Prefilter([d.literals for d in detectors]), not any(d.check_binaries for d in detectors)
+
+
 def detect(detectors: Iterable[CompiledDetector], data: bytes, blob: str, max_pairs: int,
-           binary: bool | None = None) -> list[Candidate]:
-    """Run pre-validators then matchers of every detector on one blob's content (``binary``: if already known)."""
+           binary: bool | None = None, *, bounded: set[str] | None = None) -> list[Candidate]:
+    """Run pre-validators then matchers of every detector on one blob's content (``binary``: if already known).
+
+    With many detectors, one prefilter pass first keeps only those whose literals the blob holds (``prefilter``);
+    the detector list is compiled into it once (cached by identity: pass the same list, or tuple, every time).
+    ``bounded`` collects the ids of detectors that found more than MAX_MATCHES matches here (the rest were dropped).
+    """
+    chosen: Sequence[CompiledDetector] = detectors if isinstance(detectors, Sequence) else list(detectors)
     out: list[Candidate] = []
     lowered: bytes | None = None
-    for d in detectors:
+    plan, skip_binary = _prefilter(tuple(chosen))
+    if plan.active:
+        if skip_binary and (binary if binary is not None else is_binary(data)):
+            return out
+        lowered = data.lower()
+        chosen = [chosen[i] for i in plan.select(lowered)]
+    for d in chosen:
         if not d.check_binaries:
             if binary is None:
                 binary = is_binary(data)
             if binary:
                 continue
-        if not d.could_match(data):
+        if not d.could_match(data, lowered):
             continue
         if lowered is None and d.gates_lowered:
             lowered = data.lower()
         if d.wants(data, lowered):
-            out.extend(d.candidates(data, blob, max_pairs))
+            out.extend(d.candidates(data, blob, max_pairs, bounded, lowered))
     return out

@@ -21,6 +21,19 @@ class FilenameBanlist:
     banlist_extensions: tuple[str, ...] = ()
     banlist_filenames: tuple[str, ...] = ()
     check_binaries: bool = False
+    banlist_paths: tuple[str, ...] = ()  # searched in the whole path (a gitleaks allowlist's ``paths``)
+    only_paths: tuple[str, ...] = ()  # when given, one must find something in the whole path (a gitleaks rule's path)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Allowlist:
+    """A gitleaks allowlist as far as a blob tells (detectors.catalogs): a value is dropped when one of ``regexes``
+    finds something in its ``target`` (``secret``, the whole ``match``, or its ``line``), or when it contains one of
+    ``stopwords`` (any case)."""
+
+    regexes: tuple[str, ...] = ()
+    target: str = "secret"
+    stopwords: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,6 +48,8 @@ class Matcher:
     # Another tool's rule (detectors.catalogs): the value is this group instead (0: the first non-empty group, else
     # the whole match), as gitleaks' secretGroup and Nosey Parker's groups say.
     secret_group: int | None = None
+    min_entropy: float | None = None  # gitleaks' entropy: a value whose Shannon entropy is at most this is dropped
+    allowlists: tuple[Allowlist, ...] = ()  # gitleaks' allowlists (the rule's and the global ones)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,7 +78,8 @@ class ResponseRule:
 
     status: int
     validity: Validity
-    json: Mapping[str, Any] | None = None  # every key must equal ("{client_id}" is substituted)
+    json: Mapping[str, Any] | None = None  # every key (dotted: nested, ``meta.key``) must equal ("{client_id}" is
+    # substituted)
     scope: str | None = None
     keep: Mapping[str, str | Differs] = field(default_factory=dict)  # finding field → JSON key (or a Differs test)
     ask_other_regions: bool = False
@@ -271,19 +287,19 @@ def parse_detector(doc: Any, src: object) -> Detector:
     return detector
 
 
-def _load_file(text: str, src: object) -> Detector:
+def _load_doc(text: str, src: object) -> Any:
     import yaml  # here: detection workers get Detector values, never files, and need no YAML parser
 
     try:
-        doc = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise DetectorFileError(src, "<yaml>", f"is not valid YAML: {e}") from None
-    return parse_detector(doc, src)
 
 
 def detector_files(extra_dir: Path | None = None) -> list[tuple[str | Path, Any]]:
     """(name every message gives it, file) of each detector file in load order: the built-in ones, then every
-    ``*.yaml``/``*.yml`` of ``extra_dir``; a later file's detector replaces an earlier one of the same id."""
+    ``*.yaml``/``*.yml`` of ``extra_dir`` (auditor's own detector files or Nosey Parker rules files); a later file's
+    detector replaces an earlier one of the same id."""
     files: list[tuple[str | Path, Any]] = [
         (f"builtin/{entry.name}", entry) for entry in sorted(resources.files(BUILTIN).iterdir(), key=lambda e: e.name)
         if entry.name.endswith((".yaml", ".yml"))]
@@ -296,25 +312,38 @@ def detector_files(extra_dir: Path | None = None) -> list[tuple[str | Path, Any]
 
 
 def load_detectors(extra: Path | None = None) -> tuple[Detector, ...]:
-    """The built-in detectors, plus every ``*.yaml``/``*.yml`` of the directory ``extra`` (a user's own) — or, when
-    ``extra`` is a file, the rules of a gitleaks config or a Nosey Parker rules file (``load_with_notes`` also says
-    what of them is not honoured)."""
+    """The built-in detectors, plus every ``*.yaml``/``*.yml`` of the directory ``extra`` (a user's own detector files
+    or Nosey Parker rules files) — or, when ``extra`` is a file, the rules of a gitleaks config or a Nosey Parker
+    rules file (``load_with_notes`` also says what of them is not honoured)."""
     return load_with_notes(extra)[0]
 
 
 def load_with_notes(extra: Path | None = None) -> tuple[tuple[Detector, ...], list[str]]:
+    from auditor.detectors import catalogs
+
     found: dict[str, Detector] = {}
     notes: list[str] = []
+    rule_source: dict[str, str] = {}  # a catalog rule's id → the file that gave it (two files, one id: an error)
+
+    def add_rules(rules: list[Detector], said: list[str], src: str) -> None:
+        notes.extend(said)
+        for d in rules:
+            if (earlier := rule_source.setdefault(d.id, src)) != src:
+                raise DetectorFileError(src, "rules", f"rule {d.id!r} has the id of a rule of {earlier}: a scan "
+                                        "would keep only one of them; give each rule its own id")
+            if d.id in found:
+                notes.append(f"{src}: rule {d.id}: replaces the detector of the same id")
+            found[d.id] = d
+
     catalog = extra is not None and extra.is_file()
     for src, file in detector_files(None if catalog else extra):
-        d = _load_file(file.read_text(encoding="utf-8"), src)
+        doc = _load_doc(file.read_text(encoding="utf-8"), src)
+        if isinstance(src, Path) and catalogs.is_rules_doc(doc):  # a Nosey Parker rules file in the directory
+            add_rules(*catalogs.noseyparker(doc, str(src)), str(src))
+            continue
+        d = parse_detector(doc, src)
         found[d.id] = d  # a user's detector may replace a built-in one of the same id (`auditor detectors check`)
     if catalog:
-        from auditor.detectors import catalogs
-
-        rules, notes = catalogs.load(extra)
-        for d in rules:
-            if d.id in found:
-                notes.append(f"{extra}: rule {d.id}: replaces the detector of the same id")
-            found[d.id] = d
+        assert extra is not None
+        add_rules(*catalogs.load(extra), str(extra))
     return tuple(found.values()), notes

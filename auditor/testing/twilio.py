@@ -3,7 +3,8 @@
 The network of a test, a benchmark or a user's dry run should never be api.twilio.com: point
 ``--twilio-api-url`` (or ``AUDITOR_TWILIO_API_URL``) at this server instead. It answers
 ``GET /2010-04-01/Accounts/{sid}.json`` the way Twilio does — including the account's auth token in
-the 200 body, so a test can prove that body never leaks — and it records every request it receives
+the 200 body, so a test can prove that body never leaks — and ``GET /v2/Services`` (Verify's service list, where an
+API key SK… : secret is checked) the way verify.twilio.com does; it records every request it receives
 so assertions are made on what reached the server, not on what the client believes it sent.
 
 Errors come in Twilio's JSON shape (``{code, message, more_info, status}``). One stand-in plays one region: a pair
@@ -12,6 +13,7 @@ it does not know gets 401/20003, as a token of another region does on Twilio's h
 
     python -m auditor.testing --valid AC…:token --test AC…:token --latency 0.05 --port 8099
     python -m auditor.testing --region ie1 --valid AC…:token --closed AC…:token --subaccount AC…:token
+    python -m auditor.testing --api-key SK…:secret --restricted-key SK…:secret
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ import email.utils
 import hashlib
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
 ACCOUNT_PATH = "/2010-04-01/Accounts/{sid}.json"
+SERVICES_PATH = "/v2/Services"  # Verify (verify.twilio.com): the API-key check
 
 Creds = set[tuple[str, str]]
 
@@ -51,7 +54,8 @@ class TwilioStandIn:
     """What the stand-in knows and what it saw; mutate it between requests to change its answers.
 
     ``faults`` is a script consumed one entry per request, before any normal answer (``sid_faults`` the same for
-    one SID's requests, before ``faults``): ``"429"`` (Twilio's 20429, Retry-After: ``retry_after`` seconds),
+    one SID's requests, before ``faults``; on ``/v2/Services`` the SID is the Basic login, the key SID):
+    ``"429"`` (Twilio's 20429, Retry-After: ``retry_after`` seconds),
     ``"429-date"`` (Retry-After as an HTTP date), ``"429-none"`` (no Retry-After), ``"429-gateway"`` (a 429 that
     is not Twilio's: plain text), any other 3-digit status (e.g. ``"503"``: Twilio's JSON error 20000 + status
     for 4xx and 5xx, so ``"404"`` is Twilio's own 20404), ``"html200"`` (an HTML page with that status: what a proxy
@@ -66,6 +70,8 @@ class TwilioStandIn:
     suspended: Creds = field(default_factory=set)  # → 403 code 20403
     closed: Creds = field(default_factory=set)  # → 200, status closed
     subaccounts: Creds = field(default_factory=set)  # → 200 of a subaccount: owner_account_sid is parent_of(sid)
+    api_keys: Creds = field(default_factory=set)  # (SK…, secret) → 200 on /v2/Services (``suspended`` → 403 20403)
+    restricted_keys: Creds = field(default_factory=set)  # a Restricted key without Verify's permission → 403 70051
     region: str = "us1"  # the Twilio region this stand-in plays (what it prints; pairs it does not know get 401)
     serves_accounts: bool = True  # False: a host without the Accounts resource (every request 404, code 20404)
     latency: float = 0.0  # seconds before every answer
@@ -76,12 +82,14 @@ class TwilioStandIn:
     account_status: str = "active"
     account_type: str = "Full"
     requests: list[tuple[float, str]] = field(default_factory=list)  # (time.monotonic() on arrival, sid)
+    asked: list[tuple[str, str, str | None]] = field(default_factory=list)  # (method, path?query, Basic login)
     in_flight: int = 0
     max_in_flight: int = 0
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get(ACCOUNT_PATH, self._account)
+        app.router.add_get(SERVICES_PATH, self._services)
         return app
 
     def sids(self) -> list[str]:
@@ -98,24 +106,33 @@ class TwilioStandIn:
         return best
 
     async def _account(self, request: web.Request) -> web.StreamResponse:
-        sid = request.match_info["sid"]
+        return await self._serve(request, request.match_info["sid"], self.serves_accounts, self._answer)
+
+    async def _services(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, _login(request)[0] or "", True, self._key_answer)
+
+    async def _serve(self, request: web.Request, sid: str, serves: bool,
+                     answer: Callable[[web.Request, str], web.Response]) -> web.StreamResponse:
+        """Latency, then a scripted fault if any, then ``answer``; every request is recorded."""
         self.requests.append((time.monotonic(), sid))
+        self.asked.append((request.method, request.path_qs, _login(request)[0]))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             if self.latency:
                 await asyncio.sleep(self.latency)
             if self.sid_faults.get(sid):
-                return await self._fault(self.sid_faults[sid].pop(0), request, sid)
+                return await self._fault(self.sid_faults[sid].pop(0), request, sid, answer)
             if self.faults:
-                return await self._fault(self.faults.pop(0), request, sid)
-            if not self.serves_accounts:
+                return await self._fault(self.faults.pop(0), request, sid, answer)
+            if not serves:
                 return _error(404, 20404, "The requested resource was not found")
-            return self._answer(request, sid)
+            return answer(request, sid)
         finally:
             self.in_flight -= 1
 
-    async def _fault(self, fault: str, request: web.Request, sid: str) -> web.StreamResponse:
+    async def _fault(self, fault: str, request: web.Request, sid: str,
+                     answer: Callable[[web.Request, str], web.Response]) -> web.StreamResponse:
         if fault == "429":
             return _error(429, 20429, "Too Many Requests", {"Retry-After": str(self.retry_after)})
         if fault == "429-date":
@@ -138,7 +155,7 @@ class TwilioStandIn:
             return web.Response(status=200, content_type="application/json", text='{"sid": "' + sid[:10])
         if fault == "slow":
             await asyncio.sleep(self.slow_seconds)
-            return self._answer(request, sid)
+            return answer(request, sid)
         if fault == "drop":
             assert request.transport is not None
             request.transport.abort()  # no status line at all: the client sees a disconnect
@@ -151,13 +168,9 @@ class TwilioStandIn:
         raise ValueError(f"unknown fault {fault!r}")
 
     def _answer(self, request: web.Request, sid: str) -> web.Response:
-        scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
-        try:
-            login, sep, password = base64.b64decode(encoded, validate=True).decode().partition(":")
-        except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
-            login, sep, password = "", "", ""
+        login, password = _login(request)
         creds = (login, password)
-        if scheme.lower() != "basic" or not sep or login != sid:
+        if login is None or login != sid:
             return _error(401, 20003, "Authenticate")
         if creds in self.valid or creds in self.closed or creds in self.subaccounts:
             return web.json_response({
@@ -172,6 +185,31 @@ class TwilioStandIn:
         if creds in self.suspended:
             return _error(403, 20403, "Forbidden: account suspended")
         return _error(401, 20003, "Authenticate")
+
+    def _key_answer(self, request: web.Request, sid: str) -> web.Response:
+        """Verify's service list for an API key: one page, no service (the body carries no secret)."""
+        login, password = _login(request)
+        creds = (login or "", password)
+        if creds in self.api_keys:
+            page = f"https://verify.twilio.com{SERVICES_PATH}?PageSize=1&Page=0"
+            return web.json_response({"services": [], "meta": {
+                "page": 0, "page_size": 1, "first_page_url": page, "previous_page_url": None, "url": page,
+                "next_page_url": None, "key": "services"}})
+        if creds in self.restricted_keys:
+            return _error(403, 70051, "Authorization Failed")
+        if creds in self.suspended:
+            return _error(403, 20403, "Forbidden: account suspended")
+        return _error(401, 20003, "Authenticate")
+
+
+def _login(request: web.Request) -> tuple[str | None, str]:
+    """The Basic-auth (user, password) of a request; (None, "") without a well-formed Basic header."""
+    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+    try:
+        login, sep, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        return None, ""
+    return (login, password) if scheme.lower() == "basic" and sep else (None, "")
 
 
 @asynccontextmanager
@@ -242,6 +280,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--closed", action="append", default=[], metavar="SID:TOKEN", help="200, account status closed")
     p.add_argument("--subaccount", action="append", default=[], metavar="SID:TOKEN",
                    help="200 of a subaccount (owner_account_sid is another SID)")
+    p.add_argument("--api-key", action="append", default=[], metavar="SK:SECRET",
+                   help="a live API key (200 on /v2/Services)")
+    p.add_argument("--restricted-key", action="append", default=[], metavar="SK:SECRET",
+                   help="a Restricted API key without Verify's permission (403 70051)")
     p.add_argument("--region", default="us1", help="the Twilio region this stand-in plays (default us1)")
     p.add_argument("--latency", type=float, default=0.0, help="seconds before every answer")
     p.add_argument("--fault", action="append", default=[], help="scripted faults, one per request (see TwilioStandIn)")
@@ -249,8 +291,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
     args = p.parse_args(argv)
     standin = TwilioStandIn(valid=_creds(args.valid), test=_creds(args.test), suspended=_creds(args.suspended),
-                            closed=_creds(args.closed), subaccounts=_creds(args.subaccount), region=args.region,
-                            latency=args.latency, faults=list(args.fault))
+                            closed=_creds(args.closed), subaccounts=_creds(args.subaccount),
+                            api_keys=_creds(args.api_key), restricted_keys=_creds(args.restricted_key),
+                            region=args.region, latency=args.latency, faults=list(args.fault))
 
     async def run() -> None:
         async with serve(standin, args.host, args.port) as url:

@@ -89,7 +89,8 @@ def test_builtin_detectors_pass():
     r = check()
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert "ok    twilio_master_credentials  builtin/twilio_master_credentials.yaml" in r.stdout
-    assert r.stdout.splitlines()[-1] == "auditor: 1 detector file checked: 1 ok, 0 failed"
+    assert "ok    twilio_api_keys  builtin/twilio_api_keys.yaml" in r.stdout
+    assert r.stdout.splitlines()[-1] == "auditor: 2 detector files checked: 2 ok, 0 failed"
     assert r.stderr == ""
 
 
@@ -99,7 +100,7 @@ def test_a_good_user_directory_passes(tmp_path):
     r = check(tmp_path / "d")
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert f"ok    custom_twilio  {tmp_path / 'd' / 'mine.yaml'}" in r.stdout
-    assert "2 detector files checked: 2 ok, 0 failed" in r.stdout
+    assert "3 detector files checked: 3 ok, 0 failed" in r.stdout
 
 
 def test_an_example_that_does_not_match_fails(tmp_path):
@@ -184,10 +185,40 @@ def test_every_file_is_checked_not_only_the_first_bad_one(tmp_path):
     fail_line(r.stdout, bad_yaml)
     fail_line(r.stdout, tmp_path / "d" / "b.yaml")
     assert f"ok    c  {good}" in r.stdout
-    assert r.stdout.splitlines()[-1] == "auditor: 4 detector files checked: 2 ok, 2 failed"
+    assert r.stdout.splitlines()[-1] == "auditor: 5 detector files checked: 3 ok, 2 failed"
 
 
 def test_not_a_directory_is_bad_input(tmp_path):
     r = check(tmp_path / "missing")
     assert r.returncode == 2
     assert str(tmp_path / "missing") in r.stderr and "Traceback" not in r.stderr
+
+
+NP_RULES = """rules:
+- name: Service Key
+  id: np.service.1
+  pattern: 'service_key\\s*=\\s*"([0-9a-f]{32})"'
+- name: Service Key again
+  id: np.service.2
+  pattern: '(?P<broken'
+"""
+
+
+def test_a_noseyparker_rules_file_in_the_directory_is_checked_rule_by_rule(tmp_path):
+    (tmp_path / "d").mkdir()
+    path = tmp_path / "d" / "service.yml"
+    path.write_text(NP_RULES)
+    write(tmp_path / "d", "mine.yaml", custom())
+    r = check(tmp_path / "d")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert f"ok    np.service.1  {path} rule np.service.1" in r.stdout
+    assert "rule np.service.2: not loaded: its pattern does not compile" in r.stdout  # said, never silent
+
+
+def test_one_rule_id_in_two_rules_files_fails(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.yml").write_text(NP_RULES)
+    (tmp_path / "d" / "b.yml").write_text(NP_RULES)
+    r = check(tmp_path / "d")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "'np.service.1' is also the id of " + str(tmp_path / "d" / "a.yml") in r.stdout

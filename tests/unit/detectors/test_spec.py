@@ -54,7 +54,7 @@ def test_valid_extra_detector_is_added(tmp_path):
     write_detector(tmp_path, "custom.yaml", builtin_doc())
     (tmp_path / "notes.txt").write_text("not a detector", encoding="utf-8")
     ids = [d.id for d in detector_spec.load_detectors(tmp_path)]
-    assert sorted(ids) == ["custom_twilio", "twilio_master_credentials"]
+    assert sorted(ids) == ["custom_twilio", "twilio_api_keys", "twilio_master_credentials"]
 
 
 def test_the_twilio_check_reads_as_spec_5_says():

@@ -48,7 +48,13 @@ def test_rates_and_breakdowns(golden):
         **{k: v.where(known) for k, v in r.items()},
         "reference": pd.array([8.33, *[None] * 6], dtype="Float64"),  # the current published figure
     }).astype({"detector": "string", "measure": "string", "commits": "int64"})
-    pd.testing.assert_frame_equal(report.rates(f), expected)
+    rates = report.rates(f)
+    master = rates["detector"] == "twilio_master_credentials"
+    pd.testing.assert_frame_equal(rates[master].reset_index(drop=True), expected)
+    # the other built-in detector was run too: its rows say zero, with its own published reference
+    keys = rates[~master].set_index("measure")
+    assert (set(keys["detector"]), keys.loc["occurrences", "count"]) == ({"twilio_api_keys"}, 0)
+    assert keys.loc["occurrences", "reference"] == 0.37
 
     by_year = pd.DataFrame({"year": [2020, 2021], "commits": [3, 6], "occurrences": [2, 4],
                             "valid_occurrences": pd.array([None, None], dtype="Int64"), "unique_secrets": [2, 4],
@@ -130,10 +136,13 @@ def test_several_repositories(tmp_path):
     assert (pool.loc["occurrences", "count"], pool.loc["occurrences", "commits"]) == (3, 5)
     assert pool.loc["occurrences", "rate"] == pytest.approx(3 / 5 * 1e6)
     compared = report.compare(f)  # 3 in 5 commits: far above 8.33 per million; each interval excludes it
+    assert sorted(set(compared["detector"])) == ["twilio_api_keys", "twilio_master_credentials"]  # both built-in
+    compared = compared[compared["detector"] == "twilio_master_credentials"]
     assert compared["reference"].tolist() == [8.33, 8.33] and compared["excludes_reference"].all()
     assert compared[["name", "occurrences", "reference_is"]].to_numpy().tolist() == [
         ["two", 2, "below"], ["one", 1, "below"]]  # the reference lies below each interval; by commits
-    assert report.compare(f, reference=1e6).set_index("name").loc["one", "reference_is"] == "inside"
+    assert report.compare(f, detector="twilio_master_credentials", reference=1e6).set_index("name").loc[
+        "one", "reference_is"] == "inside"
     only_two = report.load(tmp_path / "out", repos=[str(two.path)])
     assert only_two.commits_scanned == 3 and len(only_two.findings) == 2
 
