@@ -32,9 +32,11 @@ def test_the_file_is_the_one_in_the_checkout_and_every_row_is_sourced():
 def test_figures_by_detector_primary_first():
     assert [r.figure for r in published.of("twilio_master_credentials")] == [8.33, 7.37]
     assert published.primary("twilio_master_credentials").version == "current page"
-    # the id as another engineer or a catalog may spell it
-    assert [r.figure for r in published.of("twilio-api-key")] == [0.37] == [
-        r.figure for r in published.of("Twilio_API_Key")]
+    # the built-in id, however a user spells its case and separators; gitleaks' `twilio-api-key` (the key SID
+    # alone, no secret) is another population and gets no figure
+    assert [r.figure for r in published.of("twilio_api_keys")] == [0.37] == [
+        r.figure for r in published.of("Twilio-API-Keys")]
+    assert published.of("twilio-api-key") == []
     assert published.of("no-such-detector") == [] and published.primary("no-such-detector") is None
 
 
