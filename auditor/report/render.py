@@ -101,10 +101,12 @@ def _reference_lines(rates: pd.DataFrame, references: list[tuple[str, str, float
         row = occ if by is None else (by.loc[det] if det in by.index else None)
         if row is None or pd.isna(row["rate"]):
             where = "no rate to compare: no commit scanned"
-        elif row["rate_low"] <= value <= row["rate_high"]:
-            where = "inside our 95% interval"
         else:
-            where = f"{'below' if value < row['rate_low'] else 'above'} our 95% interval"
+            side = ("inside" if row["rate_low"] <= value <= row["rate_high"]
+                    else "below" if value < row["rate_low"] else "above")
+            count = int(row["occurrences"] if "occurrences" in row.index else row["count"])
+            where = (f"{side} our 95% interval for {det} ({count:,} occurrences → {_num(row['rate'])} "
+                     f"[{_num(row['rate_low'])}–{_num(row['rate_high'])}])")
         out.append(f"published reference for {det} ({source}): {value:g} occurrences per million commits — {where}")
     return out
 
@@ -409,12 +411,15 @@ def zero_sentence(f: ScanFrames, headline: pd.DataFrame, references: list[tuple[
         return "Nothing was found, and no commit was scanned: no rate can be given."
     text = (f"No occurrences in {n:,} commits; the 95% upper bound is {_num(occ['rate_high'])} per million "
             "commits")
-    if references:
-        ref = min(v for _, _, v in references)
-        # a zero count's upper bound is poisson_interval(0)[1] / n × 10⁶: below ref once n exceeds this
-        need = occ["rate_high"] * n / ref
-        text += (f"; about {need:,.0f} commits with none found would be needed to show a rate below the "
-                 f"published {ref:g}" + (" (this scan cannot tell)" if n < need else ""))
+    primary: dict[str, float] = {}
+    for det, _, value in references:  # primary (the current publication) first
+        primary.setdefault(det, value)
+    if primary:
+        # a zero count's upper bound is poisson_interval(0)[1] / n × 10⁶: below a reference once n exceeds this
+        needs = [(occ["rate_high"] * n / v, det, v) for det, v in sorted(primary.items(), key=lambda kv: kv[1])]
+        text += "; to show a rate below the published one, a clean history needs about " + ", ".join(
+            f"{need:,.0f} commits for {det} ({v:g}: {'more than this scan has' if n < need else 'this scan has them'})"
+            for need, det, v in needs)
     return text + "."
 
 

@@ -119,12 +119,13 @@ def test_a_clean_history_says_so_in_one_sentence(tmp_path):
     built = report.build(out)
     md = built.markdown.read_text(encoding="utf-8")
     # 0 found: the upper bound of a zero Poisson count is −ln(0.025) (χ²(0.975; 2)/2), per 40 commits × 10⁶; below
-    # the lowest reference (Twilio API keys' 0.37, the second built-in detector) it needs −ln(0.025) × 10⁶ / 0.37
+    # each detector's primary reference (API keys' 0.37, master credentials' 8.33) it needs −ln(0.025) × 10⁶ / ref
     bound, need = -math.log(0.025) / 40 * 1e6, -math.log(0.025) * 1e6 / 0.37
     assert (bound, round(need)) == (pytest.approx(92_221.99, abs=0.005), 9_969_944)
-    assert ("No occurrences in 40 commits; the 95% upper bound is 92,221.99 per million commits; about 9,969,944 "
-            "commits with none found would be needed to show a rate below the published 0.37 (this scan cannot "
-            "tell).") in md
+    assert ("No occurrences in 40 commits; the 95% upper bound is 92,221.99 per million commits; to show a rate "
+            "below the published one, a clean history needs about 9,969,944 commits for twilio_api_keys (0.37: more "
+            f"than this scan has), {-math.log(0.025) * 1e6 / 8.33:,.0f} commits for twilio_master_credentials (8.33: "
+            "more than this scan has).") in md
     assert "Nothing: no secret found in 40 commits." in md and "median" not in md
     assert set(built.plots) == {"rates", "repositories", "timeline", "by_year"}  # no empty plot of findings
     page = Page()
