@@ -269,6 +269,10 @@ def _print_result(summary: Summary, alerts: list[Finding], show_secrets: bool, o
                   f"{about['regions_note']} (README: Regions)", file=sys.stderr)
     if summary.error_count:
         print(f"auditor: {summary.error_count} objects or refs could not be read (see errors in summary.json)")
+    for detector, blobs in summary.matches_bounded.items():
+        print(f"auditor: {detector} matched more often than the bound kept per blob in {blobs:,} blob"
+              f"{'' if blobs == 1 else 's'}: its counts there are lower bounds (summary.json → matches_bounded); "
+              "a rule that matches nearly every line is too broad to count with", file=sys.stderr)
     seen = set()
     for f in alerts:
         if f.secret_sha256 in seen:

@@ -348,7 +348,8 @@ class RepoStats:
                            also_named=tuple(self.also_named), out_in_work_tree=self.out_in_work_tree,
                            blobs_scanned=self.blobs_scanned, bytes_scanned=self.bytes_scanned,
                            commits_new=self.commits_new, changes_read=self.changes_read, measures=rates,
-                           errors=len(self.errors), error=self.error, commits_by_reach=dict(self.commits_by_reach))
+                           errors=len(self.errors), error=self.error, commits_by_reach=dict(self.commits_by_reach),
+                           matches_bounded=dict(sorted(self.matches_bounded.items())))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -370,6 +371,7 @@ class RepoSummary:
     errors: int
     error: str | None = None  # could not be scanned at all (corpus audits)
     commits_by_reach: dict[str, int] = field(default_factory=dict)  # commits by the kind of ref that reaches them
+    matches_bounded: dict[str, int] = field(default_factory=dict)  # detector → blobs where it hit MAX_MATCHES
 
     def as_json(self) -> dict[str, Any]:
         return {"repo": self.repo, "commits_scanned": self.commits_scanned, "shallow": self.shallow,
@@ -377,7 +379,8 @@ class RepoSummary:
                 "also_named": list(self.also_named), "out_in_work_tree": self.out_in_work_tree,
                 "blobs_scanned": self.blobs_scanned, "bytes_scanned": self.bytes_scanned,
                 "commits_new": self.commits_new, "changes_read": self.changes_read,
-                "commits_by_ref_kind": self.commits_by_reach, **self.measures,
+                "commits_by_ref_kind": self.commits_by_reach, "matches_bounded": self.matches_bounded,
+                **self.measures,
                 "errors": self.errors, **({"error": self.error} if self.error is not None else {})}
 
 
@@ -404,6 +407,8 @@ class Summary:
     secrets_failed_to_check: int  # unique secrets the provider could not be asked about: neither valid nor invalid
     pooled: dict[str, Any] | None = None  # a corpus: intervals that allow for clustering, failed repositories
     by_ref_kind: dict[str, Any] = field(default_factory=dict)  # kind of ref → commits, occurrences, rate, interval
+    # detector → blobs where it matched more than detectors.engine.MAX_MATCHES times: its counts there are lower bounds
+    matches_bounded: dict[str, int] = field(default_factory=dict)
 
     @property
     def occurrences(self) -> int:
@@ -428,7 +433,8 @@ class Summary:
 
     def as_json(self) -> dict[str, Any]:
         return {"commits_scanned": self.commits_scanned, "blobs_scanned": self.blobs_scanned,
-                "bytes_scanned": self.bytes_scanned, "blobs_skipped": self.blobs_skipped, **self.measures,
+                "bytes_scanned": self.bytes_scanned, "blobs_skipped": self.blobs_skipped,
+                "matches_bounded": self.matches_bounded, **self.measures,
                 "confidence_interval_method": self.confidence_interval_method, "validated": self.validated,
                 "validation_requests": self.validation_requests, "validation_unique": self.validation_unique,
                 "detectors": self.detectors, "repos": [r.as_json() for r in self.repos], "shallow": self.shallow,

@@ -304,9 +304,11 @@ def _write(out: OutDir, findings: list[Finding], repos: Sequence[RepoStats], tip
     commits = sum(r.commits_scanned for r in repos)
     seconds: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
+    bounded: Counter[str] = Counter()
     for r in repos:
         seconds.update(r.seconds)
         skipped.update(r.blobs_skipped)
+        bounded.update(r.matches_bounded)
     found_in: dict[str, list[Row]] = {}
     for r in rows:
         found_in.setdefault(r["repo"], []).append(r)
@@ -317,6 +319,7 @@ def _write(out: OutDir, findings: list[Finding], repos: Sequence[RepoStats], tip
         blobs_scanned=sum(r.blobs_scanned for r in repos),
         bytes_scanned=sum(r.bytes_scanned for r in repos),
         blobs_skipped=dict(sorted(skipped.items())),
+        matches_bounded=dict(sorted(bounded.items())),
         measures=summary_rates(rows, commits, validated=validated),
         confidence_interval_method=METHOD,
         validated=validated,

@@ -362,6 +362,10 @@ def _coverage(f: ScanFrames, t: dict[str, pd.DataFrame]) -> Section:
         text.append(f"{errors:,} object(s) could not be read and were not scanned (summary.json → errors).")
     if skipped:
         text.append("Blobs skipped: " + ", ".join(f"{v:,} {k}" for k, v in sorted(skipped.items())) + ".")
+    bounded = {k: int(v) for k, v in (summary.get("matches_bounded") or {}).items() if v}
+    if bounded:
+        text.append("Matches kept per blob are bounded, and these detectors hit the bound (their counts there are "
+                    "lower bounds): " + ", ".join(f"{k} in {v:,} blob(s)" for k, v in sorted(bounded.items())) + ".")
     kinds = t["by_ref_kind"]
     pulls = int(kinds.loc[kinds["reach"] == REACH[1], "commits"].sum())
     others = int(kinds.loc[kinds["reach"] == REACH[2], "commits"].sum())
@@ -370,7 +374,7 @@ def _coverage(f: ScanFrames, t: dict[str, pd.DataFrame]) -> Section:
                     f"branches and tags, {pulls:,} only from pull-request refs (a fork's contributions, which the "
                     f"host serves), {others:,} only from other refs. Each kind is its own denominator below; the "
                     "rates above count them all.")
-    if not (shallow or partial or errors):
+    if not (shallow or partial or errors or bounded):
         blobs = f", {int(summary['blobs_scanned']):,} blobs" if "blobs_scanned" in summary else ""
         text.insert(0, f"Complete: every object reachable from every ref was read ({f.commits_scanned:,} commits"
                        f"{blobs}).")

@@ -91,9 +91,11 @@ def write_results(out: OutDir, findings: list[Finding], repos: Sequence[RepoStat
     commits = sum(r.commits_scanned for r in repos)
     seconds: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
+    bounded: Counter[str] = Counter()
     for r in repos:
         seconds.update(r.seconds)
         skipped.update(r.blobs_skipped)
+        bounded.update(r.matches_bounded)
     found_in = {str(name): group for name, group in frame.groupby("repo", sort=False)} if len(frame) else {}
     none_found = counts(frame.iloc[0:0], validated)
     per_repo = {r.repo: counts(found_in[r.repo], validated) if r.repo in found_in else none_found for r in repos}
@@ -102,6 +104,7 @@ def write_results(out: OutDir, findings: list[Finding], repos: Sequence[RepoStat
         blobs_scanned=sum(r.blobs_scanned for r in repos),
         bytes_scanned=sum(r.bytes_scanned for r in repos),
         blobs_skipped=dict(sorted(skipped.items())),
+        matches_bounded=dict(sorted(bounded.items())),
         measures=summary_rates(frame, commits, validated=validated),
         confidence_interval_method=METHOD,
         validated=validated,
