@@ -158,7 +158,9 @@ def scan_repository(job: RepoJob, events: ScanEvents | None = None, found: list[
             commits = listing.result()[0]
             return (commits.tree if new is None else new), commits.parents
 
-        detected = detect(stats, scanner, source, detectors, wanted, job.skip, again, events)
+        # a first scan reads its blobs grouped by path (once the changes have named them all); a rerun's few as met
+        detected = detect(stats, scanner, source, detectors, wanted, job.skip, again, events,
+                          by_path=state is None and found is None)
         commits, commit_rows = listing.result()
     except BaseException:
         scanner.terminate()

@@ -328,8 +328,8 @@ class Kept(Mapping[bytes, tuple[bytes | None, list[Change]]]):
 
 
 class BlobFeed:
-    """Records → the raw id of each blob once it has a name ``verdict(blob, name)`` calls SCAN; logs the records
-    (``log``) for attribution."""
+    """Records → the raw id of each blob once it has a name ``verdict(blob, name)`` calls SCAN (``named``: with its
+    path); logs the records (``log``) for attribution."""
 
     def __init__(self, verdict: Callable[[bytes, bytes], Verdict]) -> None:
         self.verdict = verdict
@@ -339,6 +339,10 @@ class BlobFeed:
         self.submodules: set[bytes] = set()
 
     def __call__(self, records: Iterable[Record]) -> Iterator[bytes]:
+        return (blob for blob, _ in self.named(records))
+
+    def named(self, records: Iterable[Record]) -> Iterator[tuple[bytes, bytes]]:
+        """(blob, the path it was first chosen under), each chosen blob once."""
         decided: set[bytes] = set()
         banned: dict[bytes, bytes] = {}  # blob → the banned name it was last judged under
         for commit, parent, changes in records:
@@ -357,7 +361,7 @@ class BlobFeed:
                         continue
                     decided.add(blob)
                     if said == Verdict.SCAN:
-                        yield blob
+                        yield blob, path
                 elif kind == LINK:
                     self.symlinks.add(blob)
                 elif kind == GITLINK:
