@@ -241,7 +241,7 @@ def plan_chunks(job: RepoJob, parts: int) -> list[tuple[bytes, ...]]:
 
     try:
         feed = BlobFeed(verdict)
-        blobs = list(feed(source.records(wanted)))
+        blobs = list(feed(source.records(wanted, plain=True)))
     finally:
         source.close()
     listing.result()

@@ -92,7 +92,7 @@ def isolated(repo_path: str) -> dict[str, dict[str, float]]:
         source.start(listing=True)  # the commits come from git's log too, as in a first scan
         try:
             feed = BlobFeed(lambda oid, name: Verdict.SCAN if detectors.scans(name) else Verdict.BANNED)
-            named = list(feed.named(source.records(lambda: (source.listing.tree, source.listing.parents))))
+            named = list(feed.named(source.records(lambda: (source.listing.tree, source.listing.parents), plain=True)))
             with_tips(repo, source.listing)
             return named
         finally:

@@ -78,7 +78,7 @@ def detect(stats: RepoStats, scanner: Scanner, source: Changes, detectors: Detec
     pending_oids: list[bytes] = []
     pending_matched: set[bytes] = set()
     try:
-        records = source.records(wanted)
+        records = source.records(wanted, plain=True)
         blobs = _by_path(feed.named(records)) if by_path else feed(records)
         for result in scanner.scan(itertools.chain(again, blobs)):
             stats.blobs_scanned += result.blobs_scanned
@@ -136,9 +136,15 @@ def _by_path(named: Iterable[tuple[bytes, bytes]], depth: int = 2) -> Iterator[b
                 continue
         return False
 
+    def until_stopped() -> Iterator[tuple[bytes, bytes]]:  # an interrupted scan stops parsing at once
+        for item in named:
+            if stop.is_set():
+                return
+            yield item
+
     def make() -> None:
         try:
-            for window in path_windows(named):
+            for window in path_windows(until_stopped()):
                 if not put((window, None)):
                     return
             put((None, None))
