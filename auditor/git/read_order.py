@@ -12,11 +12,15 @@ windows of 4k, 8k, … 64k blobs. Windows let reading start while git is still n
 
 from __future__ import annotations
 
+import os
 import zlib
 from array import array
 from collections.abc import Iterable, Iterator
 
-FIRST, MOST = 4096, 65536  # blobs in the first window, and at most in one: each window doubles the last
+# blobs in the first window, and at most in one: each window doubles the last. The last window is read after git
+# has named every blob (the rest overlap with it): larger windows group better, smaller ones leave a shorter tail.
+# AUDITOR_READ_WINDOWS=FIRST,MOST tunes them (bench/stages.py, bench/run.py measure the effect).
+FIRST, MOST = (int(x) for x in os.environ.get("AUDITOR_READ_WINDOWS", "4096,65536").split(","))
 
 
 def by_path(named: Iterable[tuple[bytes, bytes]], first: int = FIRST, most: int = MOST) -> Iterator[list[bytes]]:
