@@ -37,7 +37,7 @@ PY = sys.executable
 SYNTH = {"20k": {"commits": 20000, "files": 3000, "pairs": 20, "seed": 1},
          "100k": {"commits": 100000, "files": 3000, "pairs": 20, "seed": 1}}
 QUICK = {"commits": 3000, "files": 600, "pairs": 10, "seed": 1}
-CORE = ("floor", "diff baseline", "auditor")
+CORE = ("floor", "pack floor", "diff baseline", "auditor")  # plus "auditor before" with --before
 PEERS = ("gitleaks", "git-secrets", "truffleHog")
 MiB = 2 ** 20
 
@@ -120,7 +120,8 @@ class Target:
         unknown = set(wanted) - set(PEERS)
         if unknown:
             raise SystemExit(f"unknown peers {sorted(unknown)}: choose among {', '.join(PEERS)}")
-        self.tools = list(CORE) + [p for p in PEERS if p in wanted and self._peer_ready(p)]
+        self.core = [t for t in CORE if t not in (args.skip or ())] + (["auditor before"] if args.before else [])
+        self.tools = self.core + [p for p in PEERS if p in wanted and self._peer_ready(p)]
 
     def _peer_ready(self, name: str) -> bool:
         self.unshare = peers.unshare_prefix()
@@ -154,6 +155,8 @@ class Target:
             miss = " --missing=allow-any" if self.missing else ""
             return (f"git -C '{q}' rev-list --all --objects{miss} | cut -d' ' -f1 | "
                     f"git -C '{q}' cat-file --batch >/dev/null"), {"shell": True}
+        if tool == "pack floor":  # every object once, in pack order (issue 15)
+            return f"git -C '{q}' cat-file --batch-all-objects --unordered --batch >/dev/null", {"shell": True}
         if tool == "diff baseline":
             return (f"git -C '{self.complete}' log -p --all --no-color | "
                     f"{{ grep -E '{peers.SID}' > '{rep}/diff.txt'; [ $? -le 1 ]; }}"), {"shell": True}
@@ -162,6 +165,11 @@ class Target:
             if self.manifest is not None:
                 cmd.append("--show-secrets")  # fake planted pairs: the manifest check needs them whole
             return cmd, {"cwd": ROOT}
+        if tool == "auditor before":  # the same command on another checkout (--before), for before/after in one run
+            cmd = [PY, "-m", "auditor", "scan", q, "--out", str(rep / "out"), "--no-validate", "--no-progress"]
+            if self.manifest is not None:
+                cmd.append("--show-secrets")
+            return cmd, {"cwd": self.args.before, "env": dict(os.environ, PYTHONPATH=str(self.args.before))}
         if tool == "gitleaks":
             return [*self.unshare, str(self.gitleaks), "git", self.complete, "-c", str(self.dir / "gitleaks.toml"),
                     "--log-opts=--full-history --all", "-f", "json", "-r", str(rep / "gitleaks.json"),
@@ -178,13 +186,13 @@ class Target:
                                                                          "env": env, "cwd": self.dir}
         raise ValueError(tool)
 
-    OK_RC = {"floor": {0}, "diff baseline": {0}, "auditor": {0, 1}, "gitleaks": {0}, "truffleHog": {0, 1},
-             "git-secrets": {0, 1}}
+    OK_RC = {"floor": {0}, "pack floor": {0}, "diff baseline": {0}, "auditor": {0, 1}, "auditor before": {0, 1},
+             "gitleaks": {0}, "truffleHog": {0, 1}, "git-secrets": {0, 1}}
 
     def count(self, tool: str, rep: Path) -> dict:
-        if tool == "floor":
+        if tool in ("floor", "pack floor"):
             return {}
-        if tool == "auditor":
+        if tool in ("auditor", "auditor before"):
             return self._auditor_outputs(rep / "out")
         c = {"diff baseline": lambda: peers.count_diff_baseline(rep / "diff.txt"),
              "gitleaks": lambda: peers.count_gitleaks(rep / "gitleaks.json"),
@@ -235,7 +243,7 @@ def one(target: Target, tool: str, rep: int, timeout: float | None) -> dict:
         finally:
             for f in files:
                 f.close()
-        d = m.to_dict(timeline=tool == "auditor")
+        d = m.to_dict(timeline=tool.startswith("auditor"))
         if tool == "auditor":
             d["auditor_state"] = auditor_state()  # the lead may change auditor/ between repetitions
         d["ok"] = m.rc in Target.OK_RC[tool] and not m.timed_out
@@ -335,7 +343,7 @@ def bench_repo(arg: str, args: argparse.Namespace) -> dict:
     measure.run(t.command("floor", WORK)[0], shell=True)
     reps: dict[str, list[dict]] = {k: [] for k in t.tools}
     for rep in range(args.reps):
-        for tool in CORE:
+        for tool in t.core:
             reps[tool].append(measure_tool(t, tool, rep))
     for tool in t.tools:
         if tool not in PEERS:
@@ -399,21 +407,26 @@ def summary_table(results: list[dict]) -> list[str]:
          "100k-commit history; ≥ 170 % CPU while detection workers run; every planted pair found with its "
          "introducing commit. For each ✗: where the time goes and what would close it is in `bench/profile.md`.",
          "",
-         "| repository | commits | floor s | diff s | auditor s | × floor | × diff | peak PSS / RSS MiB | CPU % in "
-         "detection | manifest | others % |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+         "| repository | commits | floor s | pack floor s | diff s | auditor before s | auditor s | × floor | "
+         "× pack floor | × diff | peak PSS / RSS MiB | CPU % in detection | manifest | others % |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         s = r["summary"]
         a, f, d = s.get("auditor"), s.get("floor"), s.get("diff baseline")
-        if not (a and f and d):
+        pf, b = s.get("pack floor"), s.get("auditor before")
+        if not (a and f):
             continue
-        xf, xd = a["wall"] / f["wall"], a["wall"] / d["wall"]
+        xf = a["wall"] / f["wall"]
         det = a.get("detection", {}).get("cpu_pct")
         m = a.get("manifest")
         man = "–" if not m else (f"{m['found']}/{m['expected']} ✓" if a.get("manifest_ok_all_reps")
                                  else f"{m['found']}/{m['expected']}, {m['extra']} extra ✗")
         ok = lambda c: "✓" if c else "✗"  # noqa: E731
-        L.append(f"| {r['label']} | {a.get('commits', 0):,} | {fmt_s(f['wall'])} | {fmt_s(d['wall'])} | "
-                 f"{fmt_s(a['wall'])} | {xf:.2f} {ok(xf <= 1.5)} | {xd:.2f} {ok(xd < 1)} | "
+        xp = f"{a['wall'] / pf['wall']:.2f} {ok(a['wall'] / pf['wall'] <= 1.5)}" if pf else "–"
+        xd = f"{a['wall'] / d['wall']:.2f} {ok(a['wall'] < d['wall'])}" if d else "–"
+        L.append(f"| {r['label']} | {a.get('commits', 0):,} | {fmt_s(f['wall'])} | "
+                 f"{fmt_s(pf['wall']) if pf else '–'} | {fmt_s(d['wall']) if d else '–'} | "
+                 f"{fmt_s(b['wall']) if b else '–'} | {fmt_s(a['wall'])} | {xf:.2f} {ok(xf <= 1.5)} | {xp} | {xd} | "
                  f"{a['peak_pss'] / MiB:,.0f} / {a['peak_rss'] / MiB:,.0f} | "
                  + (f"{det:.0f} {ok(det >= 170)}" if det is not None else "–")
                  + f" | {man} | {a['other_cpu_pct']:.0f} |")
@@ -558,6 +571,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--retries", type=int, default=1, help="remeasurements allowed per repetition (default 2)")
     ap.add_argument("--merge", action="store_true",
                     help="keep tools measured earlier (bench/work/results/<label>.json) that this run does not measure")
+    ap.add_argument("--before", type=Path, metavar="CHECKOUT",
+                    help="also measure the auditor of another checkout (e.g. `git worktree add /tmp/before main`), "
+                         "interleaved with this one: 'auditor before'")
+    ap.add_argument("--skip", type=lambda v: tuple(x.strip() for x in v.split(",")), metavar="TOOLS",
+                    help="core tools not to measure, e.g. --skip 'diff baseline' (minutes on git/git)")
     ap.add_argument("--keep", action="store_true", help="keep each repetition's outputs under bench/work/tmp/")
     ap.add_argument("--render", nargs="+", metavar="LABEL", help="only render stored results (bench/work/results/)")
     args = ap.parse_args(argv)

@@ -8,13 +8,16 @@ progress) reaches it through ``ScanEvents``, so the stage itself holds no store,
 from __future__ import annotations
 
 import itertools
+import queue
+import threading
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from auditor.detectors.engine import DetectorSet
 from auditor.git.changes import BlobFeed, Changes, Verdict
+from auditor.git.read_order import by_path as path_windows
 from auditor.models import BlobScan, Candidate, RepoStats
 
 CHECKPOINT = 20000  # blobs per checkpoint: fewer, larger transactions; a crash rescans at most these
@@ -49,8 +52,12 @@ class Detected:
 
 def detect(stats: RepoStats, scanner: Scanner, source: Changes, detectors: DetectorSet,
            wanted: Callable[[], tuple[Collection[bytes], Mapping[bytes, tuple[bytes, ...]]]],
-           skip: set[bytes] | frozenset[bytes], again: set[bytes], events: ScanEvents) -> Detected:
-    """Scan ``again`` (matched blobs of an earlier scan), then every new blob the ``wanted`` commits hold."""
+           skip: set[bytes] | frozenset[bytes], again: set[bytes], events: ScanEvents, by_path: bool = False
+           ) -> Detected:
+    """Scan ``again`` (matched blobs of an earlier scan), then every new blob the ``wanted`` commits hold.
+
+    ``by_path``: read the blobs in windows grouped by path (``read_order``: git reads them ~2.4× faster), the changes
+    parsed in a thread meanwhile, instead of in the order met (what a rerun's few new blobs are read in)."""
     banned: set[bytes] = set()  # blobs judged under banned names only (a blob once chosen is never judged again)
     previously: set[bytes] = set()
 
@@ -71,7 +78,9 @@ def detect(stats: RepoStats, scanner: Scanner, source: Changes, detectors: Detec
     pending_oids: list[bytes] = []
     pending_matched: set[bytes] = set()
     try:
-        for result in scanner.scan(itertools.chain(again, feed(source.records(wanted)))):
+        records = source.records(wanted, plain=True)
+        blobs = _by_path(feed.named(records)) if by_path else feed(records)
+        for result in scanner.scan(itertools.chain(again, blobs)):
             stats.blobs_scanned += result.blobs_scanned
             stats.bytes_scanned += result.bytes_scanned
             stats.blobs_skipped.update(result.skipped)
@@ -108,3 +117,50 @@ def detect(stats: RepoStats, scanner: Scanner, source: Changes, detectors: Detec
         stats.blobs_skipped["submodule"] += len(feed.submodules)
     stats.errors.extend(source.errors)
     return out
+
+
+
+def _by_path(named: Iterable[tuple[bytes, bytes]], depth: int = 2) -> Iterator[bytes]:
+    """The blobs of ``named`` in windows grouped by path. The changes are parsed and the windows made in a thread,
+    ``depth`` windows ahead: git's log and this process's parsing go on while the previous window is read (in the
+    caller's thread, the pool's submissions wait for workers)."""
+    windows: queue.Queue[tuple[list[bytes] | None, BaseException | None]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(item: tuple[list[bytes] | None, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                windows.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def until_stopped() -> Iterator[tuple[bytes, bytes]]:  # an interrupted scan stops parsing at once
+        for item in named:
+            if stop.is_set():
+                return
+            yield item
+
+    def make() -> None:
+        try:
+            for window in path_windows(until_stopped()):
+                if not put((window, None)):
+                    return
+            put((None, None))
+        except BaseException as e:  # noqa: BLE001 - raised again in the caller's thread
+            put((None, e))
+
+    maker = threading.Thread(target=make, name="auditor-changes", daemon=True)
+    maker.start()
+    try:
+        while True:
+            window, error = windows.get()
+            if error is not None:
+                raise error
+            if window is None:
+                return
+            yield from window
+    finally:
+        stop.set()
+        maker.join()

@@ -20,13 +20,15 @@ import pickle
 import shutil
 import subprocess
 import tempfile
+from binascii import unhexlify
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from enum import IntEnum, StrEnum
 from typing import IO, NamedTuple
 
 import pygit2
 
-from auditor.git.objects import MODE_TREE, commit_tree, tree_entries
+from auditor.git.history import Commits
+from auditor.git.objects import MODE_TREE, commit_tree, read_commit, tree_entries
 from auditor.git.repository import GIT_ENV
 
 
@@ -67,6 +69,8 @@ LOG_CACHE = ("-c", "core.deltaBaseCacheLimit=8m")
 Record = tuple[bytes, bytes | None, list[Change]]  # (commit raw id, first parent diffed against, changes)
 
 _KINDS = {b"100": FILE, b"120": LINK, b"160": GITLINK}
+# the modes git writes, and their kinds as plain ints (equal to the Kinds)
+_MODES = {b"100644": 1, b"100755": 1, b"120000": 2, b"160000": 3, b"000000": 0, b"040000": 0}
 
 
 def _tokens(stream: IO[bytes]) -> Iterator[bytes]:
@@ -93,23 +97,25 @@ class Changes:
         self.parents: Mapping[bytes, tuple[bytes, ...]] = {}
         self.errors: list[str] = []
         self._proc: subprocess.Popen[bytes] | None = None
+        # the commits git's log names, with their trees, times and parents (``start(listing=True)``); ``listed``
+        # says whether git ended well, so that they are every commit of ``git rev-list --all``
+        self.listing: Commits | None = None
+        self.listed = False
 
-    @staticmethod
-    def _raw(hexid: bytes) -> bytes | None:
-        # no table of every id seen: records are spilled (``ChangeLog``), so sharing one object per blob saves
-        # nothing and the table would grow with the history
-        return bytes.fromhex(hexid.decode()) if hexid.strip(b"0") else None
-
-    def start(self, commits: Sequence[bytes] | None = None) -> None:
-        """Start git on ``commits``, or on every ref and HEAD when None: it then runs while pygit2 lists them."""
+    def start(self, commits: Sequence[bytes] | None = None, *, listing: bool = False) -> None:
+        """Start git on ``commits``, or on every ref and HEAD when None: it then runs while pygit2 lists them, or,
+        with ``listing``, it lists them itself (``listing``, complete once ``listed``): the header git writes for
+        each commit holds its tree, time and parents, so no second walk of the history is needed."""
         if not self.git or self._proc is not None:
             return
+        if listing and commits is None:
+            self.listing = Commits()
         which = ["--all"] if commits is None else ["--no-walk=unsorted", "--stdin"]
         try:
             self._proc = subprocess.Popen(
                 [self.git, *LOG_CACHE, "--git-dir", self.repo.path, "log", *which, "-z", "--raw", "--no-abbrev",
                  "--no-renames", "--no-ext-diff", "--no-textconv", "--root", "--diff-merges=first-parent",
-                 "--ignore-submodules=none", "--format=%x01%H %P"],
+                 "--ignore-submodules=none", "--format=%x01%H %T %ct %P"],
                 stdin=subprocess.PIPE if commits is not None else subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL, env=GIT_ENV)
         except OSError:
@@ -122,10 +128,12 @@ class Changes:
             except OSError:
                 pass
 
-    def records(self, wanted: Callable[[], tuple[Collection[bytes], Mapping[bytes, tuple[bytes, ...]]]]
-                ) -> Iterator[Record]:
+    def records(self, wanted: Callable[[], tuple[Collection[bytes], Mapping[bytes, tuple[bytes, ...]]]], *,
+                plain: bool = False) -> Iterator[Record]:
         """One record per wanted commit. ``wanted()`` → (the commits, the parents of every commit); called once
-        git started on every ref has said all it could (the list may still be being made meanwhile)."""
+        git started on every ref has said all it could (the list may still be being made meanwhile). ``plain``:
+        git's changes come as plain tuples of a Change's fields, kinds as ints (what the blob feed reads: a
+        million Changes cost ~0.4 s to make and several times more to pickle)."""
         done = bytearray()  # the commits git gave, end to end (git log names each commit once): no set of them
         width = 0
         if self._proc is None:
@@ -133,10 +141,11 @@ class Changes:
             if commits:
                 self.start(commits)
         if self._proc is not None:
+            make = tuple.__new__
             for record in self._git_records(self._proc):
                 done += record[0]
                 width = len(record[0])
-                yield record
+                yield record if plain else (record[0], record[1], [make(Change, c) for c in record[2]])
         commits, self.parents = wanted()
         want = commits if isinstance(commits, Collection) and not isinstance(commits, Sequence) else set(commits)
         given = sum(1 for i in range(0, len(done), width or 1) if bytes(done[i:i + width]) in want) if width else 0
@@ -147,6 +156,16 @@ class Changes:
         for commit in commits:
             if commit not in seen:
                 yield self._pygit2_record(commit)
+
+    def _time(self, commit: bytes) -> int:
+        """The committer time where git prints none (before 1970, or garbled): as the pygit2 listing reads it."""
+        try:
+            return int(self.repo[pygit2.Oid(raw=commit)].commit_time)
+        except (KeyError, pygit2.GitError, ValueError, AttributeError):
+            try:
+                return read_commit(self.repo, commit).time
+            except (KeyError, pygit2.GitError, ValueError):
+                return 0
 
     def close(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
@@ -168,13 +187,15 @@ class Changes:
             if not finished:  # abandoned (interrupted): git must not outlive the scan
                 self.close()
             proc.stdout.close()
-        if last is not None and proc.wait() == 0:  # after a failure the last record may be cut short
-            yield last
+        if proc.wait() == 0:  # after a failure the last record may be cut short
+            self.listed = self.listing is not None
+            if last is not None:
+                yield last
 
     def _parse(self, tokens: Iterator[bytes]) -> Iterator[Record]:
         """NUL-separated tokens → records. A path is always the token after a change's metadata, so no path (a
         hostile one may hold any byte but NUL) is ever read as a header or as metadata."""
-        raw = self._raw
+        listing, modes = self.listing, _MODES
         record: Record | None = None
         for token in tokens:
             if token[:1] == b"\n":
@@ -184,13 +205,19 @@ class Changes:
                 path = next(tokens, None)
                 if record is None or path is None:
                     return
-                record[2].append(Change(path, _kind(om), _kind(nm), raw(oid), raw(nid)))
+                ok, nk = modes.get(om), modes.get(nm)
+                change = (path, int(_kind(om)) if ok is None else ok, int(_kind(nm)) if nk is None else nk,
+                          unhexlify(oid) if oid.strip(b"0") else None, unhexlify(nid) if nid.strip(b"0") else None)
+                record[2].append(change)  # type: ignore[arg-type] - a Change's fields as a plain tuple
             elif token[:1] == b"\x01":
                 if record is not None:
                     yield record
-                ids = token[1:].split()
-                record = (bytes.fromhex(ids[0].decode()), bytes.fromhex(ids[1].decode()) if len(ids) > 1 else None,
-                          [])
+                commit, tree, when, *parents = token[1:].split(b" ")  # %ct is empty where the time is garbled
+                ids = [unhexlify(p) for p in parents if p]
+                record = (unhexlify(commit), ids[0] if ids else None, [])
+                if listing is not None:
+                    listing.add(record[0], unhexlify(tree), tuple(ids),
+                                int(when) if when.isdigit() else self._time(record[0]))
         if record is not None:
             yield record
 
@@ -243,7 +270,9 @@ class ChangeLog:
         self.commits = 0
 
     def add(self, commit: bytes, parent: bytes | None, changes: list[Change]) -> None:
-        self._pending.append((commit, parent, [(p, int(o), int(n), a, b) for p, o, n, a, b in changes]))
+        # plain tuples pickle many times faster than Changes: git's records are plain already (``records(plain=True)``)
+        self._pending.append((commit, parent, changes if not changes or type(changes[0]) is tuple else
+                              [(p, int(o), int(n), a, b) for p, o, n, a, b in changes]))
         self.commits += 1
         if len(self._pending) >= self.CHUNK:
             self._flush()
@@ -328,8 +357,8 @@ class Kept(Mapping[bytes, tuple[bytes | None, list[Change]]]):
 
 
 class BlobFeed:
-    """Records → the raw id of each blob once it has a name ``verdict(blob, name)`` calls SCAN; logs the records
-    (``log``) for attribution."""
+    """Records → the raw id of each blob once it has a name ``verdict(blob, name)`` calls SCAN (``named``: with its
+    path); logs the records (``log``) for attribution."""
 
     def __init__(self, verdict: Callable[[bytes, bytes], Verdict]) -> None:
         self.verdict = verdict
@@ -339,6 +368,10 @@ class BlobFeed:
         self.submodules: set[bytes] = set()
 
     def __call__(self, records: Iterable[Record]) -> Iterator[bytes]:
+        return (blob for blob, _ in self.named(records))
+
+    def named(self, records: Iterable[Record]) -> Iterator[tuple[bytes, bytes]]:
+        """(blob, the path it was first chosen under), each chosen blob once."""
         decided: set[bytes] = set()
         banned: dict[bytes, bytes] = {}  # blob → the banned name it was last judged under
         for commit, parent, changes in records:
@@ -357,7 +390,7 @@ class BlobFeed:
                         continue
                     decided.add(blob)
                     if said == Verdict.SCAN:
-                        yield blob
+                        yield blob, path
                 elif kind == LINK:
                     self.symlinks.add(blob)
                 elif kind == GITLINK:

@@ -189,10 +189,13 @@ def _variants(args: tuple, kwargs: dict) -> dict[str, tuple[tuple, dict]]:
            "no-findings": ((args[0], [], repos, [], detectors), kwargs)}
     if findings:
         validities = [Validity.VALID, Validity.INVALID, Validity.FAILED_TO_CHECK, Validity.UNCHECKED]
+        # by the secret (its rank among them), not by where its findings fall in the list: every finding of a
+        # secret says the same, and the corners are reached whatever order detection met the blobs in
+        rank = {h: k for k, h in enumerate(sorted({f.secret_sha256 for f in findings}))}
         mixed = [dataclasses.replace(f, validity=validities[i % 4], scope=("live", "test", None)[i % 3],
                                      account_status=(None, "active", "suspended")[i % 3],
                                      subaccount=(None, False, True)[i % 3], region=("us1", "ie1", None, "au1")[i % 4])
-                 for i, f in enumerate(findings)]
+                 for f in findings for i in [rank[f.secret_sha256]]]
         out["mixed-validity"] = ((args[0], mixed, repos, tips, detectors), kwargs | {"validated": True})
         listed = {"twilio_master_credentials": ("us1", "ie1", "au1")}
         out["regions-listed"] = ((args[0], mixed, repos, tips, detectors), kwargs | {"validated": True,
