@@ -274,6 +274,7 @@ def scan_chunk(job: RepoJob, blobs: tuple[bytes, ...]) -> BlobScan:
     scanner = BatchScanner(repo.path, job.detectors, max_bytes=job.max_blob_bytes, max_pairs=job.max_pairs_per_sid,
                            use_git=not fetches)
     skipped: Counter[str] = Counter()
+    bounded: Counter[str] = Counter()
     errors: list[str] = []
     candidates: list[Candidate] = []
     scanned = nbytes = 0
@@ -283,9 +284,10 @@ def scan_chunk(job: RepoJob, blobs: tuple[bytes, ...]) -> BlobScan:
             scanned += got.blobs_scanned
             nbytes += got.bytes_scanned
             skipped.update(got.skipped)
+            bounded.update(got.matches_bounded)
             errors += got.errors
             candidates += got.candidates
     finally:
         scanner.close()
     return BlobScan(blobs_scanned=scanned, bytes_scanned=nbytes, skipped=dict(skipped), errors=tuple(errors),
-                    candidates=tuple(candidates))
+                    candidates=tuple(candidates), matches_bounded=dict(bounded))

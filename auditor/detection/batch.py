@@ -31,6 +31,7 @@ class BatchScanner:
 
     def scan(self, batch: Sequence[bytes]) -> BlobScan:
         skipped: Counter[str] = Counter()
+        bounded: Counter[str] = Counter()  # detector → blobs where it hit engine.MAX_MATCHES
         errors: list[str] = []
         candidates = []
         scanned: list[bytes] = []
@@ -53,6 +54,9 @@ class BatchScanner:
             if binary:
                 skipped["binary"] += 1
                 continue
-            candidates.extend(detect(self.detectors, data, raw.hex(), self.max_pairs, binary))
+            hit: set[str] = set()
+            candidates.extend(detect(self.detectors, data, raw.hex(), self.max_pairs, binary, bounded=hit))
+            bounded.update(hit)
         return BlobScan(blobs_scanned=len(scanned) - skipped["binary"], bytes_scanned=nbytes, skipped=dict(skipped),
-                        errors=tuple(errors), candidates=tuple(candidates), scanned_oids=tuple(scanned))
+                        errors=tuple(errors), candidates=tuple(candidates), scanned_oids=tuple(scanned),
+                        matches_bounded=dict(bounded))

@@ -84,6 +84,7 @@ def detect(stats: RepoStats, scanner: Scanner, source: Changes, detectors: Detec
             stats.blobs_scanned += result.blobs_scanned
             stats.bytes_scanned += result.bytes_scanned
             stats.blobs_skipped.update(result.skipped)
+            stats.matches_bounded.update(result.matches_bounded)
             stats.errors.extend(result.errors)
             for c in result.candidates:
                 raw = bytes.fromhex(c.blob)

@@ -4,9 +4,11 @@ unreadable objects, blobs skipped by reason — in a Coverage section of report.
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 from pathlib import Path
 
+from auditor.detectors.engine import MAX_MATCHES
 from tests.helpers.env import env
 from tests.helpers.git import GitRepo, run_git
 from tests.helpers.pairs import make_pair, snippet
@@ -69,3 +71,23 @@ def test_a_partial_clone_is_shown_incomplete_with_its_unreadable_objects(tmp_pat
     text = _coverage(tmp_path / "out")
     assert "Incomplete" in text and "Partial clone (partial)" in text
     assert f"{r.summary['error_count']:,} object(s) could not be read" in text
+
+
+def test_a_rule_that_matches_every_line_is_bounded_and_every_output_says_so(tmp_path):
+    """issue 11 (bad input): a catalog rule that matches every line of a big file must not stall the scan; the
+    matches kept per blob are bounded (engine.MAX_MATCHES), and summary.json, the CLI and the report say where."""
+    catalog = tmp_path / "gitleaks.toml"
+    catalog.write_text("[[rules]]\nid = 'every-line'\nregex = '''tok_([0-9a-f]{16})'''\nsecretGroup = 1\n"
+                       "keywords = ['tok_']\n")
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit(files={"big.txt": "".join(f"tok_{secrets.token_hex(8)}\n" for _ in range(2 * MAX_MATCHES))})
+    repo.commit(files={"small.txt": f"tok_{secrets.token_hex(8)}\n"})
+    r = run_scan(repo, tmp_path / "out", "--detectors", str(catalog))
+    assert r.returncode == 1, r.stderr
+    assert r.summary["matches_bounded"] == {"every-line": 1}  # big.txt only: small.txt is under the bound
+    assert [x["matches_bounded"] for x in r.summary["repos"]] == [{"every-line": 1}]
+    assert r.summary["occurrences"] == MAX_MATCHES + 1  # a lower bound, and said to be one
+    assert "every-line matched more often than the bound kept per blob in 1 blob" in r.stderr
+    assert run_auditor("report", str(tmp_path / "out"), timeout=180).returncode == 0
+    text = _coverage(tmp_path / "out")
+    assert "Incomplete" in text and "hit the bound" in text and "every-line in 1 blob(s)" in text
