@@ -27,7 +27,7 @@ from auditor.detectors.spec import Detector
 from auditor.git import mirror, reach
 from auditor.git.blobs import BlobReader
 from auditor.git.changes import BlobFeed, Changes, Verdict
-from auditor.git.history import CommitRows, Commits, list_commits, with_tips
+from auditor.git.history import CommitRows, Commits, list_commits
 from auditor.git.repository import open_repository, partial_clone
 from auditor.models import BlobScan, Candidate, RepoState, RepoStats
 
@@ -97,28 +97,6 @@ def _listed(repo: pygit2.Repository, *known: frozenset[bytes]) -> tuple[Commits,
     return commits, CommitRows(commits.time)
 
 
-class _FromLog:
-    """The listing git's log of the changes made (``Changes.start(listing=True)``), asked for once git has said
-    all it could: with the ref tips added, or, if git failed, pygit2's walk of the whole history instead."""
-
-    def __init__(self, repo: pygit2.Repository, source: Changes) -> None:
-        self._repo, self._source = repo, source
-        self._value: tuple[Commits, CommitRows] | None = None
-        self.seconds = 0.0
-
-    def result(self) -> tuple[Commits, CommitRows]:
-        if self._value is None:
-            t0 = time.perf_counter()
-            listing = self._source.listing
-            if self._source.listed and listing is not None:
-                commits = with_tips(self._repo, listing)
-                self._value = commits, CommitRows(commits.time)
-            else:
-                self._value = _listed(self._repo)
-            self.seconds = time.perf_counter() - t0
-        return self._value
-
-
 class _Found:
     """A scanner whose results were computed elsewhere (a big repository's chunks, on other workers): it lets the
     blob feed run to its end (the changes it keeps are what location needs), then hands them over."""
@@ -155,7 +133,7 @@ def scan_repository(job: RepoJob, events: ScanEvents | None = None, found: list[
     detectors = DetectorSet(job.detectors)
     source = Changes(repo, use_git=not fetches)
     if state is None:
-        source.start(listing=True)  # every commit's changes, and the commits themselves, from one git log
+        source.start()  # every commit's changes, computed by git while pygit2 lists the commits
     scanner: Scanner
     if found is not None:
         scanner = _Found(found)
@@ -166,10 +144,9 @@ def scan_repository(job: RepoJob, events: ScanEvents | None = None, found: list[
         scanner = DetectionPool(stats.path, job.detectors, jobs=job.jobs, max_bytes=job.max_blob_bytes,
                                 max_pairs=job.max_pairs_per_sid, use_git=not fetches)
     try:
-        # a first scan takes the commits from git's log (pygit2 lists them if git fails or cannot run); a rerun
-        # lists them in a thread, with pygit2, hiding the earlier tips
-        listing: _Background | _FromLog = _FromLog(repo, source) if source.listing is not None else \
-            _Background(_listed, repo, *((state.tips, state.commits) if state else ()))
+        # pygit2 lists the commits in a thread (SPEC §2: the history is pygit2's; git's changes need no list, and
+        # the workers start now); a rerun's listing hides the earlier tips
+        listing = _Background(_listed, repo, *((state.tips, state.commits) if state else ()))
         reaching = _Background(reach.classify, repo.path)  # which kind of ref reaches a commit (SPEC §11)
         new: list[bytes] | None = None
         again: set[bytes] = set()

@@ -6,8 +6,8 @@
 Two parts, one run:
 
 1. **stages in isolation**, one after another in this process, each timed by wall clock and by CPU (this process
-   and, through ``RUSAGE_CHILDREN``, the git processes it started): listing the commits with pygit2 (what reruns
-   do); the changes and the commits (``git log --raw``, and the blob feed parsing it, as a first scan does);
+   and, through ``RUSAGE_CHILDREN``, the git processes it started): listing the commits with pygit2 (a scan does
+   it in a thread beside git); the changes (``git log --raw``, and the blob feed parsing it);
    reading the blobs a scan reads (``git cat-file --batch``, the workers' delta-base cache) in the order the
    changes meet them, in pack order and grouped by path (what a scan does); detection over their bytes
    (``BatchScanner``: reading the pipe and matching); beside the pack-order floor;
@@ -44,7 +44,7 @@ from auditor.detectors import load_detectors  # noqa: E402
 from auditor.detectors.engine import DetectorSet  # noqa: E402
 from auditor.git.blobs import DELTA_CACHE  # noqa: E402
 from auditor.git.changes import BlobFeed, Changes, Verdict  # noqa: E402
-from auditor.git.history import list_commits, with_tips  # noqa: E402
+from auditor.git.history import list_commits  # noqa: E402
 from auditor.git.read_order import by_path  # noqa: E402
 from auditor.git.repository import GIT_ENV, open_repository  # noqa: E402
 
@@ -86,16 +86,14 @@ def isolated(repo_path: str) -> dict[str, dict[str, float]]:
     _, out["floor: every object, pack order"] = timed(lambda: subprocess.run(
         ["git", "--git-dir", repo.path, "cat-file", "--batch-all-objects", "--unordered", "--batch"],
         stdout=subprocess.DEVNULL, check=True, env=GIT_ENV))
-    _, out["listing commits, pygit2 (reruns; first scans before issue 15)"] = timed(lambda: list_commits(repo))
+    listed, out["listing commits, pygit2 (in a thread beside git log)"] = timed(lambda: list_commits(repo))
 
     def changes() -> list[tuple[bytes, bytes]]:
         source = Changes(repo)
-        source.start(listing=True)  # the commits come from git's log too, as in a first scan
+        source.start()
         try:
             feed = BlobFeed(lambda oid, name: Verdict.SCAN if detectors.scans(name) else Verdict.BANNED)
-            named = list(feed.named(source.records(lambda: (source.listing.tree, source.listing.parents), plain=True)))
-            with_tips(repo, source.listing)
-            return named
+            return list(feed.named(source.records(lambda: (listed.tree, listed.parents), plain=True)))
         finally:
             source.close()
     named, both = timed(changes)

@@ -27,8 +27,7 @@ from typing import IO, NamedTuple
 
 import pygit2
 
-from auditor.git.history import Commits
-from auditor.git.objects import MODE_TREE, commit_tree, read_commit, tree_entries
+from auditor.git.objects import MODE_TREE, commit_tree, tree_entries
 from auditor.git.repository import GIT_ENV
 
 
@@ -97,25 +96,17 @@ class Changes:
         self.parents: Mapping[bytes, tuple[bytes, ...]] = {}
         self.errors: list[str] = []
         self._proc: subprocess.Popen[bytes] | None = None
-        # the commits git's log names, with their trees, times and parents (``start(listing=True)``); ``listed``
-        # says whether git ended well, so that they are every commit of ``git rev-list --all``
-        self.listing: Commits | None = None
-        self.listed = False
 
-    def start(self, commits: Sequence[bytes] | None = None, *, listing: bool = False) -> None:
-        """Start git on ``commits``, or on every ref and HEAD when None: it then runs while pygit2 lists them, or,
-        with ``listing``, it lists them itself (``listing``, complete once ``listed``): the header git writes for
-        each commit holds its tree, time and parents, so no second walk of the history is needed."""
+    def start(self, commits: Sequence[bytes] | None = None) -> None:
+        """Start git on ``commits``, or on every ref and HEAD when None: it then runs while pygit2 lists them."""
         if not self.git or self._proc is not None:
             return
-        if listing and commits is None:
-            self.listing = Commits()
         which = ["--all"] if commits is None else ["--no-walk=unsorted", "--stdin"]
         try:
             self._proc = subprocess.Popen(
                 [self.git, *LOG_CACHE, "--git-dir", self.repo.path, "log", *which, "-z", "--raw", "--no-abbrev",
                  "--no-renames", "--no-ext-diff", "--no-textconv", "--root", "--diff-merges=first-parent",
-                 "--ignore-submodules=none", "--format=%x01%H %T %ct %P"],
+                 "--ignore-submodules=none", "--format=%x01%H %P"],
                 stdin=subprocess.PIPE if commits is not None else subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL, env=GIT_ENV)
         except OSError:
@@ -157,16 +148,6 @@ class Changes:
             if commit not in seen:
                 yield self._pygit2_record(commit)
 
-    def _time(self, commit: bytes) -> int:
-        """The committer time where git prints none (before 1970, or garbled): as the pygit2 listing reads it."""
-        try:
-            return int(self.repo[pygit2.Oid(raw=commit)].commit_time)
-        except (KeyError, pygit2.GitError, ValueError, AttributeError):
-            try:
-                return read_commit(self.repo, commit).time
-            except (KeyError, pygit2.GitError, ValueError):
-                return 0
-
     def close(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
@@ -187,15 +168,13 @@ class Changes:
             if not finished:  # abandoned (interrupted): git must not outlive the scan
                 self.close()
             proc.stdout.close()
-        if proc.wait() == 0:  # after a failure the last record may be cut short
-            self.listed = self.listing is not None
-            if last is not None:
-                yield last
+        if last is not None and proc.wait() == 0:  # after a failure the last record may be cut short
+            yield last
 
     def _parse(self, tokens: Iterator[bytes]) -> Iterator[Record]:
         """NUL-separated tokens → records. A path is always the token after a change's metadata, so no path (a
         hostile one may hold any byte but NUL) is ever read as a header or as metadata."""
-        listing, modes = self.listing, _MODES
+        modes = _MODES
         record: Record | None = None
         for token in tokens:
             if token[:1] == b"\n":
@@ -212,12 +191,8 @@ class Changes:
             elif token[:1] == b"\x01":
                 if record is not None:
                     yield record
-                commit, tree, when, *parents = token[1:].split(b" ")  # %ct is empty where the time is garbled
-                ids = [unhexlify(p) for p in parents if p]
-                record = (unhexlify(commit), ids[0] if ids else None, [])
-                if listing is not None:
-                    listing.add(record[0], unhexlify(tree), tuple(ids),
-                                int(when) if when.isdigit() else self._time(record[0]))
+                ids = token[1:].split()
+                record = (unhexlify(ids[0]), unhexlify(ids[1]) if len(ids) > 1 else None, [])
         if record is not None:
             yield record
 

@@ -279,13 +279,6 @@ def _ref_tips(repo: pygit2.Repository, out: Commits) -> None:
             out.outside[_name(name)] = kind
 
 
-def with_tips(repo: pygit2.Repository, out: Commits) -> Commits:
-    """``out`` (commits git listed) with the ref tips, the refs outside any commit and what cannot be read of them."""
-    out.shallow = repo.is_shallow
-    _ref_tips(repo, out)
-    return out
-
-
 def list_commits(repo: pygit2.Repository, known_tips: frozenset[bytes] = frozenset(),
                  known: frozenset[bytes] = frozenset()) -> Commits:
     """Walk every commit of every ref; given an earlier listing (its tips and commits) whose tips are all still
