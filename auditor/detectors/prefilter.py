@@ -177,9 +177,9 @@ def _leading(items: list[Any]) -> Literals | None:
 
 def leading(pattern: str) -> Literals | None:
     """Lower-cased literals one of which every match of ``pattern`` starts with, when the ``regex`` module cannot find
-    them fast itself (several alternatives: it tries every byte; one literal, even case-insensitive, it finds faster
-    than this, bench/catalog.py): then a match is tried only where one of them occurs in the lowered blob. None
-    otherwise."""
+    them fast itself (several alternatives, or one under a global ``(?i)``: it tries every byte; one case-sensitive
+    literal it finds faster than this, bench/catalog.py): then a match is tried only where one of them occurs in
+    the lowered blob. None otherwise."""
     parsed = _parse(pattern)
     if parsed is None:
         return None
@@ -187,12 +187,25 @@ def leading(pattern: str) -> Literals | None:
     if _score(found)[0] < MIN_LITERAL:
         return None
     assert found is not None
-    return found if len(found) > 1 else None
+    return found if len(found) > 1 or parsed.state.flags & re.IGNORECASE else None
+
+
+# The last blob a prefilter looked at (the lowered bytes themselves, compared by identity), the automaton's matches
+# in it and its words' indexes: the windowed matchers that run next on that blob look their starts up here.
+_last: tuple[bytes, list[tuple[int, int, int]], dict[bytes, int]] | None = None
 
 
 def starts(lowered: bytes, literals: Literals) -> list[int]:
-    """Every offset of ``lowered`` where one of ``literals`` begins, in order: one automaton pass (in C; a
-    ``bytes.find`` loop per literal cost more than the matches it saved where a keyword is frequent)."""
+    """Every offset of ``lowered`` where one of ``literals`` begins, in order: from the prefilter's own pass over
+    this very blob when its automaton holds them all (a windowed rule's leading literals are mostly its gate's),
+    else one automaton pass (in C; a ``bytes.find`` loop per literal cost more than the matches it saved where a
+    keyword is frequent)."""
+    seen = _last
+    if seen is not None and seen[0] is lowered:
+        index = seen[2]
+        wanted = {index[w] for w in literals if w in index}
+        if len(wanted) == len(literals):
+            return sorted({start for w, start, _ in seen[1] if w in wanted})
     found = {start for _, start, _ in _automaton(literals).find_matches_as_indexes(lowered, overlapping=True)}
     return sorted(found)
 
@@ -218,6 +231,7 @@ class Prefilter:
         self.always = [i for i, g in enumerate(gates) if g is None]
         self.active = sum(g is not None for g in gates) >= PREFILTER_MIN
         words = sorted({w for g in gates if g is not None for w in g})
+        self._index = {w: i for i, w in enumerate(words)}
         self._owners: list[list[int]] = [[i for i, g in enumerate(gates) if g is not None and w in g] for w in words]
         # a DFA: twice the speed of the default (contiguous NFA) on source files, for a few hundred keywords' memory
         self._automaton = (ahocorasick_rs.BytesAhoCorasick(words, implementation=ahocorasick_rs.Implementation.DFA)
@@ -227,7 +241,10 @@ class Prefilter:
         """Indexes (in order) of the detectors to run on a blob whose lower-cased content is ``lowered``."""
         if self._automaton is None:
             return list(range(self.size))
-        hit = {w for w, _, _ in self._automaton.find_matches_as_indexes(lowered, overlapping=True)}
+        global _last
+        matches = self._automaton.find_matches_as_indexes(lowered, overlapping=True)
+        _last = (lowered, matches, self._index)  # where each word is: ``starts`` on this blob reads it from here
+        hit = {w for w, _, _ in matches}
         chosen = set(self.always)
         for w in hit:
             chosen.update(self._owners[w])
