@@ -126,6 +126,7 @@ def same_findings(a: Path, b: Path) -> dict:
 
 def bench(repo: Path, label: str, config: Path, reps: int, peer: Path | None, without: bool,
           before: Path | None = None) -> dict:
+    OUT.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"catalog-{label}-", dir=OUT))
     log(f"{label}: warm-up read")
     subprocess.run(["bash", "-c", f"git -C '{repo}' cat-file --batch-all-objects --batch >/dev/null"], check=True)
