@@ -365,7 +365,7 @@ def _descents(repo: pygit2.Repository, commits: Commits, candidates: Mapping[byt
               earlier: Iterable[tuple[bytes, bytes, bytes]]) -> frozenset[tuple[bytes, bytes]]:
     """(transition, introduction) pairs at one path where the transition descends from the introduction and could
     remove what it introduced: the old blob's candidates differ from the new one's and share a client_id with the
-    introduced blob's. Asking the graph is costly (a merge-base walk), so only those pairs are asked."""
+    introduced blob's. Only those pairs are asked of the graph, all in one walk (``_Ancestry.reaching``)."""
     checks = {b: frozenset(c.checks_key for c in cands) for b, cands in candidates.items()}
     ids = {b: frozenset(c.client_id for c in cands) for b, cands in candidates.items()}
     introduced_at: dict[bytes, list[tuple[bytes, bytes]]] = {}
