@@ -234,49 +234,61 @@ def introduced(intro: Introduction, secrets_of: Mapping[bytes, frozenset[SecretK
 
 # -- the git side --------------------------------------------------------------------------------------------------
 class _Ancestry:
-    """Is one commit a descendant of another? From the listing's parents, with generation numbers (git's
-    commit-graph idea: an ancestor's generation is lower) so a search stops where the answer cannot lie; libgit2's
+    """Is one commit a descendant of another? Asked in a batch (``reaching``): one walk over the listing's parents
+    from the descendants asked about, carrying per commit the set (an int's bits) of the ancestors asked about that
+    it reaches, so the cost is one pass over their history whatever the number of questions (a question per pair of
+    a removal and an introduction at one path: millions where a catalog matches many versions of a file). libgit2's
     merge-base walk (~10 ms a question) only for commits the listing did not load (a rerun's earlier ones)."""
 
     def __init__(self, repo: pygit2.Repository, commits: Commits) -> None:
         self.repo, self.commits, self.parents = repo, commits, commits.parents
-        self._generation: dict[bytes, int] | None = None
 
-    def _generations(self) -> dict[bytes, int]:
-        if self._generation is None:
-            gen: dict[bytes, int] = {}
-            for start in self.parents:
-                stack = [start]
-                while stack:
-                    c = stack[-1]
-                    if c in gen:
-                        stack.pop()
-                        continue
-                    todo = [p for p in self.parents.get(c, ()) if p not in gen and p in self.parents]
+    def reaching(self, pairs: Iterable[tuple[bytes, bytes]]) -> set[tuple[bytes, bytes]]:
+        """The (descendant, ancestor) pairs of ``pairs`` where the first is the second or descends from it."""
+        parents = self.parents
+        loaded, out = set(), set()
+        for pair in set(pairs):
+            if pair[0] in parents and pair[1] in parents:
+                loaded.add(pair)
+            elif self._descends_outside(*pair):
+                out.add(pair)
+        if not loaded:
+            return out
+        bit = {a: 1 << i for i, a in enumerate(sorted({a for _, a in loaded}))}
+        mask: dict[bytes, int] = {}
+        listed: dict[bytes, tuple[bytes, ...]] = {}  # a commit's loaded parents, once read
+        for start in {d for d, _ in loaded}:
+            stack = [start]
+            while stack:
+                c = stack[-1]
+                if c in mask:
+                    stack.pop()
+                    continue
+                ps = listed.get(c)
+                if ps is None:
+                    ps = listed[c] = tuple(p for p in parents.get(c, ()) if p in parents)
+                    todo = [p for p in ps if p not in mask]
                     if todo:
                         stack.extend(todo)
                         continue
-                    stack.pop()
-                    gen[c] = 1 + max((gen[p] for p in self.parents.get(c, ()) if p in gen), default=0)
-            self._generation = gen
-        return self._generation
+                stack.pop()
+                own = bit.get(c, 0)
+                if len(ps) == 1 and not own:
+                    mask[c] = mask[ps[0]]  # shared, not copied: most commits have one parent
+                    continue
+                for p in ps:
+                    own |= mask[p]
+                mask[c] = own
+        out.update(pair for pair in loaded if mask[pair[0]] & bit[pair[1]])
+        return out
 
     def descends(self, descendant: bytes, ancestor: bytes) -> bool:
-        if descendant in self.parents and ancestor in self.parents:
-            gen = self._generations()
-            floor = gen[ancestor]
-            stack, seen = [descendant], {descendant}
-            while stack:
-                c = stack.pop()
-                if c == ancestor:
-                    return True
-                for p in self.parents.get(c, ()):
-                    if p not in seen and gen.get(p, -1) >= floor:
-                        seen.add(p)
-                        stack.append(p)
-            return False
+        return (descendant, ancestor) in self.reaching(((descendant, ancestor),))
+
+    def _descends_outside(self, descendant: bytes, ancestor: bytes) -> bool:
         try:
-            return bool(self.repo.descendant_of(pygit2.Oid(raw=descendant), pygit2.Oid(raw=ancestor)))
+            return bool(self.repo.descendant_of(pygit2.Oid(raw=descendant), pygit2.Oid(raw=ancestor))) \
+                or descendant == ancestor
         except (ValueError, KeyError, pygit2.GitError):  # unreadable: commit times, exact on a linear history
             return self.commits.time.get(descendant, 0) >= self.commits.time.get(ancestor, 0)
 
@@ -353,22 +365,20 @@ def _descents(repo: pygit2.Repository, commits: Commits, candidates: Mapping[byt
               earlier: Iterable[tuple[bytes, bytes, bytes]]) -> frozenset[tuple[bytes, bytes]]:
     """(transition, introduction) pairs at one path where the transition descends from the introduction and could
     remove what it introduced: the old blob's candidates differ from the new one's and share a client_id with the
-    introduced blob's. Asking the graph is costly (a merge-base walk), so only those pairs are asked."""
+    introduced blob's. Only those pairs are asked of the graph, all in one walk (``_Ancestry.reaching``)."""
     checks = {b: frozenset(c.checks_key for c in cands) for b, cands in candidates.items()}
     ids = {b: frozenset(c.client_id for c in cands) for b, cands in candidates.items()}
     introduced_at: dict[bytes, list[tuple[bytes, bytes]]] = {}
     for commit, path, blob in (*((i.commit, i.path, i.blob) for i in intros), *earlier):
         introduced_at.setdefault(path, []).append((commit, blob))
-    out = set()
-    ancestry = _Ancestry(repo, commits)
+    asked = set()
     for t in transitions:
         if t.now is not None and checks.get(t.now) == checks[t.blob]:
             continue  # the same candidates before and after: nothing can be gone
         for commit, blob in introduced_at.get(t.path, ()):
-            if commit != t.commit and ids.get(blob, frozenset()) & ids[t.blob] and (t.commit, commit) not in out \
-                    and ancestry.descends(t.commit, commit):
-                out.add((t.commit, commit))
-    return frozenset(out)
+            if commit != t.commit and ids.get(blob, frozenset()) & ids[t.blob]:
+                asked.add((t.commit, commit))
+    return frozenset(_Ancestry(repo, commits).reaching(asked))
 
 
 # -- the pure side ---------------------------------------------------------------------------------------------------

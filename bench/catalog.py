@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/catalog.py synth:20k [--rules 150] [--keywordless 2] [--reps 3] [--without]
     .venv/bin/python bench/catalog.py --config bench/work/gitleaks.toml MIRRORS/pallets+flask MIRRORS/git+git --peer
+    .venv/bin/python bench/catalog.py --config bench/work/gitleaks.toml MIRRORS/pallets+flask --before DIR
 
 Without ``--config``, a catalog of ``--rules`` gitleaks-format rules is generated (seeded) into bench/work/catalog/:
 mostly rules led by a literal prefix with it as their keyword (as most of gitleaks' own), some generic assignment
@@ -105,15 +106,27 @@ def no_prefilter_env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=str(site))
 
 
-def one(label: str, cmd: list[str], env: dict[str, str] | None = None) -> dict:
-    m = measure.run(cmd, cwd=ROOT, timeout=3 * 3600, env=env)
+def one(label: str, cmd: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> dict:
+    m = measure.run(cmd, cwd=cwd, timeout=3 * 3600, env=env)
     log(f"  {label}: {m.wall:.2f} s wall, {m.cpu:.2f} s CPU, rc {m.rc}, others {m.other_cpu_pct:.0f} %")
     if m.rc not in (0, 1) or m.timed_out:
         raise SystemExit(f"{label} failed (rc {m.rc}): {' '.join(cmd)}")
     return {"wall": m.wall, "cpu": m.cpu, "other_cpu_pct": m.other_cpu_pct, "peak_pss": m.peak_pss}
 
 
-def bench(repo: Path, label: str, config: Path, reps: int, peer: Path | None, without: bool) -> dict:
+def same_findings(a: Path, b: Path) -> dict:
+    """Two scans' findings as sets of (commit, path, secret_sha256, detector): what one found and the other not."""
+    def keys(out: Path) -> set[tuple[str, str, str, str]]:
+        return {(f["commit"], f["path"], f["secret_sha256"], f["detector"])
+                for f in map(json.loads, (out / "findings.jsonl").read_text().splitlines())}
+    ka, kb = keys(a), keys(b)
+    return {"before": len(ka), "after": len(kb), "same": ka == kb, "only_before": len(ka - kb),
+            "only_after": len(kb - ka)}
+
+
+def bench(repo: Path, label: str, config: Path, reps: int, peer: Path | None, without: bool,
+          before: Path | None = None) -> dict:
+    OUT.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"catalog-{label}-", dir=OUT))
     log(f"{label}: warm-up read")
     subprocess.run(["bash", "-c", f"git -C '{repo}' cat-file --batch-all-objects --batch >/dev/null"], check=True)
@@ -122,10 +135,13 @@ def bench(repo: Path, label: str, config: Path, reps: int, peer: Path | None, wi
     missing = peers.missing_objects(repo, OUT / f"{label}.missing.txt") if peer else []
     view = peers.make_view(repo, OUT / f"{label}.view.git", missing) if missing else repo
     runs: dict[str, list[dict]] = {"builtin": [], "catalog": [], **({"catalog, no prefilter": []} if without else {}),
-                                   **({"gitleaks": []} if peer else {})}
+                                   **({"gitleaks": []} if peer else {}), **({"catalog before": []} if before else {})}
     for rep in range(reps):
         log(f"{label}: repetition {rep + 1}/{reps}")
         runs["builtin"].append(one("built-in", auditor_cmd(repo, work / f"b{rep}", None)))
+        if before:  # the same scan on another checkout, alternating with this one's
+            runs["catalog before"].append(one("catalog before", auditor_cmd(repo, work / f"p{rep}", config),
+                                              dict(os.environ, PYTHONPATH=str(before)), cwd=before))
         runs["catalog"].append(one("catalog", auditor_cmd(repo, work / f"c{rep}", config)))
         if without:
             runs["catalog, no prefilter"].append(one("catalog, no prefilter", auditor_cmd(
@@ -138,6 +154,11 @@ def bench(repo: Path, label: str, config: Path, reps: int, peer: Path | None, wi
                                             capture_output=True, text=True, check=True).stdout)}
     last = reps - 1
     summary = json.loads((work / f"c{last}" / "summary.json").read_text())
+    result["seconds"] = {k: [json.loads((work / f"{p}{r}" / "summary.json").read_text())["seconds"]
+                             for r in range(reps)] for k, p in (("catalog", "c"), ("catalog before", "p"))
+                         if k in runs}
+    if before:
+        result["findings_before_after"] = same_findings(work / f"p{last}", work / f"c{last}")
     result["catalog_summary"] = {k: summary.get(k) for k in ("commits_scanned", "blobs_scanned", "bytes_scanned",
                                                              "occurrences", "unique_secrets")}
     result["per_detector"] = {d: {"occurrences": v["occurrences"], "unique_secrets": v["unique_secrets"],
@@ -239,6 +260,9 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--peer", action="store_true", help="also gitleaks with the same catalog, and the agreement")
     ap.add_argument("--without", action="store_true", help="also the catalog with the prefilter off (its effect)")
+    ap.add_argument("--before", type=Path, metavar="DIR", help="also the catalog scan with the auditor of another "
+                    "checkout (e.g. `git worktree add DIR main`), before this one's in each repetition; the two "
+                    "scans' findings compared as sets of (commit, path, secret_sha256, detector)")
     args = ap.parse_args()
     config = args.config.resolve() if args.config else generate(args.rules, args.keywordless)
     peer = None
@@ -247,7 +271,8 @@ def main() -> None:
         peer = peers.gitleaks_binary()
     for arg in args.repos:
         repo, label, _ = bench_run.resolve(arg)
-        result = bench(repo, label, config, args.reps, peer, args.without)
+        result = bench(repo, label, config, args.reps, peer, args.without,
+                       args.before.resolve() if args.before else None)
         walls = {k: statistics.median(r["wall"] for r in v) for k, v in result["runs"].items()}
         result["ratio_wall"] = walls["catalog"] / walls["builtin"]
         log(f"{label}: medians {walls}; catalog / built-in = {result['ratio_wall']:.2f}")

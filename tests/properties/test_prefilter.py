@@ -49,9 +49,15 @@ def test_detection_through_the_prefilter_is_detection_without_it(blob):
 
 
 WINDOWED = [r"(?i)(?:key|token|auth)[\w.-]{0,5}\s*[:=]\s*([0-9a-z]{4,8})", r"(?i)\b(?:tok|tkn)(?:en)?=(\w+)",
-            r"(?:kind:|data:)\s+(\w{3})"]
+            r"(?:kind:|data:)\s+(\w{3})",
+            # shaped like gitleaks' vault-service-token, freemius-secret-key, authress-service-client-access-key
+            r"\b((?:hvs\.[\w-]{3,5}|s\.(?i:[a-z0-9]{4})))(?:[\x60'\"\s;]|$)",
+            r"(?i)[\"']secret_key[\"']\s*=>\s*[\"'](sk_\w{2})[\"']",
+            r"\b((?:sc|ext|scauth)_(?i)[a-z0-9]{2,4}\.(?-i:acc))", r"(?i)auth[ \t\w.-]{0,5}=([0-9a-z]{3})"]
 _TEXT = st.lists(st.sampled_from(["KEY", "key", "Token", "tok", "token", "auth", "=", ":", " ", "_x", "ab12", "cd3",
-                                  "\n", "kind:", "data:", "zz", "."]), max_size=50).map("".join)
+                                  "\n", "kind:", "data:", "zz", ".", "s.", "S.", "hvs.", "hVs.", "'", '"',
+                                  "secret_key", "Secret_Key", "=>", "sk_", "sc_", "SC_", "ext_", "scauth_", ".acc",
+                                  ".ACC"]), max_size=50).map("".join)
 
 
 @settings(max_examples=80, deadline=None)

@@ -13,7 +13,7 @@ from auditor.detectors import CompiledDetector, load_detectors
 from auditor.detectors.catalogs import load
 from auditor.detectors.check import check_detector
 from auditor.detectors.engine import MAX_MATCHES, detect
-from auditor.detectors.prefilter import PREFILTER_MIN, Prefilter, literals
+from auditor.detectors.prefilter import PREFILTER_MIN, Prefilter, leading, literals
 
 CATALOG = """
 [[rules]]
@@ -79,9 +79,25 @@ def _compiled() -> list[CompiledDetector]:
     (r"(?:messagebird|message-bird)", {b"messagebird", b"message-bird"}),
     (r"[[:alpha:]]+token", None),  # the standard parser reads this differently from regex: not trusted
     (r"\p{L}+token", None),  # regex-only syntax
+    (r"\b(?:sc|ext)_(?i)[a-z0-9]{5}\.(?-i:acc)", {b".acc"}),  # a late (?i): regex applies it from there on
+    (r"a\\(?i)bc", None),  # after an escaped backslash it is still refused
 ])
 def test_the_literals_a_pattern_needs(pattern, expected):
     assert literals(pattern) == (frozenset(expected) if expected is not None else None)
+
+
+@pytest.mark.parametrize(("pattern", "expected"), [
+    (r"(?i)(?:key|token)\s*=", {b"key", b"token"}),
+    (r"(?i)[\"']secret_key[\"']\s*=>", {b"'secret_key'", b"'secret_key\"", b"\"secret_key'", b'"secret_key"'}),
+    (r"\b((?:sc|ext|authress)_(?i)[a-z0-9]{5})", {b"sc_", b"ext_", b"authress_"}),  # the words, then the literal
+    (r"\b((?:hvs\.[\w-]{90}|s\.(?i:[a-z0-9]{24})))", {b"hvs.", b"s."}),
+    (r"token=\w+", None),  # one case-sensitive literal: the regex module finds it faster itself
+    (r"(?i)lob[ \t\w.-]{0,20}=", {b"lob"}),  # one case-insensitive literal: it tries every byte
+    (r"[a-f]x\w", None),  # a class of more than CLASS_MAX characters leads nothing
+    (r"(?:a|b)\w", None),  # one byte each: gates nothing
+])
+def test_the_literals_every_match_starts_with(pattern, expected):
+    assert leading(pattern) == (frozenset(expected) if expected is not None else None)
 
 
 def test_a_blob_is_matched_only_against_the_rules_whose_keywords_it_holds():
