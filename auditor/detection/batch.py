@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import pygit2
 
-from auditor.detectors.engine import CompiledDetector, detect, is_binary, may_match
+from auditor.detectors.engine import CompiledDetector, detect, is_binary
 from auditor.detectors.spec import Detector
 from auditor.git.blobs import BlobReader
 from auditor.models import BlobScan
@@ -44,21 +44,16 @@ class BatchScanner:
                 skipped["too_large"] += 1
             else:
                 wanted.append((raw, size or 0))
-        # Blobs come as views of the reader's reused buffer: the gate runs there, and only a blob that could match
-        # becomes a ``bytes`` (most never do: no copy, no fresh allocation per blob).
-        for raw, view, error in self.reader.views(wanted):
-            if view is None:
+        for raw, data, error in self.reader.read(wanted):
+            if data is None:
                 errors.append(f"blob {raw.hex()}: {error}")
                 continue
-            nbytes += len(view)
+            nbytes += len(data)
             scanned.append(raw)
-            binary = is_binary(view) if self.skip_binary else None
+            binary = is_binary(data) if self.skip_binary else None
             if binary:
                 skipped["binary"] += 1
                 continue
-            if not may_match(self.detectors, view, binary):
-                continue
-            data = view if isinstance(view, bytes) else bytes(view)
             hit: set[str] = set()
             candidates.extend(detect(self.detectors, data, raw.hex(), self.max_pairs, binary, bounded=hit))
             bounded.update(hit)

@@ -16,21 +16,14 @@ from auditor.detectors.spec import Allowlist, Detector
 from auditor.models import Candidate, Pair
 
 _NEWLINE = regex.compile(rb"\n")
-_NUL = regex.compile(rb"\x00")
 BINARY_PROBE = 8000  # git's rule: a NUL in the first 8000 bytes makes a blob binary
 # Matches of one matcher kept per blob: a catalog rule matching every line of a big file must not stall a scan (its
 # candidates, their lines and pairs grow with them). A blob that reaches it is named in ``detect(..., bounded=)``.
 MAX_MATCHES = 4096
 
 
-Buffer = bytes | bytearray | memoryview
-
-
-def is_binary(data: Buffer) -> bool:
-    """A NUL in the first BINARY_PROBE bytes; any buffer (a memoryview is searched in place, not copied)."""
-    if isinstance(data, bytes):
-        return b"\0" in data[:BINARY_PROBE]
-    return _NUL.search(data, 0, BINARY_PROBE) is not None
+def is_binary(data: bytes) -> bool:
+    return b"\0" in data[:BINARY_PROBE]
 
 
 def extension(name: bytes) -> str:
@@ -135,14 +128,14 @@ class CompiledDetector:
                 not self._only_path or any(p.search(path) for p in self._only_path))
         return allowed
 
-    def could_match(self, data: Buffer, lowered: bytes | None = None) -> bool:
+    def could_match(self, data: bytes, lowered: bytes | None = None) -> bool:
         """A necessary condition for any candidate: the anchor matcher finds something."""
         if self._anchor is None:
             return True
         name = "client_id" if "client_id" in self._matchers else "client_secret"
         return next(self._finditer(name, data, lowered), None) is not None
 
-    def _finditer(self, name: str, data: Buffer, lowered: bytes | None) -> Iterator[regex.Match[bytes]]:
+    def _finditer(self, name: str, data: bytes, lowered: bytes | None) -> Iterator[regex.Match[bytes]]:
         """``finditer`` of a matcher; with its leading literals and the lowered blob, tried only where they occur:
         the same matches (a match can start nowhere else; leftmost first, each after the previous one's end)."""
         pattern, lead = self._matchers[name], self._leading.get(name)
@@ -294,25 +287,6 @@ class _Lines:
 def _prefilter(detectors: tuple[CompiledDetector, ...]) -> tuple[prefilter.Prefilter, bool]:
     """The set's prefilter, and whether every detector skips binary blobs (then a binary blob costs no pass)."""
     return prefilter.Prefilter([d.literals for d in detectors]), not any(d.check_binaries for d in detectors)
-
-
-def may_match(detectors: Iterable[CompiledDetector], data: Buffer, binary: bool | None = None) -> bool:
-    """False only when ``detect(detectors, bytes(data), ...)`` finds nothing: the gate ``detect`` itself applies
-    first (binary blobs, each detector's anchor search), run on any buffer without copying it, so a reader can keep
-    blobs in a reused buffer and make ``bytes`` only of those that pass. With the prefilter active (many detectors)
-    only the binary test is applied here: the prefilter's pass needs the lower-cased bytes, which ``detect`` makes.
-    """
-    chosen: Sequence[CompiledDetector] = detectors if isinstance(detectors, Sequence) else list(detectors)
-    plan, _ = _prefilter(tuple(chosen))
-    for d in chosen:
-        if not d.check_binaries:
-            if binary is None:
-                binary = is_binary(data)
-            if binary:
-                continue
-        if plan.active or d.could_match(data):
-            return True
-    return False
 
 
 def detect(detectors: Iterable[CompiledDetector], data: bytes, blob: str, max_pairs: int,

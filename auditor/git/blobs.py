@@ -26,7 +26,6 @@ import pygit2
 from auditor.git.repository import GIT_ENV
 
 Read = tuple[bytes, bytes | None, str | None]  # (id, content, error)
-View = tuple[bytes, "bytes | memoryview | None", str | None]  # (id, content or a view of it, error)
 T = TypeVar("T")
 
 
@@ -54,7 +53,6 @@ class _CatFile:
         except (OSError, AttributeError):  # not Linux
             pass
         self.out = self.proc.stdout
-        self.buf = bytearray(1 << 20)  # ``into``'s reused buffer: grows to the largest blob read
         self.deadline = 0.0  # 0: not waiting for anything
         threading.Thread(target=self._watch, daemon=True).start()
 
@@ -84,20 +82,6 @@ class _CatFile:
         if len(data) < n:
             raise _Stalled
         return data
-
-    def into(self, n: int, deadline: float) -> memoryview:
-        """The next ``n`` bytes in a view of ``buf`` (valid until the next call): no fresh object per blob."""
-        if len(self.buf) < n:
-            self.buf = bytearray(max(n, 2 * len(self.buf)))  # replaced, not resized: an old view stays valid
-        view = memoryview(self.buf)[:n]
-        self.deadline = deadline
-        got = 0
-        while got < n and (step := self.out.readinto(view[got:])):
-            got += step
-        self.deadline = 0.0
-        if got < n:
-            raise _Stalled
-        return view
 
     def close(self) -> None:
         self.proc.kill()
@@ -162,22 +146,12 @@ class BlobReader:
 
     def read(self, items: Sequence[tuple[bytes, int]]) -> Iterator[Read]:
         """(id, content, error) for each (id, size from ``sizes``), in order."""
-        for raw, data, error in self._read(items, False):
-            yield raw, (data if data is None or isinstance(data, bytes) else bytes(data)), error
-
-    def views(self, items: Sequence[tuple[bytes, int]]) -> Iterator[View]:
-        """``read``, but git's answers come as views of one reused buffer, each valid only until the next item
-        is taken (libgit2's as the bytes it made): the caller copies what it keeps, e.g. only blobs that could
-        match (``engine.may_match``), instead of a fresh ``bytes`` per blob."""
-        return self._read(items, True)
-
-    def _read(self, items: Sequence[tuple[bytes, int]], reuse: bool) -> Iterator[View]:
         raws = [raw for raw, _ in items]
         for start in range(0, len(raws), self.CHUNK):
             chunk = raws[start:start + self.CHUNK]
-            yield from (self._read_git(chunk, reuse) if self._git else self._read_libgit2(chunk))
+            yield from (self._read_git(chunk) if self._git else self._read_libgit2(chunk))
 
-    def _read_git(self, raws: Sequence[bytes], reuse: bool) -> Iterator[View]:
+    def _read_git(self, raws: Sequence[bytes]) -> Iterator[Read]:
         if not raws:
             return
         try:
@@ -199,8 +173,7 @@ class BlobReader:
                 if len(header) == 3 and header[0] == want and header[1] == b"blob":
                     size = int(header[2])
                     deadline = time.monotonic() + self.PATIENCE + size / 2**25
-                    # then its newline apart: no copy of the blob to drop it
-                    data = cat.into(size, deadline) if reuse else cat.exactly(size, deadline)
+                    data = cat.exactly(size, deadline)  # then its newline apart: no copy of the blob to drop it
                     if cat.exactly(1, deadline) == b"\n":
                         self._git_works = True
                         yield raw, data, None
@@ -213,7 +186,7 @@ class BlobReader:
                 yield from self._fall_back(raws[i:])
                 return
             yield raw, None, "corrupt object: git could not read it"
-            yield from self._read_git(raws[i + 1:], reuse)
+            yield from self._read_git(raws[i + 1:])
             return
 
     def _fall_back(self, raws: Sequence[bytes]) -> Iterator[Read]:

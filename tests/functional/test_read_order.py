@@ -5,16 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pygit2
 import pytest
 
-from auditor.detection.batch import BatchScanner
 from auditor.detection.inline import InlineScanner
 from auditor.detection.stage import ScanEvents, detect
 from auditor.detectors import load_detectors
-from auditor.detectors.engine import CompiledDetector, DetectorSet
-from auditor.detectors.engine import detect as detect_blob
-from auditor.git.blobs import BlobReader
+from auditor.detectors.engine import DetectorSet
 from auditor.git.changes import Changes
 from auditor.git.history import list_commits
 from auditor.git.read_order import by_path
@@ -103,49 +99,3 @@ def test_unreachable_objects_in_the_pack_are_never_counted(tmp_path: Path, with_
     assert result.summary is not None
     assert result.summary["commits_scanned"] == 1
     assert result.summary["blobs_scanned"] == 2  # settings.py and README.txt: not old.py, not the stray blob
-
-
-def _blobs(repo_path: str) -> list[bytes]:
-    repo = open_repository(repo_path)
-    return sorted(oid.raw for oid in repo.odb if repo.odb.read_header(oid)[0] == pygit2.enums.ObjectType.BLOB)
-
-
-@pytest.mark.parametrize("with_git", [True, False], ids=["git", "pygit2"])
-def test_the_buffer_path_finds_what_the_bytes_path_finds(planted: Manifest, with_git: bool) -> None:
-    """Issue 15, round 2: blobs read into the reader's reused buffer, gated there (``engine.may_match``) and made
-    ``bytes`` only when they could match, give the very candidates and counts of reading each as ``bytes`` and
-    running ``detect`` on every one."""
-    blobs = _blobs(planted.repo)
-    detectors = [CompiledDetector(d) for d in load_detectors()]
-    scanner = BatchScanner(planted.repo, load_detectors(), max_bytes=0, max_pairs=8, use_git=with_git)
-    reference = BlobReader(open_repository(planted.repo), use_git=with_git)
-    try:
-        got = scanner.scan(blobs)
-        want = []
-        for raw, data, error in reference.read([(raw, 0) for raw in blobs]):
-            assert error is None and isinstance(data, bytes)
-            want.extend(detect_blob(detectors, data, raw.hex(), 8))
-    finally:
-        scanner.close()
-        reference.close()
-    assert sorted(map(repr, got.candidates)) == sorted(map(repr, want)) and want
-    assert {p.client_id for p in planted.planted} <= {c.client_id for c in got.candidates}
-    assert got.blobs_scanned + got.skipped.get("binary", 0) == len(blobs) and not got.errors
-
-
-@pytest.mark.parametrize("with_git", [True, False], ids=["git", "pygit2"])
-def test_views_hold_what_read_returns_through_a_growing_buffer(tmp_path: Path, with_git: bool) -> None:
-    """Views of one reused buffer, each taken before the next blob is read, equal ``read``'s bytes, also for a
-    blob larger than the buffer (it grows) and after it (a smaller blob in the grown buffer)."""
-    repo = GitRepo(tmp_path / "repo")
-    big = bytes(range(256)) * (3 * 4096 + 7)  # 3 MiB and a bit: larger than the first buffer
-    repo.commit("one", {"a.txt": "small\n", "big.bin": big, "b.txt": "after the big one\n", "e.txt": ""})
-    blobs = [(raw, 0) for raw in _blobs(str(repo))]
-    reader = BlobReader(open_repository(str(repo)), use_git=with_git)
-    try:
-        read = [(raw, data, error) for raw, data, error in reader.read(blobs)]
-        views = [(raw, bytes(view) if view is not None else None, error) for raw, view, error in reader.views(blobs)]
-    finally:
-        reader.close()
-    assert views == read and len(read) == 4
-    assert {data for _, data, _ in read} == {b"small\n", big, b"after the big one\n", b""}

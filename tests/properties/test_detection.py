@@ -93,17 +93,3 @@ def test_a_planted_pair_in_noise_is_found(before: list[str], between: list[str],
     assert len(cand.pairs) == 1  # noise words are at most 12 characters: never a 32-hex token
     sid_at = blob.index(sid.encode())
     assert cand.pairs[0].line == blob.count(b"\n", 0, sid_at) + 1
-
-
-@settings(max_examples=50, deadline=None)
-@given(_TWILIOISH, st.binary(max_size=40))
-def test_the_buffer_gate_never_turns_away_a_blob_with_candidates(data: bytes, junk: bytes) -> None:
-    """``may_match`` on a view of a reused buffer (stale bytes after the blob) is False only where ``detect`` on
-    the blob's bytes finds nothing (issue 15: workers gate blobs before making ``bytes`` of them)."""
-    from auditor.detectors.engine import may_match
-
-    view = memoryview(bytearray(data + junk))[:len(data)]
-    if not may_match(DETECTORS, view):
-        assert detect(DETECTORS, data, BLOB, 8) == []
-    if detect(DETECTORS, data, BLOB, 8):
-        assert may_match(DETECTORS, view)

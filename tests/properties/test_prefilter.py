@@ -73,18 +73,3 @@ def test_matching_only_where_the_leading_literals_occur_finds_what_finditer_find
             pairing=Pairing(), check=None, examples=(), negative_examples=()))
         windowed = [m.span() for m in d._finditer("client_secret", data, data.lower())]
         assert windowed == [m.span() for m in regex.finditer(pattern.encode(), data)], pattern
-
-
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(_PIECES, max_size=60).map(b"".join), st.binary(max_size=40))
-def test_the_buffer_gate_never_turns_away_a_blob_detect_finds_something_in(blob, junk):
-    """``may_match`` on a view of a reused buffer (the blob, then stale bytes past its end) says False only where
-    ``detect`` on the blob's bytes finds nothing; with the prefilter (a catalog) and with the built-in detectors."""
-    from auditor.detectors import CompiledDetector, load_detectors
-    from auditor.detectors.engine import is_binary, may_match
-
-    view = memoryview(bytearray(blob + junk))[:len(blob)]
-    assert is_binary(view) == is_binary(blob)
-    for detectors in (catalog_detectors(), [CompiledDetector(d) for d in load_detectors()]):
-        if not may_match(detectors, view):
-            assert detect(detectors, blob, "b", 8) == []
