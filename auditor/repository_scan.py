@@ -133,7 +133,7 @@ def scan_repository(job: RepoJob, events: ScanEvents | None = None, found: list[
     detectors = DetectorSet(job.detectors)
     source = Changes(repo, use_git=not fetches)
     if state is None:
-        source.start(split=True)  # every commit's changes, computed by git while pygit2 lists the commits
+        source.start()  # every commit's changes, computed by git while pygit2 lists the commits
     scanner: Scanner
     if found is not None:
         scanner = _Found(found)

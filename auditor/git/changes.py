@@ -17,11 +17,9 @@ Python object per commit outlives the feed (issue 16).
 from __future__ import annotations
 
 import pickle
-import queue
 import shutil
 import subprocess
 import tempfile
-import threading
 from binascii import unhexlify
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from enum import IntEnum, StrEnum
@@ -97,35 +95,27 @@ class Changes:
         self.git = shutil.which("git") if use_git else None
         self.parents: Mapping[bytes, tuple[bytes, ...]] = {}
         self.errors: list[str] = []
-        self._procs: list[subprocess.Popen[bytes]] = []
+        self._proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, commits: Sequence[bytes] | None = None, *, split: bool = False) -> None:
-        """Start git on ``commits``, or on every ref and HEAD when None: it then runs while pygit2 lists them.
-        ``split`` (every ref only): two logs, one of the merges and one of the other commits, each on its own core;
-        their records come interleaved (the blob feed's verdicts and attribution's records do not depend on order)."""
-        if not self.git or self._procs:
+    def start(self, commits: Sequence[bytes] | None = None) -> None:
+        """Start git on ``commits``, or on every ref and HEAD when None: it then runs while pygit2 lists them."""
+        if not self.git or self._proc is not None:
             return
         which = ["--all"] if commits is None else ["--no-walk=unsorted", "--stdin"]
-        parts = [["--no-merges"], ["--merges"]] if split and commits is None else [[]]
         try:
-            for part in parts:
-                self._procs.append(subprocess.Popen(
-                    [self.git, *LOG_CACHE, "--git-dir", self.repo.path, "log", *which, *part, "-z", "--raw",
-                     "--no-abbrev", "--no-renames", "--no-ext-diff", "--no-textconv", "--root",
-                     "--diff-merges=first-parent", "--ignore-submodules=none", "--format=%x01%H %P"],
-                    stdin=subprocess.PIPE if commits is not None else subprocess.DEVNULL, stdout=subprocess.PIPE,
-                    stderr=subprocess.DEVNULL, env=GIT_ENV))
+            self._proc = subprocess.Popen(
+                [self.git, *LOG_CACHE, "--git-dir", self.repo.path, "log", *which, "-z", "--raw", "--no-abbrev",
+                 "--no-renames", "--no-ext-diff", "--no-textconv", "--root", "--diff-merges=first-parent",
+                 "--ignore-submodules=none", "--format=%x01%H %P"],
+                stdin=subprocess.PIPE if commits is not None else subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL, env=GIT_ENV)
         except OSError:
-            self.close()
-            self._procs = []
             self.git = None
             return
         if commits is not None:
-            proc = self._procs[0]
-            assert proc.stdin is not None
             try:
-                proc.stdin.write(b"".join(c.hex().encode() + b"\n" for c in commits))  # read before output
-                proc.stdin.close()
+                self._proc.stdin.write(b"".join(c.hex().encode() + b"\n" for c in commits))  # read before output
+                self._proc.stdin.close()
             except OSError:
                 pass
 
@@ -137,14 +127,13 @@ class Changes:
         million Changes cost ~0.4 s to make and several times more to pickle)."""
         done = bytearray()  # the commits git gave, end to end (git log names each commit once): no set of them
         width = 0
-        if not self._procs:
+        if self._proc is None:
             commits, self.parents = wanted()
             if commits:
                 self.start(commits)
-        if self._procs:
+        if self._proc is not None:
             make = tuple.__new__
-            stream = self._git_records(self._procs[0]) if len(self._procs) == 1 else self._merged(self._procs)
-            for record in stream:
+            for record in self._git_records(self._proc):
                 done += record[0]
                 width = len(record[0])
                 yield record if plain else (record[0], record[1], [make(Change, c) for c in record[2]])
@@ -160,59 +149,9 @@ class Changes:
                 yield self._pygit2_record(commit)
 
     def close(self) -> None:
-        for proc in self._procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-
-    def _merged(self, procs: Sequence[subprocess.Popen[bytes]], chunk: int = 512) -> Iterator[Record]:
-        """The records of several gits, each read and parsed in its own thread (so every git runs at its pace),
-        in chunks as they come."""
-        got: queue.Queue[tuple[list[Record] | None, BaseException | None]] = queue.Queue(16)
-        stop = threading.Event()
-
-        def put(item: tuple[list[Record] | None, BaseException | None]) -> bool:
-            while not stop.is_set():
-                try:
-                    got.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def read(proc: subprocess.Popen[bytes]) -> None:
-            try:
-                pending: list[Record] = []
-                for record in self._git_records(proc):
-                    pending.append(record)
-                    if len(pending) >= chunk:
-                        if not put((pending, None)):
-                            return
-                        pending = []
-                put((pending, None))
-                put((None, None))
-            except BaseException as e:  # noqa: BLE001 - raised again in the caller's thread
-                put((None, e))
-
-        readers = [threading.Thread(target=read, args=(p,), name="auditor-log", daemon=True) for p in procs]
-        for t in readers:
-            t.start()
-        running = len(readers)
-        try:
-            while running:
-                records, error = got.get()
-                if error is not None:
-                    raise error
-                if records is None:
-                    running -= 1
-                    continue
-                yield from records
-        finally:
-            stop.set()
-            if running:
-                self.close()  # abandoned: no git outlives the scan, and a reader blocked on its pipe sees the end
-            for t in readers:
-                t.join()
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
 
     # -- git log --raw -------------------------------------------------------------------------------------
     def _git_records(self, proc: subprocess.Popen[bytes]) -> Iterator[Record]:

@@ -141,30 +141,3 @@ def test_every_blob_of_the_history_is_fed_once(history: Repo) -> None:
         walk(repo[pygit2.Oid(raw=commit)].tree)
     assert set(fed) == reachable
     assert len(feed.symlinks) == 1 and len(feed.submodules) == 1
-
-
-def test_two_logs_give_the_records_of_one(history: Repo) -> None:
-    """``start(split=True)``: the merges' log and the other commits' log, read together, give every record the one
-    log gives (the merge's against its first parent), and the blob feed chooses the same blobs from them."""
-    repo = history.repo
-    commits = list_commits(repo)
-
-    def wanted() -> tuple[list[bytes], dict]:
-        return list(commits.tree), commits.parents
-
-    def read(split: bool) -> tuple[dict, set[bytes], list[str]]:
-        source = Changes(repo)
-        source.start(split=split)
-        feed = BlobFeed(lambda oid, name: Verdict.SCAN)
-        records = list(source.records(wanted))
-        fed = set(feed(iter(records)))
-        source.close()
-        return {c: (p, sorted(ch)) for c, p, ch in records}, fed, source.errors
-
-    one, fed_one, errors_one = read(False)
-    two, fed_two, errors_two = read(True)
-    assert errors_one == errors_two == []
-    assert len(two) == len(one) == 5 and two == one
-    assert fed_two == fed_one
-    merges = [c for c in one if len(commits.parents[c]) > 1]
-    assert len(merges) == 1 and one[merges[0]][0] == commits.parents[merges[0]][0]
