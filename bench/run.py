@@ -449,7 +449,8 @@ def render(results: list[dict], mach: dict) -> str:
     L += summary_table(results)
     for r in results:
         s = r["summary"]
-        floor = s["floor"]["wall"]
+        base = s.get("floor") or s.get("pack floor") or {}  # --skip may leave out the floor
+        floor = base.get("wall")
         diff = s.get("diff baseline", {}).get("wall")
         a = s.get("auditor", {})
         nbytes = a.get("bytes_scanned") or 0
@@ -462,7 +463,7 @@ def render(results: list[dict], mach: dict) -> str:
               + (f"; {r['missing_objects']} objects missing from the repository (diff-based tools read a view "
                  "with empty stand-ins, see README)" if r.get("missing_objects") else "")
               + f". auditor `{r.get('auditor_state', '?')}`. Measured {r['started']}, load average "
-                f"{s['floor']['load']:.2f} at the start, {r.get('load_after', 0):.2f} at the end.", ""]
+                f"{base.get('load', 0):.2f} at the start, {r.get('load_after', 0):.2f} at the end.", ""]
         L += ["| tool | wall s (n) | min–max | × floor | × diff | CPU % | peak RSS / PSS MiB | MiB/s | findings "
               "| distinct SIDs | planted SIDs | others % |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -472,8 +473,9 @@ def render(results: list[dict], mach: dict) -> str:
             wall = (f"> {fmt_s(w)}" if x.get("timed_out") else fmt_s(w)) + f" ({x['n']}){flag}"
             planted = f"{x['planted_sids_found']}/{x['planted_sids']}" if "planted_sids" in x else ""
             vs_diff = f"{w / diff:.2f}" if diff else "–"
+            vs_floor = f"{w / floor:.2f}" if floor else "–"
             rate = f"{'< ' if x.get('timed_out') else ''}{nbytes / MiB / w:,.1f}"
-            L.append(f"| {tool} | {wall} | {fmt_s(x['wall_min'])}–{fmt_s(x['wall_max'])} | {w / floor:.2f} | "
+            L.append(f"| {tool} | {wall} | {fmt_s(x['wall_min'])}–{fmt_s(x['wall_max'])} | {vs_floor} | "
                      f"{vs_diff} | {x['cpu_pct']:.0f} | {x['peak_rss'] / MiB:,.0f} / {x['peak_pss'] / MiB:,.0f} | "
                      f"{rate} | {x.get('findings', '')} | {x.get('sids', '')} | {planted} | "
                      f"{x['other_cpu_pct']:.0f} |")

@@ -6,14 +6,24 @@ import bisect
 import functools
 import itertools
 import math
+import re
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 
+import ahocorasick_rs
 import regex
 
 from auditor.detectors import prefilter
 from auditor.detectors.spec import Allowlist, Detector
 from auditor.models import Candidate, Pair
+
+try:  # the standard library's parser (as in prefilter): re._parser since 3.11
+    from re import _constants as C  # type: ignore[attr-defined]
+    from re import _parser as sre_parse  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - Python < 3.11 is not supported by the package anyway
+    import sre_constants as C  # type: ignore[no-redef]
+    import sre_parse  # type: ignore[no-redef]
 
 _NEWLINE = regex.compile(rb"\n")
 BINARY_PROBE = 8000  # git's rule: a NUL in the first 8000 bytes makes a blob binary
@@ -102,6 +112,9 @@ class CompiledDetector:
         # No candidate without a match of this one (the client_id of a pair, else the secret): searched first,
         # on the raw bytes, it turns most blobs away at ~2.8 GiB/s, before the gate lower-cases anything.
         self._anchor = self._matchers.get("client_id") or self._matchers.get("client_secret")
+        # The bytes every anchor match starts with, case-sensitive (``\bAC…`` → ``AC``): one automaton pass for the
+        # whole set's anchors, then a match tried only where they occur (``_AnchorGate``). None: no such literal.
+        self.anchor_lead = _lead(self._anchor) if self._anchor is not None else None
         self._keywords = tuple(k.lower().encode() for k in detector.pairing.keywords)
         self._min_distinct = detector.pairing.min_distinct_chars
         self._ext_cache: dict[str, bool] = {}
@@ -236,6 +249,61 @@ class CompiledDetector:
         return out
 
 
+def _lead(pattern: regex.Pattern[bytes]) -> bytes | None:
+    """The literal (2 bytes or more, case-sensitive) every match of ``pattern`` starts with, zero-width assertions
+    (``\b``, ``^``) before it aside; None when there is none or the pattern is not plainly read."""
+    if pattern.flags & regex.IGNORECASE:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            parsed = sre_parse.parse(pattern.pattern)
+    except (re.error, Warning, RecursionError, OverflowError, ValueError):
+        return None
+    if parsed.state.flags & re.IGNORECASE:
+        return None
+    lead = bytearray()
+    for op, av in parsed.data:
+        if op is C.AT and not lead:
+            continue
+        if op is not C.LITERAL:
+            break
+        lead.append(av)
+    return bytes(lead) if len(lead) >= 2 else None
+
+
+class _AnchorGate:
+    """Which detectors' anchors match a blob: one automaton pass over the raw bytes for their leading literals,
+    then each anchor tried (``match``) only where its literal occurs. The same answer as searching each anchor
+    (a match starts nowhere else), at ~5× their speed on git/git's blobs: each search alone runs at ~3 GB/s."""
+
+    def __init__(self, detectors: Sequence[CompiledDetector]) -> None:
+        words = sorted({d.anchor_lead for d in detectors if d.anchor_lead is not None})
+        self._owners = [[(i, d._anchor) for i, d in enumerate(detectors) if d.anchor_lead == w] for w in words]
+        self._automaton = ahocorasick_rs.BytesAhoCorasick(words)
+        self._size = len(detectors)
+
+    def matching(self, data: bytes) -> set[int]:
+        """Indexes of the detectors whose anchor matches somewhere in ``data``."""
+        found: set[int] = set()
+        for w, start, _ in self._automaton.find_matches_as_indexes(data, overlapping=True):
+            for i, anchor in self._owners[w]:
+                if i not in found and anchor is not None and anchor.match(data, start) is not None:
+                    found.add(i)
+                    if len(found) == self._size:
+                        return found
+        return found
+
+
+@functools.lru_cache(maxsize=4)
+def _anchor_gate(detectors: tuple[CompiledDetector, ...]) -> _AnchorGate | None:
+    """The gate of a detector set whose every detector has an anchor led by a literal (the built-in ones); None
+    otherwise (each detector's own search then)."""
+    if not detectors or any(d.anchor_lead is None for d in detectors):
+        return None
+    return _AnchorGate(detectors)
+
+
 def _nearby(occurrences: list[tuple[int, int, bytes]], starts: list[int], pos: int,
             need: int) -> Iterator[tuple[int, int, bytes]]:
     """The occurrences nearest ``pos`` on each side until ``need`` distinct values (or 64 steps) are seen."""
@@ -306,13 +374,20 @@ def detect(detectors: Iterable[CompiledDetector], data: bytes, blob: str, max_pa
             return out
         lowered = data.lower()
         chosen = [chosen[i] for i in plan.select(lowered)]
-    for d in chosen:
+    gate = None if plan.active else _anchor_gate(tuple(chosen))
+    alive: set[int] | None = None
+    for i, d in enumerate(chosen):
         if not d.check_binaries:
             if binary is None:
                 binary = is_binary(data)
             if binary:
                 continue
-        if not d.could_match(data, lowered):
+        if gate is not None:
+            if alive is None:
+                alive = gate.matching(data)
+            if i not in alive:
+                continue
+        elif not d.could_match(data, lowered):
             continue
         if lowered is None and d.gates_lowered:
             lowered = data.lower()

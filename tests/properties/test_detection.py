@@ -93,3 +93,16 @@ def test_a_planted_pair_in_noise_is_found(before: list[str], between: list[str],
     assert len(cand.pairs) == 1  # noise words are at most 12 characters: never a 32-hex token
     sid_at = blob.index(sid.encode())
     assert cand.pairs[0].line == blob.count(b"\n", 0, sid_at) + 1
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.one_of(_TWILIOISH, st.lists(st.sampled_from([b"AC", b"SK", b"ACSK", b"xAC", b"-SK", b"0123456789abcdef",
+                                                       b"\n", b" "]), max_size=30).map(b"".join)))
+def test_the_anchor_gate_is_each_anchor_searched(data: bytes) -> None:
+    """One automaton pass for the anchors' leading literals, then a match tried where they occur, says of each
+    detector exactly what searching its anchor says (issue 15, round 2: the workers' gate)."""
+    from auditor.detectors.engine import _anchor_gate
+
+    gate = _anchor_gate(tuple(DETECTORS))
+    assert gate is not None
+    assert gate.matching(data) == {i for i, d in enumerate(DETECTORS) if d.could_match(data)}

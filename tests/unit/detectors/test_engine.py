@@ -369,3 +369,28 @@ def test_a_one_matcher_secret_sha256_is_the_sha256_of_the_match():
     tok = make_pair()[1]
     [cand] = run(f'key = "{tok}"\n', detector=_one_matcher())
     assert resolve_unchecked(cand).secret_sha256 == hashlib.sha256(tok.encode()).hexdigest()
+
+
+@pytest.mark.parametrize(("pattern", "lead"), [
+    (rb"\bAC([0-9a-f]{32})\b", b"AC"), (rb"^SK[0-9a-f]{32}", b"SK"), (rb"ghp_[0-9a-zA-Z]{36}", b"ghp_"),
+    (rb"(?i)\bAC([0-9a-f]{32})\b", None), (rb"A[Cc]x", None), (rb"[A-Z]{2}x", None), (rb"(AC)x", None),
+])
+def test_the_leading_literal_of_an_anchor(pattern, lead):
+    """What the anchor gate looks for: only a case-sensitive literal every match starts with."""
+    import regex
+
+    from auditor.detectors.engine import _lead
+
+    assert _lead(regex.compile(pattern)) == lead
+
+
+def test_a_set_with_an_anchor_not_led_by_a_literal_has_no_anchor_gate():
+    from dataclasses import replace
+
+    from auditor.detectors.engine import _anchor_gate
+
+    built_in = load_detectors()
+    assert _anchor_gate(tuple(CompiledDetector(d) for d in built_in)) is not None
+    odd = replace(built_in[0], matchers=tuple(replace(m, pattern=r"\b[A-Z]{2}[0-9a-f]{32}\b")
+                                              if m.name == "client_id" else m for m in built_in[0].matchers))
+    assert _anchor_gate(tuple(CompiledDetector(d) for d in (odd, *built_in[1:]))) is None
