@@ -21,7 +21,6 @@ from auditor import __version__
 from auditor.models import presence, ref_kind, refs_by_kind, short_repo
 
 SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
-LEVELS = ("error", "warning", "note")
 
 
 def level(validity: str, refs: Sequence[str]) -> str:

@@ -27,9 +27,6 @@ SCHEMA_VERSION = "4"  # 2: exposure_ends (lifecycles decided at scan time); 3: c
 # 4: occurrences keep the author's name, the commit's message (first line) and committer time
 # The columns of checks that schema 3 added, which an older store gains (empty) when opened.
 NEW_CHECK_COLUMNS = {"base": "TEXT", "region": "TEXT", "fallbacks": "TEXT", "subaccount": "INTEGER"}
-# The columns of occurrences that schema 4 added (with the detector in its key): an older store's table is made anew
-# with them empty, and its repositories are attributed afresh on their next scan, which fills them.
-NEW_OCCURRENCE_COLUMNS = {"author_name": "TEXT", "commit_message": "TEXT", "commit_time": "TEXT"}
 CHECK_COLUMNS = ("secret_sha256", "detector", "client_id", "validity", "scope", "account_status", "account_type",
                  "checked_at", *NEW_CHECK_COLUMNS)
 

@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 MAX_BODY = 1 << 20  # an account document is ~2 KB; anything this large is not the expected answer
 TEXT_FIELDS = ("account_status", "account_type")  # the CheckResult fields a rule's `keep` may fill with a JSON value
 FLAG_FIELDS = ("subaccount",)  # … and with a Differs test
-KEPT_FIELDS = TEXT_FIELDS + FLAG_FIELDS
 ANSWERS = (Validity.VALID, Validity.INVALID)  # a result the cache keeps and a region is recorded for
 _MISSING = object()
 _NOT_JSON = object()
@@ -119,12 +118,6 @@ def match(rules: Sequence[ResponseRule], status: int, body: bytes, client_id: st
                 kept[field] = str(value)
         return rule, CheckResult(validity=rule.validity, scope=rule.scope, **kept)
     return None
-
-
-def decide(rules: Sequence[ResponseRule], status: int, body: bytes, client_id: str) -> CheckResult | None:
-    """The CheckResult of the first rule fitting (status, body); None means "not an answer, retry"."""
-    found = match(rules, status, body, client_id)
-    return None if found is None else found[1]
 
 
 def _expected(value: Any, client_id: str) -> Any:
