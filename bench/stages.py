@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="also write the Markdown here (default bench/work/profiles/<label>-stages.md)")
     a = ap.parse_args(argv)
     repo, label, _ = resolve(a.repo)
-    subprocess.run(["git", "--git-dir", str(repo), "cat-file", "--batch-all-objects", "--unordered", "--batch"],
+    subprocess.run(["git", "-C", str(repo), "cat-file", "--batch-all-objects", "--unordered", "--batch"],
                    stdout=subprocess.DEVNULL, check=True)  # warm the page cache
     scan = whole(repo)
     iso = isolated(str(repo))
