@@ -207,7 +207,6 @@ def plan_chunks(job: RepoJob, parts: int) -> list[tuple[bytes, ...]]:
     source = Changes(repo, use_git=not partial_clone(repo)[1])
     source.start()
     listing = _Background(_listed, repo)
-    first_path: dict[bytes, bytes] = {}
 
     def verdict(oid: bytes, name: bytes) -> Verdict:
         return Verdict.SCAN if detectors.scans(name) else Verdict.BANNED
@@ -216,17 +215,14 @@ def plan_chunks(job: RepoJob, parts: int) -> list[tuple[bytes, ...]]:
         commits = listing.result()[0]
         return commits.tree, commits.parents
 
+    feed = BlobFeed(verdict)
     try:
-        feed = BlobFeed(verdict)
-        blobs = list(feed(source.records(wanted, plain=True)))
+        first_path = dict(feed.named(source.batches(wanted)))  # each blob with the path it was first chosen under
     finally:
         source.close()
+        feed.log.close()
     listing.result()
-    for _, _, changes in feed.log.replay():
-        for ch in changes:
-            if ch.new is not None and ch.new not in first_path:
-                first_path[ch.new] = ch.path
-    feed.log.close()
+    blobs = list(first_path)
     reader = BlobReader(repo, use_git=False)  # sizes from object headers: no inflation
     sizes = {raw: size or 0 for raw, size, _ in reader.sizes(blobs)}
     ordered = sorted(blobs, key=lambda b: (first_path.get(b, b""), b))

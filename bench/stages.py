@@ -93,7 +93,7 @@ def isolated(repo_path: str) -> dict[str, dict[str, float]]:
         source.start()
         try:
             feed = BlobFeed(lambda oid, name: Verdict.SCAN if detectors.scans(name) else Verdict.BANNED)
-            return list(feed.named(source.records(lambda: (listed.tree, listed.parents), plain=True)))
+            return list(feed.named(source.batches(lambda: (listed.tree, listed.parents))))
         finally:
             source.close()
     named, both = timed(changes)

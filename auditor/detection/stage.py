@@ -78,8 +78,8 @@ def detect(stats: RepoStats, scanner: Scanner, source: Changes, detectors: Detec
     pending_oids: list[bytes] = []
     pending_matched: set[bytes] = set()
     try:
-        records = source.records(wanted, plain=True)
-        blobs = _by_path(feed.named(records)) if by_path else feed(records)
+        changes = source.batches(wanted)
+        blobs = _by_path(feed.named(changes)) if by_path else feed(changes)
         for result in scanner.scan(itertools.chain(again, blobs)):
             stats.blobs_scanned += result.blobs_scanned
             stats.bytes_scanned += result.bytes_scanned

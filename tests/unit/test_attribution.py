@@ -22,7 +22,7 @@ from auditor.attribution import (
 from auditor.detectors import DetectorSet, load_detectors
 from auditor.detectors.engine import detect
 from auditor.detectors.spec import parse_detector
-from auditor.git.changes import Changes
+from auditor.git import changes as git_changes
 from auditor.git.history import list_commits
 from auditor.models import (
     Candidate,
@@ -94,9 +94,10 @@ def _located(b: Built, *, records: bool = True, only: list[bytes] | None = None)
     commits = list_commits(repo)
     got = {}
     if records:
-        changes = Changes(repo)
+        changes = git_changes.Changes(repo)
         try:
-            got = {c: (p, ch) for c, p, ch in changes.records(lambda: (list(commits.tree), commits.parents))}
+            listed = changes.batches(lambda: (list(commits.tree), commits.parents))
+            got = {c: (p, ch) for c, p, ch in git_changes.records(listed)}
         finally:
             changes.close()
     matched = (bytes.fromhex(b.blob["X"]), bytes.fromhex(b.blob["X2"]))

@@ -6,13 +6,14 @@ file, merges, an orphan root); `Changes` is read once through git and once throu
 
 from __future__ import annotations
 
+import io
 import secrets
 from pathlib import Path
 
 import pygit2
 import pytest
 
-from auditor.git.changes import FILE, GITLINK, LINK, NONE, BlobFeed, Changes, Verdict
+from auditor.git.changes import FILE, GITLINK, LINK, NONE, BlobFeed, Changes, Verdict, batches, records
 from auditor.git.history import list_commits
 
 # Names a parser could misread: a header marker with a commit id, change metadata, NUL-free control bytes.
@@ -83,7 +84,7 @@ def history(tmp_path: Path) -> Repo:
 def _records(repo: pygit2.Repository, use_git: bool) -> tuple[dict, list[str]]:
     commits = list_commits(repo)
     source = Changes(repo, use_git=use_git)
-    got = {c: (p, sorted(ch)) for c, p, ch in source.records(lambda: (list(commits.tree), commits.parents))}
+    got = {c: (p, sorted(ch)) for c, p, ch in records(source.batches(lambda: (list(commits.tree), commits.parents)))}
     return got, source.errors
 
 
@@ -126,7 +127,7 @@ def test_every_blob_of_the_history_is_fed_once(history: Repo) -> None:
     repo = history.repo
     commits = list_commits(repo)
     feed = BlobFeed(lambda oid, name: Verdict.SCAN)
-    fed = list(feed(Changes(repo).records(lambda: (list(commits.tree), commits.parents))))
+    fed = list(feed(Changes(repo).batches(lambda: (list(commits.tree), commits.parents))))
     assert len(fed) == len(set(fed))
     reachable = set()
 
@@ -141,3 +142,20 @@ def test_every_blob_of_the_history_is_fed_once(history: Repo) -> None:
         walk(repo[pygit2.Oid(raw=commit)].tree)
     assert set(fed) == reachable
     assert len(feed.symlinks) == 1 and len(feed.submodules) == 1
+
+
+def test_git_output_cut_anywhere_parses_the_same(history: Repo) -> None:
+    """Git's bytes arrive in chunks that may end inside a header, a change's metadata or a (hostile) path: read a
+    byte, two, … at a time, every commit's record is what it is read whole, and a stream cut short yields only
+    complete records' changes."""
+    commits = list_commits(history.repo)
+    source = Changes(history.repo)
+    raw = b"".join(b.raw for b in source.batches(lambda: (list(commits.tree), commits.parents)))
+    whole = list(records(batches(io.BytesIO(raw))))
+    assert len(whole) == 5 and sum(len(ch) for _, _, ch in whole) > 20
+    for size in (1, 2, 3, 5, 7, 16, 41, 97):
+        assert list(records(batches(io.BytesIO(raw), size))) == whole, size
+    cut = raw[:raw.index(HOSTILE[1]) + 3]  # within a path: its change is not read
+    got = [ch for _, _, changes in records(batches(io.BytesIO(cut), 4)) for ch in changes]
+    assert got and HOSTILE[1] not in {ch.path for ch in got}
+    assert all(ch in {c for _, _, changes in whole for c in changes} for ch in got)
