@@ -99,6 +99,7 @@ class Locator:
         self.errors: list[str] = []
         self._maps: dict[bytes, Paths] = {}
         self._listed: dict[bytes, Paths] = {}
+        self._around_of: tuple[tuple[bytes, ...] | None, list[tuple[bytes, Paths, list[Paths]]]] | None = None
 
     def paths(self, commit: bytes) -> Paths:
         """path → matched blob in ``commit`` (regular files only)."""
@@ -162,13 +163,22 @@ class Locator:
         except (KeyError, pygit2.GitError, ValueError, UnicodeError):
             return False
 
-    def _around(self, commit: bytes) -> tuple[Paths, list[Paths]] | None:
-        """(the commit's map, its parents' maps), or None when they are one and the same map."""
-        here = self.paths(commit)
-        parent_maps = [self.paths(p) for p in self.commits.parents.get(commit, ()) if p in self.commits]
-        if len(parent_maps) == 1 and parent_maps[0] is here:
-            return None
-        return here, parent_maps
+    def _arounds(self, only: Iterable[bytes] | None) -> list[tuple[bytes, Paths, list[Paths]]]:
+        """(commit, its map, its parents' maps) of every commit (``only`` these) whose map is not just its one
+        parent's: what introductions and transitions both read, found in one pass (memoized)."""
+        key = None if only is None else tuple(only)
+        if self._around_of is not None and self._around_of[0] == key:
+            return self._around_of[1]
+        out: list[tuple[bytes, Paths, list[Paths]]] = []
+        if self.matched:
+            parents, listed, paths = self.commits.parents, self.commits, self.paths
+            for commit in self.commits.tree if key is None else key:
+                here = paths(commit)
+                parent_maps = [paths(p) for p in parents.get(commit, ()) if p in listed]
+                if len(parent_maps) != 1 or parent_maps[0] is not here:
+                    out.append((commit, here, parent_maps))
+        self._around_of = (key, out)
+        return out
 
     def introductions(self, scanned: Callable[[bytes], bool], only: Iterable[bytes] | None = None
                       ) -> list[Introduction]:
@@ -180,11 +190,9 @@ class Locator:
         out: list[Introduction] = []
         if not self.matched:  # most histories: nothing to locate
             return out
-        for commit in self.commits.tree if only is None else only:
-            around = self._around(commit)
-            if around is None or not around[0]:
+        for commit, here, parent_maps in self._arounds(only):
+            if not here:
                 continue
-            here, parent_maps = around
             new: dict[bytes, list[bytes]] = {}
             for path, blob in here.items():
                 if scanned(path) and not any(m.get(path) == blob for m in parent_maps):
@@ -210,11 +218,9 @@ class Locator:
         out: list[Transition] = []
         if not self.matched:
             return out
-        for commit in self.commits.tree if only is None else only:
-            around = self._around(commit)
-            if around is None or not any(around[1]):
+        for commit, here, parent_maps in self._arounds(only):
+            if not any(parent_maps):
                 continue
-            here, parent_maps = around
             for m in parent_maps:
                 for path, blob in m.items():
                     now = here.get(path)

@@ -310,9 +310,10 @@ class ChangeLog:
         touched: dict[bytes, tuple[bytes | None, list[Change]]] = {}
         if not matched or not self.commits:
             return Kept(touched, recorded, parents)
+        first = _first_of(parents)
         for commit, parent, mine in records(batches(self._read()), {m.hex().encode() for m in matched}):
             touched.pop(commit, None)
-            if mine or commit not in recorded or parent != _first(parents, commit):
+            if mine or commit not in recorded or parent != first(commit):
                 touched[commit] = (parent, mine)
         if self._file is not None:
             self._file.seek(0, 2)  # more may be added
@@ -330,6 +331,12 @@ def _first(parents: Mapping[bytes, tuple[bytes, ...]], commit: bytes) -> bytes |
     return got[0] if got else None
 
 
+def _first_of(parents: Mapping[bytes, tuple[bytes, ...]]) -> Callable[[bytes], bytes | None]:
+    """commit → its first parent: the listing's own lookup where it has one (no tuple of every parent made)."""
+    first = getattr(parents, "first", None)
+    return first if first is not None else lambda commit: _first(parents, commit)
+
+
 class Kept(Mapping[bytes, tuple[bytes | None, list[Change]]]):
     """commit → (the parent its changes are against, its changes from or to a matched blob): the records
     attribution reads, held only where they say something. A recorded commit without such a record diffs against
@@ -337,15 +344,21 @@ class Kept(Mapping[bytes, tuple[bytes | None, list[Change]]]):
 
     def __init__(self, touched: dict[bytes, tuple[bytes | None, list[Change]]], recorded: Collection[bytes],
                  parents: Mapping[bytes, tuple[bytes, ...]]) -> None:
-        self._touched, self._recorded, self._parents = touched, recorded, parents
+        self._touched, self._recorded, self._first = touched, recorded, _first_of(parents)
 
-    def __getitem__(self, commit: bytes) -> tuple[bytes | None, list[Change]]:
+    def get(self, commit: bytes, default: object = None) -> tuple[bytes | None, list[Change]] | object:
         got = self._touched.get(commit)
         if got is not None:
             return got
         if commit in self._recorded:
-            return _first(self._parents, commit), []
-        raise KeyError(commit)
+            return self._first(commit), []
+        return default
+
+    def __getitem__(self, commit: bytes) -> tuple[bytes | None, list[Change]]:
+        got = self.get(commit, KeyError)
+        if got is KeyError:
+            raise KeyError(commit)
+        return got  # type: ignore[return-value]
 
     def __iter__(self) -> Iterator[bytes]:
         yield from self._touched

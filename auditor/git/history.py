@@ -106,10 +106,19 @@ class _Parents(_View):
     def _value(self, row: int) -> tuple[bytes, ...]:
         r = self._rows
         a, b = r.starts[row], r.starts[row + 1]
-        if a == b:
-            return ()
         w = len(r.ids[row])
+        if b - a == w:  # most commits: one parent
+            return (bytes(r.parent_ids[a:b]),)
         return tuple(bytes(r.parent_ids[i:i + w]) for i in range(a, b, w))
+
+    def first(self, commit: bytes) -> bytes | None:
+        """The commit's first parent (None for a root or a commit not listed), without a tuple of them all."""
+        r = self._rows
+        row = r.index.get(commit)
+        if row is None:
+            return None
+        a = r.starts[row]
+        return bytes(r.parent_ids[a:a + len(commit)]) if r.starts[row + 1] > a else None
 
 
 class _Times(_View):
