@@ -106,10 +106,29 @@ class Locator:
         maps, matched = self._maps, self.matched
         if not matched:
             return {}
+        quiet = getattr(self.records, "quiet", None)
+        first = getattr(self.commits.parents, "first", None)
+        waiting: dict[bytes, tuple[list[bytes], bytes]] = {}  # a run's first commit → (the run, where it ends)
         stack = [commit]
         while stack:
             c = stack[-1]
             if c in maps:
+                stack.pop()
+                continue
+            if quiet is not None and first is not None and (c in waiting or quiet(c)):
+                # a run of quiet commits (each its first parent's map) is followed down at once, and given the map
+                # where it ends: one step a commit on the long first-parent chains, not a record made and read twice
+                run, end = waiting.pop(c, None) or ([c], first(c))
+                while end is not None and end not in maps and quiet(end):
+                    run.append(end)
+                    end = first(end)
+                if end is not None and end not in maps:
+                    waiting[c] = (run, end)  # a commit with changes of its own: made first, then this run
+                    stack.append(end)
+                    continue
+                value = maps[end] if end is not None else {}
+                for x in run:
+                    maps[x] = value
                 stack.pop()
                 continue
             record = self.records.get(c)
@@ -172,7 +191,13 @@ class Locator:
         out: list[tuple[bytes, Paths, list[Paths]]] = []
         if self.matched:
             parents, listed, paths = self.commits.parents, self.commits, self.paths
+            # a commit whose record says nothing and that has one listed parent has that parent's map: skipped
+            # without a map made (most commits; their maps are made only where a walk passes them)
+            quiet = getattr(self.records, "quiet", None) or (lambda commit: False)
+            sole = getattr(parents, "sole", None) or (lambda commit: None)
             for commit in self.commits.tree if key is None else key:
+                if quiet(commit) and (p := sole(commit)) is not None and p in listed:
+                    continue
                 here = paths(commit)
                 parent_maps = [paths(p) for p in parents.get(commit, ()) if p in listed]
                 if len(parent_maps) != 1 or parent_maps[0] is not here:

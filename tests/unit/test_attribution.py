@@ -4,6 +4,7 @@ removals, and carries over what an earlier scan stored."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import pygit2
@@ -60,7 +61,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     """main: c1 adds a.py (X) and notes.md (X, a banned path); c2 edits a.py (X2); c3 renames a.py → src/a.py;
     c4 copies it to backup/a.py; c5 removes the copy; c6 renames src/a.py → src/b.py and copies it to z.py in one
     commit; c7 renames z.py → moved/z.py and copies it to a_copy.py. side (from c1) adds s.py (X), merged by m1;
-    tag v1 on c4."""
+    tag v1 on c4. q1 (after c2), q2 (side's tip) and q3 (after m1) touch only unmatched files: quiet commits,
+    whose matched paths are their first parent's; so does m2 (main's tip), which merges other (o1 adds other.txt on
+    c1) and is quiet against its first parent but not against o1, which still has c1's a.py."""
     b = Built(GitRepo(tmp_path_factory.mktemp("attribution") / "repo"))
     r, c = b.repo, b.c
     p = make_pair()
@@ -68,6 +71,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     b.blob = {"X": r.blob(x), "X2": r.blob(x2), "plain": r.blob("plain\n")}
     c["c1"] = r.commit("c1", {"a.py": x, "notes.md": x, "keep.txt": "plain\n"})
     c["c2"] = r.commit("c2", {"a.py": x2})
+    c["q1"] = r.commit("q1", {"keep.txt": "plainer\n"})
     (r.path / "src").mkdir()
     r("mv", "a.py", "src/a.py")
     c["c3"] = r.commit("c3")
@@ -83,24 +87,38 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     c["c7"] = r.commit("c7")
     r("checkout", "-q", "-b", "side", c["c1"])
     c["s1"] = r.commit("s1", {"s.py": x})
+    c["q2"] = r.commit("q2", {"side.txt": "on the side\n"})
     r("checkout", "-q", "main")
     r("merge", "-q", "--no-ff", "-m", "m1", "side")
     c["m1"] = r.rev("HEAD")
+    c["q3"] = r.commit("q3", {"keep.txt": "merged\n"})
+    r("checkout", "-q", "-b", "other", c["c1"])
+    c["o1"] = r.commit("o1", {"other.txt": "other\n"})
+    r("checkout", "-q", "main")
+    r("merge", "-q", "--no-ff", "-m", "m2", "other")
+    c["m2"] = r.rev("HEAD")
     return b
 
 
-def _located(b: Built, *, records: bool = True, only: list[bytes] | None = None) -> Provenance:
+def _located(b: Built, *, records: str = "kept", only: list[bytes] | None = None) -> Provenance:
+    """``records``: "kept" — what a scan hands attribution (the change log read back for the matched blobs);
+    "all" — every commit's whole record, as a plain mapping; "none" — no record: every map is read from trees."""
     repo = pygit2.Repository(str(b.repo.path))
     commits = list_commits(repo)
-    got = {}
-    if records:
+    matched = (bytes.fromhex(b.blob["X"]), bytes.fromhex(b.blob["X2"]))
+    got: Mapping = {}
+    if records != "none":
         changes = git_changes.Changes(repo)
+        log = git_changes.ChangeLog()
         try:
-            listed = changes.batches(lambda: (list(commits.tree), commits.parents))
-            got = {c: (p, ch) for c, p, ch in git_changes.records(listed)}
+            listed = list(changes.batches(lambda: (list(commits.tree), commits.parents)))
+            for batch in listed:
+                log.add(batch)
+            got = log.kept(matched, commits.tree, commits.parents) if records == "kept" else \
+                {c: (p, ch) for c, p, ch in git_changes.records(listed)}
         finally:
             changes.close()
-    matched = (bytes.fromhex(b.blob["X"]), bytes.fromhex(b.blob["X2"]))
+            log.close()
     candidates = {raw: detect(list(DETECTORS.compiled.values()), repo[pygit2.Oid(raw=raw)].data, raw.hex(), 8)
                   for raw in matched}
     assert all(candidates.values())
@@ -130,7 +148,8 @@ def test_transitions_are_where_a_matched_blob_leaves_a_path(built: Built) -> Non
            for t in _located(built).transitions}
     assert got == {(c["c2"], "a.py", X, X2), (c["c3"], "a.py", X2, None), (c["c5"], "backup/a.py", X2, None),
                    (c["c6"], "src/a.py", X2, None), (c["c7"], "z.py", X2, None),
-                   (c["m1"], "a.py", X, None)}  # side still had c1's a.py: against that parent, m1 removes it
+                   (c["m1"], "a.py", X, None),  # side still had c1's a.py: against that parent, m1 removes it
+                   (c["m2"], "a.py", X, None)}  # quiet against its first parent, not against o1
 
 
 def test_tips_and_authors(built: Built) -> None:
@@ -138,10 +157,12 @@ def test_tips_and_authors(built: Built) -> None:
     prov = _located(built)
     got = {(frozenset(t.refs), t.path.decode(), t.blob.hex()) for t in prov.tips}
     main, side = frozenset({"HEAD", "refs/heads/main"}), frozenset({"refs/heads/side"})
+    other = frozenset({"refs/heads/other"})
     tag = frozenset({"refs/tags/v1"})
     assert got == {(main, "notes.md", X), (main, "src/b.py", X2), (main, "moved/z.py", X2), (main, "a_copy.py", X2),
                    (main, "s.py", X),
                    (side, "a.py", X), (side, "notes.md", X), (side, "s.py", X),
+                   (other, "a.py", X), (other, "notes.md", X),
                    (tag, "notes.md", X), (tag, "src/a.py", X2), (tag, "backup/a.py", X2)}
     for commit, (email, when) in prov.authors.items():
         epoch = int(built.repo("show", "-s", "--format=%at", commit.hex()).strip())
@@ -156,10 +177,19 @@ def test_tips_and_authors(built: Built) -> None:
 
 def test_without_recorded_changes_the_trees_say_the_same(built: Built) -> None:
     """A rerun attributes commits an earlier scan listed: no changes are recorded, trees are read instead."""
-    from_changes, from_trees = _located(built), _located(built, records=False)
+    from_changes, from_trees = _located(built), _located(built, records="none")
     assert _intros(from_trees) == _intros(from_changes)
     assert set(from_trees.transitions) == set(from_changes.transitions)
     assert set(from_trees.tips) == set(from_changes.tips)
+
+
+def test_whole_records_say_what_the_kept_ones_say(built: Built) -> None:
+    """What a scan keeps of the change log (the changes near a matched blob; quiet commits answered from the
+    listing) locates exactly what every whole record does."""
+    kept, whole = _located(built), _located(built, records="all")
+    assert _intros(kept) == _intros(whole) and kept.introductions
+    assert set(kept.transitions) == set(whole.transitions) and kept.transitions
+    assert set(kept.tips) == set(whole.tips)
 
 
 def test_only_the_commits_asked_for(built: Built) -> None:
