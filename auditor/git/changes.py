@@ -191,7 +191,7 @@ class Changes:
         """The changes of every wanted commit, as Batches. ``wanted()`` → (the commits, the parents of every
         commit); called once git started on every ref has said all it could (the list may still be being made
         meanwhile). A commit git did not give in full (git failed, or could not read it) is computed with pygit2."""
-        done = bytearray()  # the hex ids git gave, end to end (git log names each commit once): no set of them
+        done = bytearray()  # the raw ids git gave, end to end (git log names each commit once): no set of them
         width = 0
         if self._proc is None:
             commits, self.parents = wanted()
@@ -200,19 +200,18 @@ class Changes:
         if self._proc is not None:
             for batch in self._git_batches(self._proc):
                 if batch.commits:
-                    done += b"".join(batch.commits)
-                    width = len(batch.commits[0])
+                    done += unhexlify(b"".join(batch.commits))
+                    width = len(batch.commits[0]) // 2
                 yield batch
             if self._proc.returncode != 0 and width:  # after a failure the last record may be cut short
                 del done[-width:]
         commits, self.parents = wanted()
         want = commits if isinstance(commits, Collection) and not isinstance(commits, Sequence) else set(commits)
-        ids = [unhexlify(done[i:i + width]) for i in range(0, len(done), width)] if width else []
-        del done
-        if sum(1 for c in ids if c in want) == len(want):  # git gave every wanted commit (the rule): nothing more
+        given = sum(1 for i in range(0, len(done), width) if bytes(done[i:i + width]) in want) if width else 0
+        if given == len(want):  # git gave every wanted commit (the rule): nothing more
             return
-        seen = set(ids)
-        del ids
+        seen = {bytes(done[i:i + width]) for i in range(0, len(done), width)} if width else set()
+        del done
         for commit in commits:
             if commit not in seen:
                 raw = as_raw(self._pygit2_record(commit))
