@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import math
 import os
 import re
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -346,11 +348,19 @@ def entry() -> None:
         print("auditor: interrupted", file=sys.stderr)
         code = int(ExitCode.INTERRUPTED)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader that went away (| head): nothing more to say to it
+            pass
     if code == ExitCode.INTERRUPTED:  # CPython would end a run that met KeyboardInterrupt, even a caught one, by
-        sys.stdout.flush()            # killing itself with SIGINT at exit: SPEC §6 says 130
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
+        os._exit(code)                # killing itself with SIGINT at exit: SPEC §6 says 130
+    if any(not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.exit(code)  # a thread still at work: the interpreter waits for it
+    # The exit handlers run (multiprocessing's, tempfile's, Dask's), then the process ends without the interpreter's
+    # teardown, which frees every object and arena one by one: 0.17 s, 3 % of a scan of 100k commits
+    atexit._run_exitfuncs()
+    os._exit(code)
 
 
 if __name__ == "__main__":

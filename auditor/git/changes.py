@@ -331,7 +331,7 @@ class ChangeLog:
         self._held, self._size = [], 0
 
 
-def _thinned(source: Iterable[Batch], wanted: Collection[bytes], most: int = 16) -> Iterator[Batch]:
+def _thinned(source: Iterable[Batch], wanted: Collection[bytes], most: int = 32) -> Iterator[Batch]:
     """The batches, with only their headers where their bytes hold none of a few ``wanted`` ids (a byte search
     each, in C): attribution then reads every commit's header but only the changes near a matched blob."""
     for batch in source:
