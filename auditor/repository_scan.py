@@ -8,6 +8,7 @@ What needs every candidate resolved — which secret each blob holds, hence the 
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
@@ -185,8 +186,12 @@ def scan_repository(job: RepoJob, events: ScanEvents | None = None, found: list[
     stats.seconds["enumeration"] = listing.seconds
     stats.seconds["detection"] = t1 - t0
     # what attribution reads of the changes: the records that touch a matched blob (read back from the log)
-    records = detected.feed.log.kept(detected.by_blob, commits.tree if new is None else frozenset(new),
-                                     commits.parents)
+    recorded = commits.tree if new is None else frozenset(new)
+    # git gave the listing itself, each commit once against its listed first parent: only what a matched id is in
+    grafted = os.path.exists(os.path.join(repo.path, "info", "grafts"))
+    exact = not (source.computed_again or commits.shallow or commits.errors or grafted) \
+        and detected.feed.log.commits == len(recorded)
+    records = detected.feed.log.kept(detected.by_blob, recorded, commits.parents, exact=exact)
     detected.feed.log.close()
     provenance = locate(repo, commits, records, detected.by_blob, detectors, new,
                         job.earlier if state is not None else ())

@@ -158,6 +158,7 @@ class Changes:
         self.git = shutil.which("git") if use_git else None
         self.parents: Mapping[bytes, tuple[bytes, ...]] = {}
         self.errors: list[str] = []
+        self.computed_again = False  # some commit's changes came from pygit2 (git failed, or is not used)
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, commits: Sequence[bytes] | None = None) -> None:
@@ -214,6 +215,7 @@ class Changes:
         del done
         for commit in commits:
             if commit not in seen:
+                self.computed_again = True
                 raw = as_raw(self._pygit2_record(commit))
                 rows = _TOKEN.findall(raw)
                 yield Batch(raw, rows, [rows[0][0]])
@@ -284,11 +286,13 @@ class ChangeLog:
         self._file: IO[bytes] | None = None
         self._held: list[bytes] = []
         self._size = 0
+        self._spans: list[tuple[int, Row | None]] = []  # per batch: its length, the last header among its rows
         self.commits = 0
 
     def add(self, batch: Batch) -> None:
         self._held.append(batch.raw)
         self._size += len(batch.raw)
+        self._spans.append((len(batch.raw), next((r for r in reversed(batch.rows) if r[0]), None)))
         self.commits += len(batch.commits)
         if self._size >= self.SPILL:
             if self._file is None:
@@ -306,16 +310,25 @@ class ChangeLog:
         return self._file
 
     def kept(self, matched: Collection[bytes], recorded: Collection[bytes],
-             parents: Mapping[bytes, tuple[bytes, ...]]) -> Kept:
+             parents: Mapping[bytes, tuple[bytes, ...]], *, exact: bool = False) -> Kept:
         """The records attribution reads: of each recorded commit, the changes from or to a ``matched`` blob.
         A commit of ``recorded`` whose record holds no such change and diffs against its listed first parent is
         left out (``Kept`` answers for it); every other record is kept with its touching changes. A commit logged
-        twice (git failed within its record, pygit2 gave it again) is what it was logged as last."""
+        twice (git failed within its record, pygit2 gave it again) is what it was logged as last.
+
+        ``exact``: the log holds each recorded commit once, diffed against its listed first parent (git gave the
+        listing itself: no shallow boundary, no grafts, nothing computed again): only the batches whose bytes hold
+        a matched id are read then (a few, where a history has a few secrets)."""
         touched: dict[bytes, tuple[bytes | None, list[Change]]] = {}
         if not matched or not self.commits:
             return Kept(touched, recorded, parents)
-        first = _first_of(parents)
         wanted = {m.hex().encode() for m in matched}
+        if exact:
+            for commit, parent, mine in records(self._near(wanted), wanted):
+                if mine:  # a record read in parts (its middle unread, nothing matched there) is one record
+                    touched[commit] = (parent, [*touched.get(commit, (parent, []))[1], *mine])
+            return Kept(touched, recorded, parents)
+        first = _first_of(parents)
         for commit, parent, mine in records(_thinned(batches(self._read()), wanted), wanted):
             touched.pop(commit, None)
             if mine or commit not in recorded or parent != first(commit):
@@ -324,11 +337,29 @@ class ChangeLog:
             self._file.seek(0, 2)  # more may be added
         return Kept(touched, recorded, parents)
 
+    def _near(self, wanted: Collection[bytes], most: int = 32) -> Iterator[Batch]:
+        """The logged batches whose bytes hold one of a few ``wanted`` ids (a byte search each, in C; with more ids
+        every batch), parsed; a batch that continues a record begun in a batch left unread starts with that
+        record's header."""
+        stream, context, skipped = self._read(), None, False
+        every = len(wanted) > most
+        for length, last in self._spans:
+            raw = stream.read(length)
+            if every or any(w in raw for w in wanted):
+                rows = _TOKEN.findall(raw)
+                if skipped and context is not None and rows and not rows[0][0]:
+                    rows.insert(0, context)
+                yield Batch(raw, rows, [])
+                skipped = False
+            else:
+                skipped = True
+            context = last or context
+
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
-        self._held, self._size = [], 0
+        self._held, self._size, self._spans = [], 0, []
 
 
 def _thinned(source: Iterable[Batch], wanted: Collection[bytes], most: int = 32) -> Iterator[Batch]:

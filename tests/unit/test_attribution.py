@@ -101,7 +101,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
 
 
 def _located(b: Built, *, records: str = "kept", only: list[bytes] | None = None) -> Provenance:
-    """``records``: "kept" — what a scan hands attribution (the change log read back for the matched blobs);
+    """``records``: "kept" — what a scan hands attribution (the change log read back for the matched blobs;
+    "exact": as a scan does when git gave the listing itself);
     "all" — every commit's whole record, as a plain mapping; "none" — no record: every map is read from trees."""
     repo = pygit2.Repository(str(b.repo.path))
     commits = list_commits(repo)
@@ -114,8 +115,8 @@ def _located(b: Built, *, records: str = "kept", only: list[bytes] | None = None
             listed = list(changes.batches(lambda: (list(commits.tree), commits.parents)))
             for batch in listed:
                 log.add(batch)
-            got = log.kept(matched, commits.tree, commits.parents) if records == "kept" else \
-                {c: (p, ch) for c, p, ch in git_changes.records(listed)}
+            got = log.kept(matched, commits.tree, commits.parents, exact=records == "exact") \
+                if records in ("kept", "exact") else {c: (p, ch) for c, p, ch in git_changes.records(listed)}
         finally:
             changes.close()
             log.close()
@@ -183,10 +184,12 @@ def test_without_recorded_changes_the_trees_say_the_same(built: Built) -> None:
     assert set(from_trees.tips) == set(from_changes.tips)
 
 
-def test_whole_records_say_what_the_kept_ones_say(built: Built) -> None:
+@pytest.mark.parametrize("records", ["kept", "exact"])
+def test_whole_records_say_what_the_kept_ones_say(built: Built, records: str) -> None:
     """What a scan keeps of the change log (the changes near a matched blob; quiet commits answered from the
-    listing) locates exactly what every whole record does."""
-    kept, whole = _located(built), _located(built, records="all")
+    listing; "exact": only the batches a matched id is in read at all) locates exactly what every whole record
+    does."""
+    kept, whole = _located(built, records=records), _located(built, records="all")
     assert _intros(kept) == _intros(whole) and kept.introductions
     assert set(kept.transitions) == set(whole.transitions) and kept.transitions
     assert set(kept.tips) == set(whole.tips)

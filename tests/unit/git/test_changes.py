@@ -13,7 +13,18 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from auditor.git.changes import FILE, GITLINK, LINK, NONE, BlobFeed, Changes, Verdict, batches, records
+from auditor.git.changes import (
+    FILE,
+    GITLINK,
+    LINK,
+    NONE,
+    BlobFeed,
+    ChangeLog,
+    Changes,
+    Verdict,
+    batches,
+    records,
+)
 from auditor.git.history import list_commits
 
 # Names a parser could misread: a header marker with a commit id, change metadata, NUL-free control bytes.
@@ -159,3 +170,26 @@ def test_git_output_cut_anywhere_parses_the_same(history: Repo) -> None:
     got = [ch for _, _, changes in records(batches(io.BytesIO(cut), 4)) for ch in changes]
     assert got and HOSTILE[1] not in {ch.path for ch in got}
     assert all(ch in {c for _, _, changes in whole for c in changes} for ch in got)
+
+
+@pytest.mark.parametrize("size", [5, 64, 300])
+def test_the_log_read_only_where_a_matched_id_is_says_what_the_whole_log_says(history: Repo, size: int) -> None:
+    """``kept(exact=True)`` reads only the logged batches whose bytes hold a matched id (a record may begin in a
+    batch it leaves unread); it must give attribution what reading every batch gives, whatever the batches."""
+    commits = list_commits(history.repo)
+    source = Changes(history.repo)
+    raw = b"".join(b.raw for b in source.batches(lambda: (list(commits.tree), commits.parents)))
+    assert not source.computed_again
+    blobs = sorted({ch.new for _, _, changes in records(batches(io.BytesIO(raw))) for ch in changes if ch.new})
+
+    def kept(matched: list[bytes], exact: bool) -> dict:
+        log = ChangeLog()
+        for batch in batches(io.BytesIO(raw), size):
+            log.add(batch)
+        got = log.kept(set(matched), commits.tree, commits.parents, exact=exact)
+        return {c: (p, sorted(changes)) for c, (p, changes) in got.items()}
+
+    for matched in ([blobs[0]], blobs[1::3], blobs):
+        whole = kept(matched, exact=False)
+        assert kept(matched, exact=True) == whole
+        assert any(changes for _, changes in whole.values())
