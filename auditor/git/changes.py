@@ -337,15 +337,13 @@ class ChangeLog:
             self._file.seek(0, 2)  # more may be added
         return Kept(touched, recorded, parents)
 
-    def _near(self, wanted: Collection[bytes], most: int = 32) -> Iterator[Batch]:
-        """The logged batches whose bytes hold one of a few ``wanted`` ids (a byte search each, in C; with more ids
-        every batch), parsed; a batch that continues a record begun in a batch left unread starts with that
-        record's header."""
+    def _near(self, wanted: Collection[bytes]) -> Iterator[Batch]:
+        """The logged batches whose bytes may hold one of the ``wanted`` ids (``_may_hold``), parsed; a batch that
+        continues a record begun in a batch left unread starts with that record's header."""
         stream, context, skipped = self._read(), None, False
-        every = len(wanted) > most
         for length, last in self._spans:
             raw = stream.read(length)
-            if every or any(w in raw for w in wanted):
+            if _may_hold(raw, wanted):
                 rows = _TOKEN.findall(raw)
                 if skipped and context is not None and rows and not rows[0][0]:
                     rows.insert(0, context)
@@ -362,14 +360,18 @@ class ChangeLog:
         self._held, self._size, self._spans = [], 0, []
 
 
-def _thinned(source: Iterable[Batch], wanted: Collection[bytes], most: int = 32) -> Iterator[Batch]:
-    """The batches, with only their headers where their bytes hold none of a few ``wanted`` ids (a byte search
-    each, in C): attribution then reads every commit's header but only the changes near a matched blob."""
+def _may_hold(raw: bytes, wanted: Collection[bytes], most: int = 32) -> bool:
+    """Whether ``raw`` may hold one of the ``wanted`` ids: a byte search each, in C, for a few; with more, say yes
+    (a search per id would cost more than the parsing it spares)."""
+    return len(wanted) > most or any(w in raw for w in wanted)
+
+
+def _thinned(source: Iterable[Batch], wanted: Collection[bytes]) -> Iterator[Batch]:
+    """The batches, with only their headers where their bytes hold none of the ``wanted`` ids: attribution then
+    reads every commit's header but only the changes near a matched blob."""
     for batch in source:
-        if len(wanted) <= most and not any(w in batch.raw for w in wanted):
-            yield Batch(batch.raw, [r for r in batch.rows if r[0]], batch.commits)
-        else:
-            yield batch
+        yield batch if _may_hold(batch.raw, wanted) else Batch(batch.raw, [r for r in batch.rows if r[0]],
+                                                                batch.commits)
 
 
 def _first(parents: Mapping[bytes, tuple[bytes, ...]], commit: bytes) -> bytes | None:
