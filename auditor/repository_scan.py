@@ -91,11 +91,11 @@ class _Background(threading.Thread):
         return self._value
 
 
-def _listed(repo: pygit2.Repository, *known: frozenset[bytes]) -> tuple[Commits, CommitRows]:
-    """The commits, and their rows for the store (hex id → ISO time, in key order: the store's inserts run ~35 %
-    faster), made off the critical path."""
+def _listed(repo: pygit2.Repository, *known: frozenset[bytes]) -> tuple[Commits, CommitRows, dict[str, str] | None]:
+    """The commits, their rows for the store (hex id → ISO time, in key order: the store's inserts run ~35 %
+    faster) and, for a whole listing, the kind of ref that reaches each (SPEC §11), made off the critical path."""
     commits = list_commits(repo, *known)
-    return commits, CommitRows(commits.time)
+    return commits, CommitRows(commits.time), None if commits.known else reach.listed(commits)
 
 
 class _Found:
@@ -148,7 +148,8 @@ def scan_repository(job: RepoJob, events: ScanEvents | None = None, found: list[
         # pygit2 lists the commits in a thread (SPEC §2: the history is pygit2's; git's changes need no list, and
         # the workers start now); a rerun's listing hides the earlier tips
         listing = _Background(_listed, repo, *((state.tips, state.commits) if state else ()))
-        reaching = _Background(reach.classify, repo.path)  # which kind of ref reaches a commit (SPEC §11)
+        # which kind of ref reaches a commit (SPEC §11): a rerun's listing holds only the new commits, git answers
+        reaching = _Background(reach.with_git, repo.path) if state is not None else None
         new: list[bytes] | None = None
         again: set[bytes] = set()
         if state is not None:  # read and attribute only the commits the last complete scan did not see
@@ -163,7 +164,7 @@ def scan_repository(job: RepoJob, events: ScanEvents | None = None, found: list[
         # a first scan reads its blobs grouped by path (once the changes have named them all); a rerun's few as met
         detected = detect(stats, scanner, source, detectors, wanted, job.skip, again, events,
                           by_path=state is None and found is None)
-        commits, commit_rows = listing.result()
+        commits, commit_rows, reached = listing.result()
     except BaseException:
         scanner.terminate()
         raise
@@ -174,8 +175,9 @@ def scan_repository(job: RepoJob, events: ScanEvents | None = None, found: list[
     stats.errors.extend(commits.errors)
     stats.commits_new = len(commits) if new is None else len(new)
     try:
-        reached = reaching.result()
-        stats.commits_by_reach = reach.counts(len(commits), reached)
+        if reaching is not None:
+            reached = reaching.result()
+        stats.commits_by_reach = reach.counts(len(commits), reached or {})
     except OSError as e:
         reached = {}
         stats.errors.append(f"{repo.path}: commits by kind of ref not classified ({e})")
@@ -199,7 +201,7 @@ def scan_repository(job: RepoJob, events: ScanEvents | None = None, found: list[
     stats.seconds["attribution"] = time.perf_counter() - t1
     return RepoScan(stats=stats, candidates=dict(detected.by_blob), provenance=provenance, commit_rows=commit_rows,
                     reachable=commits.known.union(commits.tree), tips=frozenset(commits.tips),
-                    incremental=bool(commits.known), attributed_anew=new is None, reach=reached)
+                    incremental=bool(commits.known), attributed_anew=new is None, reach=reached or {})
 
 
 # -- a big repository in parts (a corpus on Dask) -----------------------------------------------------------------
@@ -211,13 +213,13 @@ def plan_chunks(job: RepoJob, parts: int) -> list[tuple[bytes, ...]]:
     detectors = DetectorSet(job.detectors)
     source = Changes(repo, use_git=not partial_clone(repo)[1])
     source.start()
-    listing = _Background(_listed, repo)
+    listing = _Background(list_commits, repo)
 
     def verdict(oid: bytes, name: bytes) -> Verdict:
         return Verdict.SCAN if detectors.scans(name) else Verdict.BANNED
 
     def wanted() -> tuple[Collection[bytes], Mapping[bytes, tuple[bytes, ...]]]:
-        commits = listing.result()[0]
+        commits = listing.result()
         return commits.tree, commits.parents
 
     feed = BlobFeed(verdict)
