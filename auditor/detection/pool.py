@@ -17,9 +17,11 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from multiprocessing import forkserver, reduction
+from multiprocessing import reduction
 
+from auditor.detection import boot
 from auditor.detection.batch import BatchScanner
+from auditor.detection.boot import BATCH, holds_objects
 from auditor.detectors.spec import Detector
 from auditor.models import BlobScan
 
@@ -70,32 +72,6 @@ def batched(items: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
         yield batch
 
 
-def _start_forkserver() -> None:
-    """Start the forkserver (and multiprocessing's resource tracker) the way workers must live.
-
-    Ctrl-C reaches the whole process group: the scan's main process handles it (and stops the pool); a forkserver
-    started ignoring SIGINT keeps ignoring it, as do the workers it forks, instead of printing tracebacks mid-import.
-    Its stdout and stderr are /dev/null: a worker being forked while the scan stops may fail to unpickle its
-    arguments, and neither that nor any worker may hold a supervisor's pipes open after the scan is gone. (A
-    restart from another thread finds the forkserver running.)
-    """
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = (os.dup(1), os.dup(2))
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        forkserver.ensure_running()
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (*saved, devnull):
-            os.close(fd)
-        signal.signal(signal.SIGINT, previous)
-
-
 class _Lifeline:
     """A pipe's read end, handed to each worker as its own descriptor (multiprocessing duplicates it through the
     forkserver): ``_init`` receives a plain fd number."""
@@ -109,34 +85,6 @@ class _Lifeline:
 
 def _detach(dup: object) -> int:
     return dup.detach()
-
-
-BATCH = 256  # blob ids per task
-
-
-def holds_objects(git_dir: str, least: int) -> bool:
-    """Whether the repository at ``git_dir`` holds at least ``least`` objects (the object counts of its pack
-    indexes, then its loose objects; True when that cannot be told): fewer objects, fewer blobs to scan."""
-    objects = os.path.join(git_dir, "objects")
-    total = 0
-    try:
-        if os.path.exists(os.path.join(objects, "info", "alternates")):
-            return True
-        pack = os.path.join(objects, "pack")
-        for name in os.listdir(pack) if os.path.isdir(pack) else ():
-            if name.endswith(".idx"):
-                with open(os.path.join(pack, name), "rb") as fh:
-                    head = fh.read(8 + 256 * 4)
-                fanout = 8 if head[:4] == b"\xfftOc" else 0  # version 2 (a magic and a version first), or version 1
-                total += int.from_bytes(head[fanout + 255 * 4:fanout + 256 * 4], "big")
-        for name in os.listdir(objects):
-            if total >= least:
-                break
-            if len(name) == 2:
-                total += len(os.listdir(os.path.join(objects, name)))
-    except OSError:
-        return True
-    return total >= least
 
 
 class DetectionPool:
@@ -159,13 +107,7 @@ class DetectionPool:
             self._context()
 
     def _context(self) -> multiprocessing.context.ForkServerContext:
-        # forkserver: workers never inherit the parent's threads (tqdm, asyncio) or open repository handles;
-        # preloading this module makes each worker a fork of a process that has already imported it.
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__])
-        if threading.current_thread() is threading.main_thread():
-            _start_forkserver()
-        return ctx
+        return boot.context()
 
     def _start(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(self.jobs, mp_context=self._context(),

@@ -154,7 +154,7 @@ def test_one_batch_is_scanned_in_process_and_finds_what_the_pool_finds(tmp_path)
 
 
 def test_the_object_count_that_decides_whether_the_forkserver_boots_early(tmp_path):
-    from auditor.detection.pool import holds_objects
+    from auditor.detection.boot import holds_objects
 
     repo = one_commit(tmp_path / "repo", {f"f{i}.txt": f"{i}\n" for i in range(20)})
     git_dir = str(repo / ".git")
@@ -162,6 +162,31 @@ def test_the_object_count_that_decides_whether_the_forkserver_boots_early(tmp_pa
     git(repo, "gc", "-q")  # now in a pack: its index says how many
     assert (holds_objects(git_dir, 22), holds_objects(git_dir, 23)) == (True, False)
     assert holds_objects(str(tmp_path / "nothing-here"), 1)  # cannot tell: boot as before
+
+
+
+def test_the_command_boots_the_forkserver_before_loading_only_for_a_repository_that_needs_workers(tmp_path):
+    """``boot.early`` (what ``auditor scan`` calls before loading anything heavy): a forkserver for a work tree or a
+    bare repository holding more objects than one batch has blobs, none for a small one, a URL or a non-repository
+    — and it loads nothing heavy itself."""
+    from auditor.detection.boot import BATCH
+
+    big = one_commit(tmp_path / "big", {f"f{i}.txt": f"{i}\n" for i in range(BATCH)})
+    small = one_commit(tmp_path / "small", {"a.txt": "a\n"})
+    bare = tmp_path / "big.git"
+    run_git(tmp_path, "clone", "-q", "--bare", str(big), str(bare))
+    code = ("import sys; from multiprocessing import forkserver; from auditor.detection import boot; "
+            "boot.early(sys.argv[1:]); print(forkserver._forkserver._forkserver_pid is not None, "
+            "sorted({'pygit2', 'auditor.detectors', 'auditor.detection.pool'} & set(sys.modules)))")
+    said = {}
+    for name, args in {"work tree": [str(big)], "bare": [str(bare)], "small then big": [str(small), str(big)],
+                       "small": [str(small)], "url": ["https://example.invalid/x.git"],
+                       "nothing": [str(tmp_path / "none")]}.items():
+        r = python(code, *args)
+        assert r.returncode == 0, r.stderr
+        said[name] = r.stdout.strip()
+    assert said == {"work tree": "True []", "bare": "True []", "small then big": "True []", "small": "False []",
+                    "url": "False []", "nothing": "False []"}
 
 
 # -- result files: plain Python == the reporter's frames, byte for byte ----------------------------------------
