@@ -56,7 +56,8 @@ class BatchScanner:
                 continue
             hit: set[str] = set()
             candidates.extend(detect(self.detectors, data, raw.hex(), self.max_pairs, binary, bounded=hit))
-            bounded.update(hit)
+            if hit:
+                bounded.update(hit)
         return BlobScan(blobs_scanned=len(scanned) - skipped["binary"], bytes_scanned=nbytes, skipped=dict(skipped),
                         errors=tuple(errors), candidates=tuple(candidates), scanned_oids=tuple(scanned),
                         matches_bounded=dict(bounded))

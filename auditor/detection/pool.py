@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -87,6 +88,9 @@ def _detach(dup: object) -> int:
     return dup.detach()
 
 
+RESTARTS = 3  # of a pool whose workers cannot be started, in a row, before the scan fails
+
+
 class DetectionPool:
     """A process pool bound to one repository; ``scan`` streams results in completion order.
 
@@ -136,14 +140,23 @@ class DetectionPool:
         inflight: dict[Future[BlobScan], tuple[list[bytes], int]] = {}
 
         def submit(batch: list[bytes], tries: int) -> None:
-            assert self._pool is not None
-            try:
-                inflight[self._pool.submit(scan_batch, batch)] = (batch, tries)
-            # A worker died while idle: restart, the in-flight batches go again. (Submitting may also spawn a
-            # replacement worker while the pool is being torn down, which fails on its closed queue: OSError.)
-            except (BrokenProcessPool, OSError):
-                for lost, lost_tries in self._restart(inflight) + [(batch, tries)]:
-                    inflight[self._pool.submit(scan_batch, lost)] = (lost, lost_tries)
+            # A worker died while idle: restart, the in-flight batches go again. Submitting may also spawn a
+            # replacement worker while the pool is being torn down, which fails on its closed queue, or find the
+            # forkserver gone (it ends when a worker's start fails midway, and a restart may not see it gone yet):
+            # OSError. A few restarts, each a little later, before giving up.
+            pending = [(batch, tries)]
+            for attempt in range(RESTARTS + 1):
+                try:
+                    while pending:
+                        assert self._pool is not None
+                        inflight[self._pool.submit(scan_batch, pending[-1][0])] = pending[-1]
+                        pending.pop()
+                    return
+                except (BrokenProcessPool, OSError):
+                    if attempt == RESTARTS:
+                        raise
+                    time.sleep(0.05 * attempt)
+                    pending = self._restart(inflight) + pending
 
         def drain(block_until: int) -> Iterator[BlobScan]:
             while len(inflight) > block_until:
@@ -192,7 +205,13 @@ class DetectionPool:
         """Replace a broken pool; every in-flight future of it fails too, so hand their batches back."""
         lost = list(inflight.values())
         inflight.clear()
+        # the broken pool's manager thread closes its pipes as it ends: were the new pool's pipes opened first, a
+        # descriptor number closed twice there could be one of theirs ("Bad file descriptor" forking a worker, on
+        # Python 3.11), so it is waited for (shutdown without waiting forgets it: taken first)
+        manager = getattr(self._pool, "_executor_manager_thread", None)
         self._stop_workers()  # survivors of a broken pool would wait on its queue forever, and exit would join them
+        if manager is not None:
+            manager.join(timeout=10)
         self._pool = self._start()
         self.restarts += 1
         return lost

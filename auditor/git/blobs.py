@@ -35,13 +35,10 @@ DELTA_CACHE_MIB = int(os.environ.get("AUDITOR_DELTA_CACHE_MIB", "32"))
 DELTA_CACHE = ("-c", f"core.deltaBaseCacheLimit={DELTA_CACHE_MIB}m")
 
 
-class _Stalled(Exception):
-    """git's answer ended early: it died, or overran its deadline and was killed."""
-
-
 class _CatFile:
-    """One ``git cat-file --batch`` process, read through its buffered pipe; a watchdog thread kills it when an
-    answer overruns its deadline, which turns a stall into an end of output that the reader sees at once."""
+    """One ``git cat-file --batch`` process, read through its buffered pipe (``out``); a watchdog thread kills it
+    when an answer overruns the ``deadline`` its reader sets, which turns a stall into an end of output that the
+    reader sees at once (a short read)."""
 
     def __init__(self, git: str, git_dir: str) -> None:
         self.proc = subprocess.Popen([git, *DELTA_CACHE, "--git-dir", git_dir, "cat-file", "--batch"],
@@ -66,22 +63,6 @@ class _CatFile:
         assert self.proc.stdin is not None
         self.proc.stdin.write(b"".join(raw.hex().encode() + b"\n" for raw in raws))
         self.proc.stdin.flush()
-
-    def line(self, deadline: float) -> bytes:
-        self.deadline = deadline
-        line = self.out.readline()
-        self.deadline = 0.0
-        if not line.endswith(b"\n"):
-            raise _Stalled
-        return line[:-1]
-
-    def exactly(self, n: int, deadline: float) -> bytes:
-        self.deadline = deadline
-        data = self.out.read(n)
-        self.deadline = 0.0
-        if len(data) < n:
-            raise _Stalled
-        return data
 
     def close(self) -> None:
         self.proc.kill()
@@ -119,10 +100,17 @@ class BlobReader:
         (which would skip the blob unread) is confirmed by git, which knows no such format.
         """
         heads: list[tuple[bytes, int | None, str | None]] = []
-        for raw, head, error in _each(raws, self.repo.odb.read_header):
-            if head is not None and head[0] != pygit2.enums.ObjectType.BLOB:
-                head, error = None, f"corrupt object: its header says {head[0].name.lower()}, not blob"
-            heads.append((raw, head[1] if head else None, error))
+        read_header, oid, blob = self.repo.odb.read_header, pygit2.Oid, pygit2.enums.ObjectType.BLOB
+        for raw in raws:  # once per blob: ``_each``, inlined
+            try:
+                kind, size = read_header(oid(raw=raw))
+            except (KeyError, pygit2.GitError, ValueError, OSError) as e:
+                heads.append((raw, None, f"{type(e).__name__}: {e}"))
+                continue
+            if kind != blob:
+                heads.append((raw, None, f"corrupt object: its header says {kind.name.lower()}, not blob"))
+            else:
+                heads.append((raw, size, None))
         large = [raw for raw, size, _ in heads if limit and size is not None and size > limit]
         if not large or not self._git:
             return heads
@@ -163,23 +151,24 @@ class BlobReader:
             yield from self._fall_back(raws)
             return
         cat = self._cat
-        for i, raw in enumerate(raws):
+        read, readline, clock, patience = cat.out.read, cat.out.readline, time.monotonic, self.PATIENCE
+        for i, raw in enumerate(raws):  # _CatFile.line and .exactly, inlined: this loop runs once per blob
             want = raw.hex().encode()
-            try:
-                header = cat.line(time.monotonic() + self.PATIENCE * 4).split()
-                if header == [want, b"missing"]:
-                    yield raw, None, "missing object"
+            cat.deadline = clock() + patience * 4
+            header = readline().split()
+            if len(header) == 3 and header[0] == want and header[1] == b"blob":
+                size = int(header[2])
+                cat.deadline = clock() + patience + size / 2**25
+                data = read(size)  # then its newline apart: no copy of the blob to drop it
+                if len(data) == size and read(1) == b"\n":
+                    cat.deadline = 0.0
+                    self._git_works = True
+                    yield raw, data, None
                     continue
-                if len(header) == 3 and header[0] == want and header[1] == b"blob":
-                    size = int(header[2])
-                    deadline = time.monotonic() + self.PATIENCE + size / 2**25
-                    data = cat.exactly(size, deadline)  # then its newline apart: no copy of the blob to drop it
-                    if cat.exactly(1, deadline) == b"\n":
-                        self._git_works = True
-                        yield raw, data, None
-                        continue
-            except _Stalled:
-                pass
+            cat.deadline = 0.0
+            if header == [want, b"missing"]:
+                yield raw, None, "missing object"
+                continue
             # Out of step, stalled or dead: this object is bad, or git cannot read this repository at all.
             self.close()
             if not self._git_works and not self._git_opens_repository():
