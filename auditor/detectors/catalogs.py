@@ -23,7 +23,7 @@ from typing import Any
 import regex
 
 from auditor.detectors import allowlists
-from auditor.detectors.spec import Allowlist, ContentWhitelist, Detector, FilenameBanlist, Matcher, Pairing
+from auditor.detectors.spec import Allowlist, ContentWhitelist, Detector, FilenameBanlist, Matcher, Pairing, safe_yaml
 from auditor.errors import DetectorFileError
 
 SUPPORTED_GITLEAKS = {"id", "description", "regex", "secretGroup", "keywords", "tags", "entropy", "allowlists",
@@ -183,7 +183,7 @@ def load(path: Path) -> tuple[list[Detector], list[str]]:
     import yaml
 
     try:
-        doc = yaml.safe_load(text)
+        doc = safe_yaml(text)
     except yaml.YAMLError as e:
         raise DetectorFileError(src, "<yaml>", f"is not valid YAML: {e}") from None
     if not is_rules_doc(doc):

@@ -291,9 +291,17 @@ def _load_doc(text: str, src: object) -> Any:
     import yaml  # here: detection workers get Detector values, never files, and need no YAML parser
 
     try:
-        return yaml.safe_load(text)
+        return safe_yaml(text)
     except yaml.YAMLError as e:
         raise DetectorFileError(src, "<yaml>", f"is not valid YAML: {e}") from None
+
+
+def safe_yaml(text: str) -> Any:
+    """``yaml.safe_load``, through libyaml where PyYAML was built with it (7x faster: every scan loads the built-in
+    detectors before it starts)."""
+    import yaml
+
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
 
 
 def detector_files(extra_dir: Path | None = None) -> list[tuple[str | Path, Any]]:

@@ -26,6 +26,8 @@ def listed(commits: Commits) -> dict[str, str]:
     """Hex id → REACH[1] or REACH[2] for every listed commit no branch, tag or HEAD reaches, walking the listing's
     own parents: what ``with_git`` answers for a whole listing (``commits.known`` empty)."""
     kinds = {tip: {ref_kind(name) for name in names} for tip, names in commits.tips.items()}
+    if all(k & {REF_KINDS[0], REF_KINDS[1]} for k in kinds.values()):  # every tip is the project's: no walk
+        return {}
     project = _reached(commits, (t for t, k in kinds.items() if k & {REF_KINDS[0], REF_KINDS[1]}), frozenset())
     if len(project) == len(commits):
         return {}
