@@ -100,17 +100,10 @@ class BlobReader:
         (which would skip the blob unread) is confirmed by git, which knows no such format.
         """
         heads: list[tuple[bytes, int | None, str | None]] = []
-        read_header, oid, blob = self.repo.odb.read_header, pygit2.Oid, pygit2.enums.ObjectType.BLOB
-        for raw in raws:  # once per blob: ``_each``, inlined
-            try:
-                kind, size = read_header(oid(raw=raw))
-            except (KeyError, pygit2.GitError, ValueError, OSError) as e:
-                heads.append((raw, None, f"{type(e).__name__}: {e}"))
-                continue
-            if kind != blob:
-                heads.append((raw, None, f"corrupt object: its header says {kind.name.lower()}, not blob"))
-            else:
-                heads.append((raw, size, None))
+        for raw, head, error in _each(raws, self.repo.odb.read_header):
+            if head is not None and head[0] != pygit2.enums.ObjectType.BLOB:
+                head, error = None, f"corrupt object: its header says {head[0].name.lower()}, not blob"
+            heads.append((raw, head[1] if head else None, error))
         large = [raw for raw, size, _ in heads if limit and size is not None and size > limit]
         if not large or not self._git:
             return heads
@@ -152,7 +145,7 @@ class BlobReader:
             return
         cat = self._cat
         read, readline, clock, patience = cat.out.read, cat.out.readline, time.monotonic, self.PATIENCE
-        for i, raw in enumerate(raws):  # _CatFile.line and .exactly, inlined: this loop runs once per blob
+        for i, raw in enumerate(raws):  # once per blob: plain reads, no call or exception of ours
             want = raw.hex().encode()
             cat.deadline = clock() + patience * 4
             header = readline().split()
