@@ -97,6 +97,10 @@ class Locator:
         self.records = records
         self.matched = set(matched)
         self.errors: list[str] = []
+        # the shortcuts of a scan's own records and listing (quiet commits, first parents), looked up once: ``paths``
+        # runs once per commit
+        self._quiet = getattr(records, "quiet", None)
+        self._first = getattr(commits.parents, "first", None)
         self._maps: dict[bytes, Paths] = {}
         self._listed: dict[bytes, Paths] = {}
         self._around_of: tuple[tuple[bytes, ...] | None, list[tuple[bytes, Paths, list[Paths]]]] | None = None
@@ -106,8 +110,7 @@ class Locator:
         maps, matched = self._maps, self.matched
         if not matched:
             return {}
-        quiet = getattr(self.records, "quiet", None)
-        first = getattr(self.commits.parents, "first", None)
+        quiet, first = self._quiet, self._first
         waiting: dict[bytes, tuple[list[bytes], bytes]] = {}  # a run's first commit → (the run, where it ends)
         stack = [commit]
         while stack:

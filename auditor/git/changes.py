@@ -374,15 +374,10 @@ def _thinned(source: Iterable[Batch], wanted: Collection[bytes]) -> Iterator[Bat
                                                                 batch.commits)
 
 
-def _first(parents: Mapping[bytes, tuple[bytes, ...]], commit: bytes) -> bytes | None:
-    got = parents.get(commit)
-    return got[0] if got else None
-
-
 def _first_of(parents: Mapping[bytes, tuple[bytes, ...]]) -> Callable[[bytes], bytes | None]:
     """commit → its first parent: the listing's own lookup where it has one (no tuple of every parent made)."""
     first = getattr(parents, "first", None)
-    return first if first is not None else lambda commit: _first(parents, commit)
+    return first if first is not None else lambda commit: (parents.get(commit) or (None,))[0]
 
 
 class Kept(Mapping[bytes, tuple[bytes | None, list[Change]]]):
