@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from auditor.errors import AuditorError, ExitCode, UsageError
 from auditor.outdir import OutDir
-from auditor.signals import interrupts_deferred
+from auditor.signals import interrupts_deferred, keep_interrupts
 
 if TYPE_CHECKING:
     from auditor.demo import DemoResult
@@ -286,6 +286,7 @@ def _print_result(summary: Summary, alerts: list[Finding], show_secrets: bool, o
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_interrupts()
     args = build_parser().parse_args(argv)
     if args.command == "report":
         return _report(args)

@@ -170,6 +170,21 @@ def test_ctrl_c_at_any_moment_is_130_or_a_finished_run_never_a_death_by_signal(t
     assert 130 in outcomes, outcomes
 
 
+def test_a_ctrl_c_landing_in_a_finalizer_is_raised_again_not_printed_and_lost() -> None:
+    """CPython prints a KeyboardInterrupt raised in a ``__del__`` ("Exception ignored … Traceback") and drops it;
+    the command hands it back to the main thread, where it is answered as any Ctrl-C (the sweep above met it once
+    in a few runs, inside regex's compiler)."""
+    code = ("import time\nfrom auditor.signals import keep_interrupts\nkeep_interrupts()\nkeep_interrupts()\n"
+            "class Finalized:\n    def __del__(self):\n        raise KeyboardInterrupt\n"
+            "try:\n    Finalized()\n    for _ in range(200):\n        time.sleep(0.01)\n    print('lost')\n"
+            "except KeyboardInterrupt:\n    print('raised again')\n"
+            "class Other:\n    def __del__(self):\n        raise ValueError('still reported')\nOther()\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["raised", "again"]
+    assert "KeyboardInterrupt" not in r.stderr and "still reported" in r.stderr  # other finalizer errors as before
+
+
 @pytest.mark.parametrize("moment", ["detection", "late"])
 def test_sigkill_of_the_scan_never_corrupts_the_store(tmp_path: Path, bulk: tuple[Path, Result],
                                                       moment: str) -> None:
