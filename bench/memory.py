@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import measure  # noqa: E402
 from peers import ROOT, WORK  # noqa: E402
-from run import PY, resolve  # noqa: E402
+from run import PY, compiled, resolve  # noqa: E402
 
 MiB = 2 ** 20
 OUT = WORK / "memory"
@@ -172,6 +172,7 @@ def main() -> None:
     s = sub.add_parser("stages")
     s.add_argument("repo")
     a = ap.parse_args()
+    compiled(getattr(a, "root", ROOT))  # as installed: see run.compiled
     if a.cmd == "tree":
         for r in a.repos:
             tree(r, a.runs, a.label, a.root, dict(e.split("=", 1) for e in a.env))

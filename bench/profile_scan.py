@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import measure  # noqa: E402
 from peers import ROOT, WORK  # noqa: E402
-from run import PY, resolve  # noqa: E402
+from run import PY, compiled, resolve  # noqa: E402
 
 PROC = re.compile(r'process (\d+):"(.*)"$', re.S)
 THREAD = re.compile(r"thread \((\d+)\)(?:: (.*))?$")
@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-timeline", action="store_true", help="no unprofiled run")
     ap.add_argument("--from-raw", action="store_true", help="only re-read bench/work/profiles/<label>.txt")
     a = ap.parse_args(argv)
+    compiled(ROOT)  # as installed: see run.compiled
     repo, label, _ = resolve(a.repo)
     outdir = WORK / "profiles"
     outdir.mkdir(parents=True, exist_ok=True)

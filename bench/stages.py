@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import measure  # noqa: E402
 from peers import ROOT, WORK  # noqa: E402
-from run import PY, resolve  # noqa: E402
+from run import PY, compiled, resolve  # noqa: E402
 
 from auditor.detection.batch import BatchScanner  # noqa: E402
 from auditor.detectors import load_detectors  # noqa: E402
@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("repo")
     ap.add_argument("--out", help="also write the Markdown here (default bench/work/profiles/<label>-stages.md)")
     a = ap.parse_args(argv)
+    compiled(ROOT)  # as installed: see run.compiled
     repo, label, _ = resolve(a.repo)
     subprocess.run(["git", "-C", str(repo), "cat-file", "--batch-all-objects", "--unordered", "--batch"],
                    stdout=subprocess.DEVNULL, check=True)  # warm the page cache
