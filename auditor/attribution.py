@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 
 import pygit2
 
+from auditor.commit_rows import iso
 from auditor.detectors.engine import DetectorSet
 from auditor.git.changes import FILE, Change
-from auditor.git.history import Commits, iso
+from auditor.git.history import Commits
 from auditor.git.objects import MODE_TREE, author, commit_tree, read_commit, tree_entries
 from auditor.models import (
     Candidate,

@@ -19,6 +19,7 @@ from typing import Any
 import pygit2
 
 from auditor.attribution import Provenance, locate
+from auditor.commit_rows import CommitRows
 from auditor.detection.batch import BatchScanner
 from auditor.detection.inline import InlineScanner
 from auditor.detection.pool import DetectionPool
@@ -28,7 +29,7 @@ from auditor.detectors.spec import Detector
 from auditor.git import mirror, reach
 from auditor.git.blobs import BlobReader
 from auditor.git.changes import BlobFeed, Changes, Verdict
-from auditor.git.history import CommitRows, Commits, list_commits
+from auditor.git.history import Commits, list_commits
 from auditor.git.repository import open_repository, partial_clone
 from auditor.models import BlobScan, Candidate, RepoState, RepoStats
 

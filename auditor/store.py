@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
@@ -10,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
+from auditor.commit_rows import FIRST_SECOND, LAST_SECOND, CommitRows
 from auditor.errors import OutputError
 from auditor.models import CheckResult, ExposureEnd, OccurrenceRow, RemovalRow, RepoState, TipRow, Validity
 from auditor.outdir import private_file
@@ -31,6 +33,12 @@ CHECK_COLUMNS = ("secret_sha256", "detector", "client_id", "validity", "scope", 
                  "checked_at", *NEW_CHECK_COLUMNS)
 
 
+# CommitRows.packed() → rows: the n-th id of the hex string, the n-th time as commit_rows.iso writes it
+INSERT_COMMIT_ROWS = ("INSERT OR IGNORE INTO commits SELECT ?1, CAST(substr(?2, key * ?3 + 1, ?3) AS TEXT), "
+                      f"strftime('%Y-%m-%dT%H:%M:%SZ', min(max(value, {FIRST_SECOND}), {LAST_SECOND}), 'unixepoch') "
+                      "FROM json_each(?4)")
+
+
 class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -47,6 +55,10 @@ class Store:
         if row is not None and row[0] != SCHEMA_VERSION:
             self._upgrade(row[0])
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+        try:  # SQLite's JSON functions (built in since 3.38, an option before): the rows' fast path
+            self.json = self.db.execute("SELECT json_valid('[]')").fetchone()[0] == 1
+        except sqlite3.OperationalError:
+            self.json = False
 
     def _upgrade(self, version: str) -> None:
         """An older store works on: what it lacks is added empty, and what cannot be trusted any more is redone."""
@@ -183,8 +195,11 @@ class Store:
                 self.db.execute("INSERT INTO rescan_state VALUES (?, ?, ?, ?, ?, ?)",
                                 (repo, state.path, state.ruleset, b"".join(state.tips), b"".join(state.commits),
                                  b"".join(state.matched)))
-            self.db.executemany("INSERT OR IGNORE INTO commits VALUES (?, ?, ?)",
-                                ((repo, c, t) for c, t in commits.items()))
+            if isinstance(commits, CommitRows) and self.json:  # in C: no Python object per commit (100k: 0.24 → 0.09 s)
+                self.db.execute(INSERT_COMMIT_ROWS, (repo, *commits.packed()))
+            else:
+                self.db.executemany("INSERT OR IGNORE INTO commits VALUES (?, ?, ?)",
+                                    ((repo, c, t) for c, t in commits.items()))
             scanned = self.db.execute("SELECT count(*) FROM commits WHERE repo = ?", (repo,)).fetchone()[0]
             self.db.execute("INSERT OR REPLACE INTO repos VALUES (?, ?, ?, ?, ?)",
                             (repo, path, scanned, int(shallow), now))
@@ -197,5 +212,9 @@ class Store:
                                 ((repo, *r) for r in removals))
             self.db.executemany("INSERT OR IGNORE INTO exposure_ends VALUES (?, ?, ?, ?, ?, ?)",
                                 ((repo, *e) for e in ends))
-            self.db.executemany("INSERT OR IGNORE INTO commit_reach VALUES (?, ?, ?)",
-                                ((repo, c, r) for c, r in (reach or {}).items()))
+            if self.json:
+                self.db.execute("INSERT OR IGNORE INTO commit_reach SELECT ?, key, value FROM json_each(?)",
+                                (repo, json.dumps(reach or {})))
+            else:
+                self.db.executemany("INSERT OR IGNORE INTO commit_reach VALUES (?, ?, ?)",
+                                    ((repo, c, r) for c, r in (reach or {}).items()))

@@ -11,8 +11,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from auditor import store as store_module
+from auditor.commit_rows import CommitRows, iso
 from auditor.errors import OutputError
 from auditor.models import CheckResult, OccurrenceRow, RemovalRow, RepoState, TipRow, Validity, redact
 from auditor.store import Store
@@ -240,3 +243,28 @@ def test_a_failed_transaction_leaves_the_previous_results(store):
     with pytest.raises(sqlite3.Error):
         store.save_repo("/repos/one", "/p1", {}, False, bad, [])
     assert [o.client_id for o in store.occurrences("/repos/one")] == [a[0]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(width=st.sampled_from([20, 32]),
+       times=st.lists(st.integers(min_value=-2 ** 62, max_value=2 ** 62) | st.sampled_from(
+           [0, -1, 86399, 86400, 951782400, -62135596800, -62135596801, 253402300799, 253402300800]), max_size=40),
+       reach=st.dictionaries(st.text(min_size=1, max_size=8), st.sampled_from(["pull requests only",
+                                                                                "other refs only"]), max_size=5),
+       json_functions=st.booleans())
+def test_commit_rows_are_stored_as_iso_writes_them_whichever_way_they_are_inserted(tmp_path_factory, width, times,
+                                                                                     reach, json_functions):
+    """The listing's rows go in through SQLite's JSON functions (no Python object per commit) where SQLite has them:
+    the same rows as one INSERT per commit, for every time a commit may say (clamped to years 1–9999), and ids of
+    both hash widths."""
+    store = Store(tmp_path_factory.mktemp("s") / "audit.sqlite")
+    try:
+        store.json = store.json and json_functions
+        ids = {i.to_bytes(width, "big")[::-1]: t for i, t in enumerate(times)}
+        store.save_repo("/r", "/r/.git", CommitRows(ids), False, [], [], reach=reach)
+        got = dict(store.db.execute("SELECT commit_id, commit_time FROM commits WHERE repo = '/r'"))
+        assert got == {c.hex(): iso(t) for c, t in ids.items()}
+        assert dict(CommitRows(ids).items()) == got
+        assert dict(store.db.execute("SELECT commit_id, reach FROM commit_reach WHERE repo = '/r'")) == reach
+    finally:
+        store.close()
