@@ -294,10 +294,10 @@ def main(argv: list[str] | None = None) -> int:
         return _demo(args)
     if args.command == "detectors":
         return _detectors_check(args)
-    if args.corpus is None:  # workers will be forks of a server that loads while this process does
+    if args.corpus is None:  # git computes the changes while this process loads
         from auditor.detection import boot
 
-        boot.early(args.repos)
+        boot.early(args.repos, first_scan=not OutDir(args.out).store.exists())
     with interrupts_deferred():  # after parsing: --help stays fast
         from auditor.models import ScanOptions
         from auditor.pipeline import scan

@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from auditor.attribution import attribute
+from auditor.detection import boot, pool
 from auditor.detection.stage import ScanEvents
 from auditor.detectors import Detector, DetectorSet, load_detectors
 from auditor.errors import UsageError
@@ -188,6 +189,8 @@ def scan(repos: list[str], opts: ScanOptions) -> Outcome:
     """Run the pipeline and write the output files; KeyboardInterrupt propagates after state is saved."""
     started = time.perf_counter()
     run = Run(opts)
+    if boot.needs_workers(repos):  # before validation and progress start their threads: workers are forks of this
+        pool.prefork(run.detectors, jobs=opts.jobs, max_bytes=opts.max_blob_bytes, max_pairs=opts.max_pairs_per_sid)
     queue = run.queue()
     interrupted = False
     try:
@@ -197,6 +200,7 @@ def scan(repos: list[str], opts: ScanOptions) -> Outcome:
     except KeyboardInterrupt:
         interrupted = True
     finally:
+        pool.release()
         run.save_checks(queue)
         run.store.close()
     return finish(run, queue, started, interrupted)

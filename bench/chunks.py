@@ -22,8 +22,9 @@ from pathlib import Path
 
 from auditor.detectors import load_detectors
 from auditor.git.changes import BlobFeed, Changes, Verdict
+from auditor.git.env import GIT_ENV
 from auditor.git.history import list_commits
-from auditor.git.repository import GIT_ENV, open_repository
+from auditor.git.repository import open_repository
 from auditor.repository_scan import RepoJob, plan_chunks
 
 

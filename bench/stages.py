@@ -44,9 +44,10 @@ from auditor.detectors import load_detectors  # noqa: E402
 from auditor.detectors.engine import DetectorSet  # noqa: E402
 from auditor.git.blobs import DELTA_CACHE  # noqa: E402
 from auditor.git.changes import BlobFeed, Changes, Verdict  # noqa: E402
+from auditor.git.env import GIT_ENV  # noqa: E402
 from auditor.git.history import list_commits  # noqa: E402
 from auditor.git.read_order import by_path  # noqa: E402
-from auditor.git.repository import GIT_ENV, open_repository  # noqa: E402
+from auditor.git.repository import open_repository  # noqa: E402
 
 # the share of the tree's CPU budget (3× the floor's wall: 1.5× on 2 cores) each stage may use
 BUDGET = {"changes: git log --raw": 0.30, "changes: feed (parse, listing, verdicts)": 0.15,

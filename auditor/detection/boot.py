@@ -1,8 +1,8 @@
-"""The detection workers' forkserver, booted the way workers must live — and as early as the command can tell it
-will be needed: its interpreter then loads the workers' modules on a core that is idle while the command loads its
-own (flask: the forkserver's 0.13 s of imports leave the critical path).
-
-Light on purpose: the command imports it before anything heavy (no pygit2, no detectors).
+"""What a scan starts before the command has loaded (light: imported first, before pygit2 or the detectors): git's
+changes of the repository (``git log --raw``), on the core the command's imports leave idle — the detection
+workers are then forked from the command once it has loaded (``pool.prefork``), so nothing else needs that core.
+And the forkserver that workers come from when they cannot be forked (a pool restarted mid-scan, a caller with
+threads).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import sys
 import threading
 from collections.abc import Iterable
 from multiprocessing import forkserver
+
+from auditor.git import log_process
 
 BATCH = 256  # blob ids per task: a repository with fewer objects is scanned in the scan's own process
 PRELOAD = "auditor.detection.pool"  # what every worker is a fork of a process that has already imported
@@ -29,16 +31,24 @@ def context() -> multiprocessing.context.ForkServerContext:
     return ctx
 
 
-def early(repos: Iterable[str]) -> None:
-    """Boot the forkserver now if one of the local ``repos`` (paths as the user gave them) will need workers; a
-    URL, a path that is not plainly a repository, or a small one leave it to the pool (``DetectionPool``)."""
+def needs_workers(repos: Iterable[str]) -> str | None:
+    """The git directory of the first of the local ``repos`` (paths as the user gave them) that holds more objects
+    than one batch has blobs; None when none does (a URL, a path that is not plainly a repository, small ones)."""
     for repo in repos:
         for git_dir in (os.path.join(repo, ".git"), repo):
             if os.path.isdir(os.path.join(git_dir, "objects")):
                 if holds_objects(git_dir, BATCH):
-                    context()
-                    return
+                    return git_dir
                 break
+    return None
+
+
+def early(repos: Iterable[str], first_scan: bool) -> None:
+    """Start git's changes of every ref of the repository that will need workers, if one does and this is its
+    ``first_scan`` (no store yet: a rerun asks git for its new commits only)."""
+    git_dir = needs_workers(repos) if first_scan else None
+    if git_dir is not None:
+        log_process.start_early(git_dir)
 
 
 def holds_objects(git_dir: str, least: int) -> bool:

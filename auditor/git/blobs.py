@@ -23,7 +23,7 @@ from typing import TypeVar
 
 import pygit2
 
-from auditor.git.repository import GIT_ENV
+from auditor.git.env import GIT_ENV
 
 Read = tuple[bytes, bytes | None, str | None]  # (id, content, error)
 T = TypeVar("T")

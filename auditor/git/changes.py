@@ -16,7 +16,6 @@ Python object per commit outlives the feed (issue 16).
 
 from __future__ import annotations
 
-import fcntl
 import io
 import re
 import shutil
@@ -29,8 +28,8 @@ from typing import IO, NamedTuple
 
 import pygit2
 
+from auditor.git import log_process
 from auditor.git.objects import MODE_TREE, commit_tree, tree_entries
-from auditor.git.repository import GIT_ENV
 
 
 class Kind(IntEnum):
@@ -62,10 +61,6 @@ class Verdict(StrEnum):
     SCAN = "scan"
     BANNED = "banned"  # not under this name; the same blob may still be wanted under another name
 
-
-# git log reads trees through delta chains of small objects: an 8 MiB delta-base cache (96 by default) halves
-# its heap on git/git (152 → 47 MiB) at no measurable cost
-LOG_CACHE = ("-c", "core.deltaBaseCacheLimit=8m")
 
 Record = tuple[bytes, bytes | None, list[Change]]  # (commit raw id, first parent diffed against, changes)
 
@@ -162,30 +157,17 @@ class Changes:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, commits: Sequence[bytes] | None = None) -> None:
-        """Start git on ``commits``, or on every ref and HEAD when None: it then runs while pygit2 lists them."""
+        """Start git on ``commits``, or on every ref and HEAD when None: it then runs while pygit2 lists them (or
+        take the log of every ref the command started before it loaded, ``log_process.start_early``)."""
         if not self.git or self._proc is not None:
             return
-        which = ["--all"] if commits is None else ["--no-walk=unsorted", "--stdin"]
+        if commits is None and (early := log_process.take_early(self.repo.path)) is not None:
+            self._proc = early
+            return
         try:
-            self._proc = subprocess.Popen(
-                [self.git, *LOG_CACHE, "--git-dir", self.repo.path, "log", *which, "-z", "--raw", "--no-abbrev",
-                 "--no-renames", "--no-ext-diff", "--no-textconv", "--root", "--diff-merges=first-parent",
-                 "--ignore-submodules=none", "--format=%x01%H %P"],
-                stdin=subprocess.PIPE if commits is not None else subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL, env=GIT_ENV)
+            self._proc = log_process.start(self.git, self.repo.path, commits)
         except OSError:
             self.git = None
-            return
-        try:  # 1 MiB instead of 64 KiB: git writes ahead while the listing thread holds the GIL (flask: -4 % wall)
-            fcntl.fcntl(self._proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
-        except (OSError, AttributeError):  # not Linux
-            pass
-        if commits is not None:
-            try:
-                self._proc.stdin.write(b"".join(c.hex().encode() + b"\n" for c in commits))  # read before output
-                self._proc.stdin.close()
-            except OSError:
-                pass
 
     def batches(self, wanted: Callable[[], tuple[Collection[bytes], Mapping[bytes, tuple[bytes, ...]]]]
                 ) -> Iterator[Batch]:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterable, Mapping
 
+from auditor.git.env import GIT_ENV
 from auditor.git.history import Commits
-from auditor.git.repository import GIT_ENV
 from auditor.models import REACH, REF_KINDS, ref_kind
 
 PULL_GLOBS = ("refs/pull/*", "refs/merge-requests/*", "refs/remotes/origin/pr/*")

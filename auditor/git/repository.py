@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pygit2
 
 from auditor.errors import RepositoryError
-
-# For the git processes auditor starts: the repository is named explicitly, so inherited GIT_* variables must not
-# point git elsewhere, replace refs must not swap the objects scanned, and a partial clone must not fetch (git ≥ 2.44).
-GIT_ENV = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | {
-    "GIT_CONFIG_NOSYSTEM": "1", "GIT_NO_REPLACE_OBJECTS": "1", "GIT_NO_LAZY_FETCH": "1"}
 
 
 def partial_clone(repo: pygit2.Repository) -> tuple[bool, bool]:

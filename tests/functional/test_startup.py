@@ -4,6 +4,8 @@
   what the forkserver preloads into every detection worker stays light too.
 - A repository with fewer blobs than one batch is scanned in the scan's own process: no forkserver, no worker;
   a larger one still gets the pool, and both ways find the same candidates.
+- A first scan's ``git log`` starts before the command loads; its workers are forks of the command once loaded
+  (no forkserver), and find what forkserver workers find.
 - findings.jsonl, secrets.jsonl and summary.json, written in plain Python (``auditor.outputs``), are byte for
   byte what the reporter's pandas frames give (``tests/helpers/outputs.py``), on real scans with validation,
   removals, branches, tags, reruns, several repositories in one store, and perturbed copies of their findings.
@@ -153,7 +155,7 @@ def test_one_batch_is_scanned_in_process_and_finds_what_the_pool_finds(tmp_path)
     assert sorted(c[1:] for c in inline[2]) == sorted((sid, (token,)) for sid, token in map(_pair, range(6)))
 
 
-def test_the_object_count_that_decides_whether_the_forkserver_boots_early(tmp_path):
+def test_the_object_count_that_decides_whether_git_starts_early_and_workers_are_forked(tmp_path):
     from auditor.detection.boot import holds_objects
 
     repo = one_commit(tmp_path / "repo", {f"f{i}.txt": f"{i}\n" for i in range(20)})
@@ -161,32 +163,109 @@ def test_the_object_count_that_decides_whether_the_forkserver_boots_early(tmp_pa
     assert (holds_objects(git_dir, 22), holds_objects(git_dir, 23)) == (True, False)  # 20 blobs, a tree, a commit
     git(repo, "gc", "-q")  # now in a pack: its index says how many
     assert (holds_objects(git_dir, 22), holds_objects(git_dir, 23)) == (True, False)
-    assert holds_objects(str(tmp_path / "nothing-here"), 1)  # cannot tell: boot as before
+    assert holds_objects(str(tmp_path / "nothing-here"), 1)  # cannot tell: as if it held many
 
 
+EARLY = """
+import os, sys
+from auditor.detection import boot
+from auditor.git import log_process
+boot.early(sys.argv[2:], first_scan=sys.argv[1] == "first")
+started = {os.path.basename(os.path.dirname(k.rstrip("/"))) if k.endswith(".git") and not k.endswith("big.git")
+           else os.path.basename(k): p.pid for k, p in log_process._early.items()}
+print(sorted(started), sorted({"pygit2", "auditor.detectors", "auditor.detection.pool"} & set(sys.modules)))
+print(" ".join(map(str, started.values())), file=sys.stderr)
+"""
 
-def test_the_command_boots_the_forkserver_before_loading_only_for_a_repository_that_needs_workers(tmp_path):
-    """``boot.early`` (what ``auditor scan`` calls before loading anything heavy): a forkserver for a work tree or a
-    bare repository holding more objects than one batch has blobs, none for a small one, a URL or a non-repository
-    — and it loads nothing heavy itself."""
+
+def test_the_command_starts_git_before_loading_only_for_a_first_scan_of_a_repository_that_needs_workers(tmp_path):
+    """``boot.early`` (what ``auditor scan`` calls before loading anything heavy) starts git's changes of every ref
+    of a work tree or a bare repository holding more objects than one batch has blobs — on a first scan only (a
+    rerun asks git for new commits only); none for a small one, a URL or a non-repository — and loads nothing heavy
+    itself. A log that no scan takes is stopped when the command exits."""
     from auditor.detection.boot import BATCH
 
     big = one_commit(tmp_path / "big", {f"f{i}.txt": f"{i}\n" for i in range(BATCH)})
     small = one_commit(tmp_path / "small", {"a.txt": "a\n"})
     bare = tmp_path / "big.git"
     run_git(tmp_path, "clone", "-q", "--bare", str(big), str(bare))
-    code = ("import sys; from multiprocessing import forkserver; from auditor.detection import boot; "
-            "boot.early(sys.argv[1:]); print(forkserver._forkserver._forkserver_pid is not None, "
-            "sorted({'pygit2', 'auditor.detectors', 'auditor.detection.pool'} & set(sys.modules)))")
-    said = {}
-    for name, args in {"work tree": [str(big)], "bare": [str(bare)], "small then big": [str(small), str(big)],
-                       "small": [str(small)], "url": ["https://example.invalid/x.git"],
-                       "nothing": [str(tmp_path / "none")]}.items():
-        r = python(code, *args)
+    said, pids = {}, []
+    for name, args in {"work tree": ["first", str(big)], "bare": ["first", str(bare)],
+                       "small then big": ["first", str(small), str(big)], "small": ["first", str(small)],
+                       "a rerun": ["rerun", str(big)], "url": ["first", "https://example.invalid/x.git"],
+                       "nothing": ["first", str(tmp_path / "none")]}.items():
+        r = python(EARLY, *args)
         assert r.returncode == 0, r.stderr
         said[name] = r.stdout.strip()
-    assert said == {"work tree": "True []", "bare": "True []", "small then big": "True []", "small": "False []",
-                    "url": "False []", "nothing": "False []"}
+        pids += [int(p) for p in r.stderr.split()]
+    assert said == {"work tree": "['big'] []", "bare": "['big.git'] []", "small then big": "['big'] []",
+                    "small": "[] []", "a rerun": "[] []", "url": "[] []", "nothing": "[] []"}
+    assert len(pids) == 3 and not [p for p in pids if Path(f"/proc/{p}").exists()]  # none outlived its command
+
+
+def test_a_scan_reads_the_changes_git_started_early_and_only_a_first_scan_does(tmp_path):
+    from auditor.git import log_process
+    from auditor.git.changes import Changes
+    from auditor.git.repository import open_repository
+
+    repo = one_commit(tmp_path / "repo", {f"f{i}.txt": f"{i}\n" for i in range(20)})
+    GitRepo(repo).commit("two", {"g.txt": "g\n"})
+    log_process.start_early(str(repo / ".git"))
+    early = log_process.take_early(str(repo))  # as pygit2 names it, or not: the same repository
+    assert early is None  # a work tree is not its git directory
+    log_process.start_early(str(repo / ".git"))
+    opened = open_repository(str(repo))
+    head = bytes.fromhex(run_git(repo, "rev-parse", "HEAD").strip())
+    rerun = Changes(opened)
+    rerun.start([head])  # a rerun's few commits: git started for them, not the early log
+    first = Changes(opened)
+    first.start()
+    fresh = Changes(opened)
+    fresh.start()
+    assert rerun._proc is not None and first._proc is not None and rerun._proc is not first._proc
+    assert log_process.take_early(opened.path) is None  # taken by the first scan
+
+    def whole(changes: Changes) -> bytes:  # read to the end, which closes git's pipe
+        return b"".join(b.raw for b in changes.batches(lambda: ((), {})))
+
+    said = {name: whole(changes) for name, changes in (("rerun", rerun), ("first", first), ("fresh", fresh))}
+    assert said["first"] == said["fresh"] and said["first"].count(b"\x01") == 2  # the same changes, both commits
+    assert said["rerun"].count(b"\x01") == 1
+
+
+FORKED = """
+import sys, threading
+import multiprocessing.forkserver as fs
+from auditor.cli import main
+from auditor.detection import pool
+if sys.argv[1] == "thread":  # a caller that already runs a thread: the workers cannot be forked from it
+    stop = threading.Event()
+    threading.Thread(target=stop.wait, daemon=True).start()
+code = main(sys.argv[2:])
+print(code, fs._forkserver._forkserver_pid is not None, pool._forked is not None)
+"""
+
+
+def test_a_scan_forks_its_workers_from_itself_and_finds_what_forkserver_workers_find(tmp_path):
+    """``auditor scan`` forks its detection workers once loaded (no forkserver, no second interpreter); a caller
+    with a thread running gets forkserver workers instead; both find the same, byte for byte."""
+    from tests.helpers.git import bulk_repo
+
+    repo = tmp_path / "repo"
+    bulk_repo(repo, commits=4, per_commit=100, pairs=3)
+    said, found = {}, {}
+    for how in ("forked", "thread"):
+        out = tmp_path / how
+        r = subprocess.run([sys.executable, "-c", FORKED, how, "scan", str(repo), "--out", str(out), "--no-validate",
+                            "--no-progress", "--jobs", "2"], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+        said[how] = r.stdout.strip().splitlines()[-1]
+        found[how] = (out / "findings.jsonl").read_text()
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["blobs_scanned"] >= 400 and summary["error_count"] == 0
+    assert said == {"forked": "1 False True", "thread": "1 True False"}
+    assert found["forked"] == found["thread"] and found["forked"].count("\n") == 3
 
 
 # -- result files: plain Python == the reporter's frames, byte for byte ----------------------------------------

@@ -1,5 +1,5 @@
-"""Processes as /proc shows them (to find a scan's forkserver and workers, and to see them gone), waiting on a
-condition, and cleaning up a process group the test started."""
+"""Processes as /proc shows them (to find a scan's workers — its forks, or its forkserver's children — and to see
+them gone), waiting on a condition, and cleaning up a process group the test started."""
 
 from __future__ import annotations
 
@@ -63,9 +63,15 @@ def forkservers(pid: int) -> list[int]:
     return [c for c in descendants(pid) if "forkserver" in cmdline(c)]
 
 
+def forks(pid: int) -> list[int]:
+    """Live children of ``pid`` that are forks of it (its command line): the detection workers a scan forked."""
+    me = cmdline(pid)
+    return [c for c in children(pid) if alive(c) and cmdline(c) == me]
+
+
 def workers(pid: int) -> list[int]:
-    """Live detection workers of the scan ``pid``: children of its forkserver."""
-    return [w for s in forkservers(pid) for w in children(s) if alive(w)]
+    """Live detection workers of the scan ``pid``: its own forks, or children of its forkserver."""
+    return forks(pid) + [w for s in forkservers(pid) for w in children(s) if alive(w)]
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.005) -> Any:
