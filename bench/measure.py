@@ -1,8 +1,8 @@
 """Run one command and account for its whole process tree: wall time, CPU, memory, other load on the machine.
 
 Why not only ``/usr/bin/time -v``: it reports what ``wait4`` reports, i.e. the command and the descendants that
-were *waited for* inside its tree. auditor's detection workers are children of a multiprocessing forkserver that
-the main process never waits for; when the main process exits the forkserver is orphaned (reparented to init)
+were *waited for* inside its tree. auditor's detection workers may be children of a multiprocessing forkserver
+that the main process never waits for; when the main process exits the forkserver is orphaned (reparented to init)
 and its CPU time, and its workers', vanish from the count (``time -v`` says ~56 % CPU for a scan that keeps both
 cores busy). So:
 
@@ -14,8 +14,9 @@ cores busy). So:
   over the live processes, and of the sum of PSS (``/proc/PID/smaps_rollup``, every 4th sample after the first
   ten: shared pages of forked workers counted once), and the largest single process. ``ru_maxrss`` is that of
   one process, never the sum, so it is not used.
-* per process role (auditor: main, forkserver, worker; git, grep, ...) the sampler keeps the CPU ticks, so the
-  CPU utilisation of the detection window (while pool workers are alive) is known per role.
+* per process role (auditor: main, worker — a fork of main, or a forkserver's child —, forkserver; git, grep,
+  ...) the sampler keeps the CPU ticks, so the CPU utilisation of the detection window (while pool workers are
+  alive) is known per role.
 * noise: ``/proc/stat`` busy ticks of the whole machine over the run minus the tree's own CPU = CPU used by
   *other* processes meanwhile (other engineers' tests), in % of one core; the 1-min load average before.
 """
@@ -136,6 +137,7 @@ class _Sampler(threading.Thread):
         self.stop = threading.Event()
         self.procs: dict[tuple[int, int], Proc] = {}
         self.forkservers: set[int] = set()
+        self._root_cmdline = ""
         self.roles: dict[int, str] = {}  # live pid → role
         self.peak_rss = self.peak_pss = self.peak_pss_anon = 0
         self.peak_rss_by_role: dict[str, int] = {}
@@ -145,12 +147,19 @@ class _Sampler(threading.Thread):
         self.timeline: list[tuple[float, float, int, int, float, float, float]] = []
         self.n = 0
 
+    def root_cmdline(self) -> str:
+        if not self._root_cmdline:
+            self._root_cmdline = (_read(f"/proc/{self.root}/cmdline") or "").replace("\0", " ")
+        return self._root_cmdline
+
     def _role(self, pid: int, ppid: int, comm: str) -> str:
         if pid == self.root:
             return "main"
         cmdline = (_read(f"/proc/{pid}/cmdline") or "").replace("\0", " ")
         if ppid in self.forkservers:
             return "worker"
+        if ppid == self.root and cmdline and cmdline == self.root_cmdline():
+            return "worker"  # a fork of the scan itself (auditor's detection workers, ``pool.prefork``)
         if self.roles.get(ppid, "").startswith("worker"):
             return f"worker:{comm}"  # e.g. a git cat-file a worker reads blobs through
         if "multiprocessing.forkserver" in cmdline:
