@@ -19,7 +19,6 @@ from __future__ import annotations
 import io
 import re
 import shutil
-import subprocess
 import tempfile
 from binascii import unhexlify
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -91,7 +90,7 @@ class Batch(NamedTuple):
     commits: list[bytes]  # hex ids of the headers among the rows, in order
 
 
-def batches(stream: IO[bytes], size: int = CHUNK) -> Iterator[Batch]:
+def batches(stream: IO[bytes] | log_process.Log, size: int = CHUNK) -> Iterator[Batch]:
     """Git's raw changes, read ``size`` bytes at a time, as Batches of complete tokens (a change's metadata waits
     for its path); bytes after the last complete token (a stream cut short) are left out."""
     pending = b""
@@ -154,18 +153,18 @@ class Changes:
         self.parents: Mapping[bytes, tuple[bytes, ...]] = {}
         self.errors: list[str] = []
         self.computed_again = False  # some commit's changes came from pygit2 (git failed, or is not used)
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: log_process.Log | None = None
 
     def start(self, commits: Sequence[bytes] | None = None) -> None:
         """Start git on ``commits``, or on every ref and HEAD when None: it then runs while pygit2 lists them (or
         take the log of every ref the command started before it loaded, ``log_process.start_early``)."""
-        if not self.git or self._proc is not None:
+        if not self.git or self._log is not None:
             return
         if commits is None and (early := log_process.take_early(self.repo.path)) is not None:
-            self._proc = early
+            self._log = early
             return
         try:
-            self._proc = log_process.start(self.git, self.repo.path, commits)
+            self._log = log_process.start(self.git, self.repo.path, commits)
         except OSError:
             self.git = None
 
@@ -176,17 +175,17 @@ class Changes:
         meanwhile). A commit git did not give in full (git failed, or could not read it) is computed with pygit2."""
         done = bytearray()  # the raw ids git gave, end to end (git log names each commit once): no set of them
         width = 0
-        if self._proc is None:
+        if self._log is None:
             commits, self.parents = wanted()
             if commits:
                 self.start(commits)
-        if self._proc is not None:
-            for batch in self._git_batches(self._proc):
+        if self._log is not None:
+            for batch in self._git_batches(self._log):
                 if batch.commits:
                     done += unhexlify(b"".join(batch.commits))
                     width = len(batch.commits[0]) // 2
                 yield batch
-            if self._proc.returncode != 0 and width:  # after a failure the last record may be cut short
+            if self._log.returncode != 0 and width:  # after a failure the last record may be cut short
                 del done[-width:]
         commits, self.parents = wanted()
         want = commits if isinstance(commits, Collection) and not isinstance(commits, Sequence) else set(commits)
@@ -203,22 +202,16 @@ class Changes:
                 yield Batch(raw, rows, [rows[0][0]])
 
     def close(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
+        if self._log is not None:
+            self._log.close()
 
     # -- git log --raw -------------------------------------------------------------------------------------
-    def _git_batches(self, proc: subprocess.Popen[bytes]) -> Iterator[Batch]:
-        """Git's changes as they come; after a failure, ``proc.returncode`` says so (pygit2 does the rest)."""
-        finished = False
+    def _git_batches(self, log: log_process.Log) -> Iterator[Batch]:
+        """Git's changes as they come; after a failure, ``log.returncode`` says so (pygit2 does the rest)."""
         try:
-            yield from batches(proc.stdout)
-            finished = True
-        finally:
-            if not finished:  # abandoned (interrupted): git must not outlive the scan
-                self.close()
-            proc.stdout.close()
-        proc.wait()
+            yield from batches(log)
+        finally:  # read to the end, or abandoned (interrupted): git must not outlive the scan either way
+            log.close()
 
     # -- pygit2, object by object ------------------------------------------------------------------------
     def _pygit2_record(self, commit: bytes) -> Record:

@@ -172,7 +172,7 @@ from auditor.detection import boot
 from auditor.git import log_process
 boot.early(sys.argv[2:], first_scan=sys.argv[1] == "first")
 started = {os.path.basename(os.path.dirname(k.rstrip("/"))) if k.endswith(".git") and not k.endswith("big.git")
-           else os.path.basename(k): p.pid for k, p in log_process._early.items()}
+           else os.path.basename(k): log.proc.pid for k, log in log_process._early.items()}
 print(sorted(started), sorted({"pygit2", "auditor.detectors", "auditor.detection.pool"} & set(sys.modules)))
 print(" ".join(map(str, started.values())), file=sys.stderr)
 """
@@ -222,7 +222,7 @@ def test_a_scan_reads_the_changes_git_started_early_and_only_a_first_scan_does(t
     first.start()
     fresh = Changes(opened)
     fresh.start()
-    assert rerun._proc is not None and first._proc is not None and rerun._proc is not first._proc
+    assert rerun._log is not None and first._log is not None and rerun._log is not first._log
     assert log_process.take_early(opened.path) is None  # taken by the first scan
 
     def whole(changes: Changes) -> bytes:  # read to the end, which closes git's pipe
