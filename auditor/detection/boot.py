@@ -47,8 +47,22 @@ def early(repos: Iterable[str], first_scan: bool) -> None:
     """Start git's changes of every ref of the repository that will need workers, if one does and this is its
     ``first_scan`` (no store yet: a rerun asks git for its new commits only)."""
     git_dir = needs_workers(repos) if first_scan else None
-    if git_dir is not None:
+    if git_dir is not None and not _may_fetch(git_dir):
         log_process.start_early(git_dir)
+
+
+def _may_fetch(git_dir: str) -> bool:
+    """Whether git might fetch from a promisor remote in this repository (a partial clone's configuration, or a
+    configuration this cannot read plainly): the scan reads such a repository with libgit2 only, which never
+    fetches (``repository.partial_clone``), so git is not started for it early either."""
+    try:
+        with open(os.path.join(git_dir, "config"), "rb") as fh:
+            text = fh.read().lower()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return any(word in text for word in (b"partialclone", b"promisor", b"include"))
 
 
 def holds_objects(git_dir: str, least: int) -> bool:

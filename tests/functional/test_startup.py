@@ -189,8 +189,13 @@ def test_the_command_starts_git_before_loading_only_for_a_first_scan_of_a_reposi
     small = one_commit(tmp_path / "small", {"a.txt": "a\n"})
     bare = tmp_path / "big.git"
     run_git(tmp_path, "clone", "-q", "--bare", str(big), str(bare))
+    partial = tmp_path / "partial.git"  # configured as a partial clone that would fetch: read by libgit2 alone
+    run_git(tmp_path, "clone", "-q", "--bare", str(big), str(partial))
+    run_git(partial, "config", "remote.origin.promisor", "true")
+    run_git(partial, "config", "extensions.partialClone", "origin")
     said, pids = {}, []
     for name, args in {"work tree": ["first", str(big)], "bare": ["first", str(bare)],
+                       "partial clone": ["first", str(partial)],
                        "small then big": ["first", str(small), str(big)], "small": ["first", str(small)],
                        "a rerun": ["rerun", str(big)], "url": ["first", "https://example.invalid/x.git"],
                        "nothing": ["first", str(tmp_path / "none")]}.items():
@@ -198,7 +203,8 @@ def test_the_command_starts_git_before_loading_only_for_a_first_scan_of_a_reposi
         assert r.returncode == 0, r.stderr
         said[name] = r.stdout.strip()
         pids += [int(p) for p in r.stderr.split()]
-    assert said == {"work tree": "['big'] []", "bare": "['big.git'] []", "small then big": "['big'] []",
+    assert said == {"work tree": "['big'] []", "bare": "['big.git'] []", "partial clone": "[] []",
+                    "small then big": "['big'] []",
                     "small": "[] []", "a rerun": "[] []", "url": "[] []", "nothing": "[] []"}
     assert len(pids) == 3 and not [p for p in pids if Path(f"/proc/{p}").exists()]  # none outlived its command
 
