@@ -96,6 +96,8 @@ def parse_raw(path: Path, rate: float) -> dict:
         role = {1: "main", 2: "forkserver", 3: "worker"}.get(depth, f"depth{depth}")
         if depth == 2 and "resource_tracker" in procs[1]:
             role = "resource_tracker"
+        elif depth == 2 and "forkserver" not in procs[1]:
+            role = "worker"  # a fork of the scan itself (``pool.prefork``)
         frames = procs + stack.split(";")
         rest = frames[depth:]
         thread = "?"
