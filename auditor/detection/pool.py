@@ -131,6 +131,10 @@ def prefork(detectors: Sequence[Detector], *, jobs: int | None, max_bytes: int, 
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         pool.submit(os.getpid)  # a fork context starts every worker at the first task, before its own threads
+    except (OSError, BrokenProcessPool):  # no fork now (out of processes or memory): the forkserver, later
+        pool.shutdown(wait=False, cancel_futures=True)
+        os.close(write)
+        return False
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         os.close(read)  # the workers' alone: they read EOF the moment this process is gone

@@ -2,9 +2,11 @@
 repository before the command has loaded: git then computes the changes on the core the command's imports leave
 idle.
 
-git writes into an unlinked temporary file, read as it grows, never into a pipe: a pipe holds 1 MiB, and git would
-then wait for this process, which reads late while it loads and lists the commits (flask −5.5 % wall, 20k
-synthetic commits −5.4 %, paired). The file is the page cache's, as the change log's own is (``ChangeLog``).
+The early one writes into an unlinked temporary file, read as it grows, not into a pipe: a pipe holds 1 MiB, and
+git would then wait for this process, which reads late while it loads and lists the commits (flask −5.5 % wall,
+20k synthetic commits −5.4 %, paired). A file gives git no SIGPIPE when the command dies, so the kernel kills it
+then (``PR_SET_PDEATHSIG``, armed while the command has no thread yet). Others (a rerun's, one started once the
+scan has threads) write into a pipe, as they always did.
 
 Light on purpose (standard library only): ``detection.boot`` starts the early one before anything heavy loads.
 """
@@ -12,12 +14,14 @@ Light on purpose (standard library only): ``detection.boot`` starts the early on
 from __future__ import annotations
 
 import atexit
+import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from auditor.git.env import GIT_ENV
 
@@ -29,12 +33,14 @@ WAIT = 0.002  # seconds between looks at a file git has not written more to yet
 
 class Log:
     """One running ``git log --raw``: ``read`` answers like a pipe's (what git wrote since, waiting while git runs;
-    b"" once it has ended and all was read)."""
+    b"" once it has ended and all was read), whether git writes into a pipe or a ``growing`` file."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], fd: int) -> None:
-        self.proc, self._fd, self._at = proc, fd, 0
+    def __init__(self, proc: subprocess.Popen[bytes], fd: int, *, growing: bool) -> None:
+        self.proc, self._fd, self._growing, self._at = proc, fd, growing, 0
 
     def read(self, size: int) -> bytes:
+        if not self._growing:
+            return os.read(self._fd, size)
         while True:
             ended = self.proc.poll() is not None  # looked at first: what it wrote before ending is read below
             data = os.pread(self._fd, size, self._at)
@@ -59,36 +65,68 @@ class Log:
     def close(self) -> None:
         self.stop()
         if self._fd >= 0:
-            os.close(self._fd)
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+            else:
+                os.close(self._fd)
             self._fd = -1
 
 
-_early: dict[str, Log] = {}  # realpath of a git dir → its log of every ref, started early
-
-
-def start(git: str, git_dir: str, commits: Sequence[bytes] | None = None) -> Log:
+def start(git: str, git_dir: str, commits: Sequence[bytes] | None = None, *, early: bool = False) -> Log:
     """git's changes of ``commits`` (raw ids, written to its stdin), or of every ref and HEAD when None, against
-    each commit's first parent, NUL-separated (``changes.batches`` parses them). OSError when git cannot start."""
+    each commit's first parent, NUL-separated (``changes.batches`` parses them). ``early``: into a file, git killed
+    with this process (call it only while this process runs one thread). OSError when git cannot start."""
     which = ["--all"] if commits is None else ["--no-walk=unsorted", "--stdin"]
-    fd, name = tempfile.mkstemp(prefix="auditor-changes-")
-    os.unlink(name)
-    try:
-        proc = subprocess.Popen(
-            [git, *LOG_CACHE, "--git-dir", git_dir, "log", *which, "-z", "--raw", "--no-abbrev", "--no-renames",
-             "--no-ext-diff", "--no-textconv", "--root", "--diff-merges=first-parent", "--ignore-submodules=none",
-             "--format=%x01%H %P"],
-            stdin=subprocess.PIPE if commits is not None else subprocess.DEVNULL, stdout=fd,
-            stderr=subprocess.DEVNULL, env=GIT_ENV)
-    except OSError:
-        os.close(fd)
-        raise
+    argv = [git, *LOG_CACHE, "--git-dir", git_dir, "log", *which, "-z", "--raw", "--no-abbrev", "--no-renames",
+            "--no-ext-diff", "--no-textconv", "--root", "--diff-merges=first-parent", "--ignore-submodules=none",
+            "--format=%x01%H %P"]
+    stdin = subprocess.PIPE if commits is not None else subprocess.DEVNULL
+    if early:
+        fd, name = tempfile.mkstemp(prefix="auditor-changes-")
+        os.unlink(name)
+        try:
+            proc = subprocess.Popen(argv, stdin=stdin, stdout=fd, stderr=subprocess.DEVNULL, env=GIT_ENV,
+                                    preexec_fn=_dies_with_this_process())
+        except OSError:
+            os.close(fd)
+            raise
+        log = Log(proc, fd, growing=True)
+    else:
+        proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=GIT_ENV)
+        try:  # 1 MiB instead of 64 KiB: git writes ahead while the listing thread holds the GIL (flask: -4 % wall)
+            fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)  # type: ignore[union-attr]
+        except (OSError, AttributeError):  # not Linux
+            pass
+        log = Log(proc, proc.stdout.fileno(), growing=False)  # type: ignore[union-attr]
     if commits is not None:
         try:
             proc.stdin.write(b"".join(c.hex().encode() + b"\n" for c in commits))  # type: ignore[union-attr]
             proc.stdin.close()  # type: ignore[union-attr]
         except OSError:
             pass
-    return Log(proc, fd)
+    return log
+
+
+def _dies_with_this_process() -> Callable[[], None] | None:
+    """What git runs before it starts (Linux): the kernel kills it when this process dies, as a pipe's SIGPIPE
+    would have; None where prctl is not there."""
+    try:
+        import ctypes  # noqa: PLC0415 - only for an early start, on Linux
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError, ImportError):
+        return None
+    parent = os.getpid()
+
+    def arm() -> None:
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # this process died before that: git must not start at all
+            os._exit(1)
+
+    return arm
+
+
+_early: dict[str, Log] = {}  # realpath of a git dir → its log of every ref, started early
 
 
 def start_early(git_dir: str) -> None:
@@ -99,7 +137,7 @@ def start_early(git_dir: str) -> None:
     if git is None or key in _early:
         return
     try:
-        _early[key] = start(git, git_dir)
+        _early[key] = start(git, git_dir, early=True)
     except OSError:
         return
     if len(_early) == 1:

@@ -46,6 +46,16 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
+def _described(pid: int) -> str:
+    """A process's state and command line, for a failure message."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        return f"{state} {command}"
+    except OSError:
+        return "gone"
+
+
 def _cmd(repo: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "auditor", "scan", str(repo), "--out", str(out), "--no-validate", "--no-progress",
             "--jobs", "2"]
@@ -77,13 +87,12 @@ def test_sigkill_under_a_supervisor_that_reads_to_eof_first(history: Path, tmp_p
 
     threading.Thread(target=read_to_eof, daemon=True).start()
     reached = eof.wait(timeout=15)
-    lingering = {pid for pid in helpers if Path(f"/proc/{pid}").exists() and
-                 Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"}
+    lingering = {pid for pid in helpers if _described(pid)[0] not in "gZ"}  # neither gone nor a zombie
     proc.wait(timeout=30)  # only now is the scan reaped
     assert reached, f"stdout/stderr still held open 15 s after the scan was killed; by {sorted(lingering)}"
     time.sleep(2)
-    left = {pid for pid in helpers if Path(f"/proc/{pid}").exists()}
-    assert not left, f"helpers of the killed scan still run: {sorted(left)}"
+    left = {pid: said for pid in helpers if (said := _described(pid)) != "gone"}
+    assert not left, f"helpers of the killed scan still run: {left}"
     rerun = subprocess.run(_cmd(history, tmp_path / "out"), capture_output=True, env=ENV, timeout=300)
     assert rerun.returncode == 1, rerun.stderr
     assert _findings(tmp_path / "out") == _findings(tmp_path / "whole")

@@ -249,8 +249,8 @@ def test_a_failed_transaction_leaves_the_previous_results(store):
 @given(width=st.sampled_from([20, 32]),
        times=st.lists(st.integers(min_value=-2 ** 62, max_value=2 ** 62) | st.sampled_from(
            [0, -1, 86399, 86400, 951782400, -62135596800, -62135596801, 253402300799, 253402300800]), max_size=40),
-       reach=st.dictionaries(st.text(min_size=1, max_size=8), st.sampled_from(["pull requests only",
-                                                                                "other refs only"]), max_size=5),
+       reach=st.dictionaries(st.binary(min_size=20, max_size=20).map(bytes.hex),  # commit ids, as reach holds
+                             st.sampled_from(["pull requests only", "other refs only"]), max_size=5),
        json_functions=st.booleans())
 def test_commit_rows_are_stored_as_iso_writes_them_whichever_way_they_are_inserted(tmp_path_factory, width, times,
                                                                                      reach, json_functions):
