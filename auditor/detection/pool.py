@@ -118,10 +118,10 @@ _reserve: _Reserve | None = None
 def prefork(detectors: Sequence[Detector], *, jobs: int | None, max_bytes: int, max_pairs: int) -> bool:
     """Fork the detection workers from this process now, while it runs no other thread (the command, once loaded,
     before validation or progress start theirs); the first ``DetectionPool`` with the same settings adopts them.
-    False (nothing forked) when a thread runs or workers wait already."""
+    False (nothing forked) when a thread runs, workers wait already, or not on Linux."""
     global _reserve, _forked
-    if _reserve is not None or threading.active_count() != 1:
-        return False
+    if _reserve is not None or threading.active_count() != 1 or not sys.platform.startswith("linux"):
+        return False  # (macOS: system frameworks are not safe across a fork without exec)
     jobs = jobs or os.cpu_count() or 1
     _forked = (tuple(detectors), max_bytes, max_pairs)
     read, write = os.pipe()
