@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -72,21 +73,23 @@ class Log:
             self._fd = -1
 
 
-def start(git: str, git_dir: str, commits: Sequence[bytes] | None = None, *, early: bool = False) -> Log:
+def start(git: str, git_dir: str, commits: Sequence[bytes] | None = None, *,
+          early: Callable[[], None] | None = None) -> Log:
     """git's changes of ``commits`` (raw ids, written to its stdin), or of every ref and HEAD when None, against
     each commit's first parent, NUL-separated (``changes.batches`` parses them). ``early``: into a file, git killed
-    with this process (call it only while this process runs one thread). OSError when git cannot start."""
+    with this process by this function (``_dies_with_this_process``; only while this process runs one thread).
+    OSError when git cannot start."""
     which = ["--all"] if commits is None else ["--no-walk=unsorted", "--stdin"]
     argv = [git, *LOG_CACHE, "--git-dir", git_dir, "log", *which, "-z", "--raw", "--no-abbrev", "--no-renames",
             "--no-ext-diff", "--no-textconv", "--root", "--diff-merges=first-parent", "--ignore-submodules=none",
             "--format=%x01%H %P"]
     stdin = subprocess.PIPE if commits is not None else subprocess.DEVNULL
-    if early:
+    if early is not None:
         fd, name = tempfile.mkstemp(prefix="auditor-changes-")
         os.unlink(name)
         try:
             proc = subprocess.Popen(argv, stdin=stdin, stdout=fd, stderr=subprocess.DEVNULL, env=GIT_ENV,
-                                    preexec_fn=_dies_with_this_process())
+                                    preexec_fn=early)
         except OSError:
             os.close(fd)
             raise
@@ -110,6 +113,8 @@ def start(git: str, git_dir: str, commits: Sequence[bytes] | None = None, *, ear
 def _dies_with_this_process() -> Callable[[], None] | None:
     """What git runs before it starts (Linux): the kernel kills it when this process dies, as a pipe's SIGPIPE
     would have; None where prctl is not there."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         import ctypes  # noqa: PLC0415 - only for an early start, on Linux
 
@@ -134,10 +139,11 @@ def start_early(git_dir: str) -> None:
     take (a rerun reads only new commits) is stopped at exit."""
     git = shutil.which("git")
     key = os.path.realpath(git_dir)
-    if git is None or key in _early:
+    arm = _dies_with_this_process()
+    if git is None or key in _early or arm is None:  # no way to stop git with this process: it starts later
         return
     try:
-        _early[key] = start(git, git_dir, early=True)
+        _early[key] = start(git, git_dir, early=arm)
     except OSError:
         return
     if len(_early) == 1:
