@@ -29,8 +29,8 @@ def _date(day: int) -> str:
 
 class CommitRows(Mapping[str, str]):
     """hex id → ISO committer time of listed commits (the store's rows), in key order, held as the raw ids end to
-    end and an array of times: 28 bytes a commit instead of two strings and a dict entry (~190 bytes); the strings
-    are made as the store reads them."""
+    end and an array of times: 28 bytes a commit instead of two strings and a dict entry (~190 bytes). The store
+    reads them ``packed`` (SQLite makes the strings); the mapping makes them one at a time for other readers."""
 
     __slots__ = ("_ids", "_times", "_width")
 

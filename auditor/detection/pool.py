@@ -151,9 +151,14 @@ def release() -> None:
         _reserve = None
 
 
+def _waiting(key: tuple) -> bool:
+    """Whether forked workers wait for a pool of these settings."""
+    return _reserve is not None and _reserve.key == key
+
+
 def _adopt(key: tuple) -> _Reserve | None:
     global _reserve
-    if _reserve is None or _reserve.key != key:
+    if not _waiting(key):
         return None
     taken, _reserve = _reserve, None
     return taken
@@ -201,13 +206,13 @@ class DetectionPool:
         # The write end stays in this process alone (os.pipe() fds are not inherited by git or anything else).
         self._lifeline, self._lifeline_w = os.pipe()
         self._initargs = (repo_path, tuple(detectors), max_bytes, max_pairs, use_git, _Lifeline(self._lifeline))
-        self._key = (tuple(detectors), max_bytes, max_pairs, self.jobs)
+        self._key = (*self._initargs[1:4], self.jobs)
         self._task: Callable[[Sequence[bytes]], BlobScan] = scan_batch
         self._forked_lifeline = -1  # the lifeline of adopted forked workers
         self.restarts = 0
         self.died_idle = False  # a worker died with no batch in flight and no batch left to give: nothing lost
         self._pool: ProcessPoolExecutor | None = None  # started with the first full batch (``scan``)
-        if (_reserve is None or _reserve.key != self._key) and holds_objects(repo_path, BATCH):
+        if not _waiting(self._key) and holds_objects(repo_path, BATCH):
             self._context()  # room for more than one batch, no forked workers: the forkserver boots while git lists
 
     def _context(self) -> multiprocessing.context.ForkServerContext:
